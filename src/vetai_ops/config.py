@@ -1,0 +1,273 @@
+"""Inventory (environments, hosts, db, storage, checks) and playbooks, validated by pydantic.
+
+A bad file raises :class:`ConfigError` naming the file and the key path
+(``environments.prod.storage.bucket: field required``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .paths import project_root
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DBNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SSHConfig(Strict):
+    user: str | None = None
+    port: int = 22
+    key_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    # protected envs never auto-add; "reject" everywhere unless explicitly relaxed
+    host_key_policy: Literal["reject", "warn"] = "reject"
+    connect_timeout: float = 10.0
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v):
+        if v is not None and not NAME_RE.match(v):
+            raise ValueError(f"invalid SSH user {v!r}: letters, digits, '_', '.', '-' only")
+        return v
+
+
+class Hosts(Strict):
+    db: list[str] = Field(default_factory=lambda: ["local"])
+    app: list[str] = Field(default_factory=list)
+
+    @field_validator("db", "app")
+    @classmethod
+    def _hosts(cls, v):
+        for h in v:
+            if not HOST_RE.match(h):
+                raise ValueError(f"invalid host name {h!r}: letters, digits, '.', '-', '_', ':' only")
+        return v
+
+    @field_validator("db")
+    @classmethod
+    def _one_db(cls, v):
+        if len(v) != 1:
+            raise ValueError("exactly one DB host is supported (the primary)")
+        return v
+
+
+class Database(Strict):
+    name: str = "vetai_connect"
+    user: str = "vetai"
+    host: str | None = None  # as seen from the DB host; None = Unix socket default
+    port: int = 5432
+    password_env: str | None = None  # NAME of the operator's env var holding the password
+    bin_dir: str | None = None  # where pg_dump/pg_restore live on the DB host (None: PATH)
+    maintenance_db: str = "postgres"
+    lock_timeout: str = "5s"
+    statement_timeout: str = "15min"
+
+    @field_validator("name", "maintenance_db")
+    @classmethod
+    def _dbname(cls, v):
+        if not DBNAME_RE.match(v):
+            raise ValueError(f"invalid database name {v!r}: use letters, digits and '_' (max 41 chars)")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _dbuser(cls, v):
+        if not NAME_RE.match(v):
+            raise ValueError(f"invalid database user {v!r}")
+        return v
+
+    @field_validator("password_env")
+    @classmethod
+    def _pwenv(cls, v):
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+            raise ValueError("password_env must be the NAME of an environment variable, not the password")
+        return v
+
+
+class Storage(Strict):
+    type: Literal["local", "s3"] = "local"
+    path: str = "backups"  # local: folder (relative to the project)
+    bucket: str | None = None
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    sse: Literal["AES256", "aws:kms", "none"] = "AES256"
+    multipart_chunk_mb: int = 16
+    max_concurrency: int = 4
+
+    @model_validator(mode="after")
+    def _s3(self):
+        if self.type == "s3" and not self.bucket:
+            raise ValueError("storage.type is s3 but storage.bucket is missing")
+        if self.bucket is not None and len(self.bucket) < 3:
+            raise ValueError("storage.bucket must have at least 3 characters")
+        return self
+
+
+class Checks(Strict):
+    http: list[str] = Field(default_factory=list)
+    timeout: float = 5.0
+    retries: int = 3
+    retry_delay: float = 1.0
+    row_count_tolerance: float = 0.0  # fraction a table may shrink across a deploy
+
+
+class Services(Strict):
+    restart: list[str] | None = None  # argv run on each app host, rolling
+    rolling_delay: float = 0.0
+
+
+class Sandbox(Strict):
+    dir: str = ".vetai/sandbox"
+    port: int = 54329
+    engine: Literal["auto", "system", "pgserver"] = "auto"
+
+
+class Backup(Strict):
+    compression: Literal["zstd", "gzip", "none"] = "zstd"
+    zstd_level: int = 3
+    compress_on: Literal["host", "operator"] = "host"
+    restore_jobs: int | None = None  # None: the DB host's cores
+
+
+class Environment(Strict):
+    protected: bool = False
+    description: str | None = None
+    sandbox: Sandbox | None = None  # set = the embedded local PostgreSQL
+    ssh: SSHConfig | None = None
+    hosts: Hosts = Field(default_factory=Hosts)
+    database: Database = Field(default_factory=Database)
+    storage: Storage = Field(default_factory=Storage)
+    checks: Checks = Field(default_factory=Checks)
+    services: Services = Field(default_factory=Services)
+    backup: Backup = Field(default_factory=Backup)
+    downgrade_on_failure: bool = False
+
+    # filled by load_inventory
+    name: str = ""
+
+    @property
+    def is_remote(self) -> bool:
+        return self.ssh is not None
+
+
+class Inventory(Strict):
+    default_env: str = "local"
+    environments: dict[str, Environment]
+
+    @field_validator("environments")
+    @classmethod
+    def _names(cls, v):
+        if not v:
+            raise ValueError("no environments defined")
+        for k in v:
+            if not NAME_RE.match(k):
+                raise ValueError(f"invalid environment name {k!r}")
+        return v
+
+    # filled by load_inventory
+    path: str = ""
+
+    def env(self, name: str | None) -> Environment:
+        name = name or self.default_env
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments)) or "(none)"
+            raise ConfigError(
+                f"unknown environment {name!r} in {self.path}",
+                f"use one of: {known}, or add it under 'environments:'",
+            )
+        return self.environments[name]
+
+
+def inventory_path() -> Path:
+    p = os.environ.get("VETAI_OPS_INVENTORY")
+    return Path(p).expanduser() if p else project_root() / "playbooks" / "inventory.yml"
+
+
+def _fmt_loc(loc: tuple) -> str:
+    return ".".join(str(x) for x in loc)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"file not found: {path}", "create it, or set VETAI_OPS_INVENTORY to the right file") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(e, 'problem', e)})", "fix the YAML syntax") from None
+
+
+def load_inventory(path: Path | None = None) -> Inventory:
+    path = path or inventory_path()
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or "environments" not in data:
+        raise ConfigError(f"{path}: missing key 'environments'", "the file must be a mapping with 'environments:'")
+    try:
+        inv = Inventory.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = _fmt_loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise ConfigError(f"{path}: {loc}: {msg}{more}", "fix that key in the inventory") from None
+    inv.path = str(path)
+    for name, env in inv.environments.items():
+        env.name = name
+    return inv
+
+
+# ---------------------------------------------------------------- playbooks
+
+
+class StepSpec(Strict):
+    step: str
+    name: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    when: str | None = None  # "first_deploy", "run_migrations", "run_seeds", "protected", ...
+
+    @property
+    def label(self) -> str:
+        return self.name or self.step
+
+
+class Playbook(Strict):
+    name: str
+    description: str | None = None
+    lock: bool = True
+    steps: list[StepSpec]
+    on_failure: list[StepSpec] = Field(default_factory=list)
+    # the step after which a failure triggers on_failure (usually "backup")
+    on_failure_after: str | None = "backup"
+    path: str = ""
+
+
+def load_playbook(name: str, directory: Path | None = None) -> Playbook:
+    directory = directory or Path(os.environ.get("VETAI_OPS_PLAYBOOKS") or project_root() / "playbooks")
+    path = directory / f"{name}.yml"
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a playbook is a mapping with 'steps:'")
+    data.setdefault("name", name)
+    try:
+        pb = Playbook.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"{path}: {_fmt_loc(err['loc'])}: {err['msg']}", "fix that key in the playbook") from None
+    pb.path = str(path)
+    return pb

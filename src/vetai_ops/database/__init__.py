@@ -1,0 +1,1 @@
+"""Database room: clusters, connections, Alembic wiring, introspection."""

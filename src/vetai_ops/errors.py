@@ -1,0 +1,77 @@
+"""Errors the face turns into one clear message (what, where, fix) and a non-zero exit.
+
+Every expected failure is an :class:`OpsError`. Messages must never contain secrets;
+callers pass values through :func:`vetai_ops.secrets.redact` when unsure.
+"""
+
+from __future__ import annotations
+
+
+class OpsError(Exception):
+    """An expected failure: shown without a traceback, with a hint on how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, **details):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def __str__(self) -> str:  # one line for logs; the face prints hint separately
+        return self.message if not self.hint else f"{self.message} (fix: {self.hint})"
+
+
+class ConfigError(OpsError):
+    """Inventory / playbook problems: names the file and the key."""
+
+
+class TargetError(OpsError):
+    """A host could not be reached or a command on it failed."""
+
+
+class HostKeyError(TargetError):
+    """Unknown or changed SSH host key."""
+
+
+class CommandFailed(TargetError):
+    def __init__(self, message: str, hint: str | None = None, *, returncode: int | None = None, stderr: str = ""):
+        super().__init__(message, hint)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class StoreError(OpsError):
+    """The backup store failed (disk full, S3 down, object missing)."""
+
+
+class BackupNotFound(OpsError):
+    """`--to` did not name exactly one complete backup."""
+
+
+class ChecksumMismatch(OpsError):
+    """Stored bytes do not match the manifest's sha256."""
+
+
+class LockHeld(OpsError):
+    """Another deploy/rollback holds the env's advisory lock."""
+
+    exit_code = 3
+
+
+class GateRefused(OpsError):
+    """Validation / preflight refused the deploy; nothing was changed."""
+
+    exit_code = 2
+
+
+class DeployFailed(OpsError):
+    """A step failed after the backup; on_failure ran. `report` says what happened."""
+
+    def __init__(self, message: str, hint: str | None = None, *, report: dict | None = None):
+        super().__init__(message, hint)
+        self.report = report or {}
+
+
+class Interrupted(OpsError):
+    exit_code = 130

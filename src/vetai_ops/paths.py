@@ -1,0 +1,34 @@
+"""Where the project lives (alembic.ini, migrations/, playbooks/, backups/, logs/)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """VETAI_OPS_HOME, else the nearest parent of cwd holding playbooks/inventory.yml and
+    alembic.ini, else the checkout this package was installed from (editable install)."""
+    env = os.environ.get("VETAI_OPS_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "alembic.ini").is_file() and (d / "playbooks").is_dir():
+            return d
+    pkg = Path(__file__).resolve().parents[2]
+    if (pkg / "alembic.ini").is_file():
+        return pkg
+    return here
+
+
+def migrations_dir() -> Path:
+    return Path(os.environ.get("VETAI_OPS_MIGRATIONS") or project_root() / "migrations")
+
+
+def versions_dir() -> Path:
+    return migrations_dir() / "versions"
+
+
+def logs_dir() -> Path:
+    return Path(os.environ.get("VETAI_OPS_LOGS") or project_root() / "logs")
