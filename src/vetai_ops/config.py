@@ -249,7 +249,6 @@ class StepSpec(Strict):
 class Playbook(Strict):
     name: str
     description: str | None = None
-    lock: bool = True
     steps: list[StepSpec]
     on_failure: list[StepSpec] = Field(default_factory=list)
     # the step after which a failure triggers on_failure (usually "backup")

@@ -75,3 +75,17 @@ class DeployFailed(OpsError):
 
 class Interrupted(OpsError):
     exit_code = 130
+
+
+class StopPipeline(Exception):
+    """Raised by a step to end a run successfully early (e.g. --dry-run after the plan)."""
+
+
+def short_error(e: BaseException) -> str:
+    """One readable line for an exception (driver errors: the server's message, no SQL dump)."""
+    if isinstance(e, OpsError):
+        return e.message
+    orig = getattr(e, "orig", None)
+    text = str(orig if orig is not None else e).strip() or type(e).__name__
+    first = text.splitlines()[0]
+    return (first[:400] + "...") if len(first) > 400 else first

@@ -1,0 +1,109 @@
+"""Rendering for people (rich, colour only on a terminal) and for scripts (--json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from ..events import Event
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ICONS = {"step_finished": "[green]✔[/]", "step_failed": "[red]✘[/]", "step_skipped": "[dim]–[/]"}
+
+
+class ConsoleSink:
+    """Ticks steps as they run (with durations) and shows transfer progress."""
+
+    def __init__(self, console: Console = err, verbose: bool = False):
+        self.c = console
+        self.verbose = verbose
+        self._progress: Progress | None = None
+        self._task = None
+        self._last_plain = 0.0
+
+    def _stop_progress(self):
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def emit(self, e: Event) -> None:
+        k = e.kind
+        if k == "progress":
+            self._on_progress(e)
+            return
+        self._stop_progress()
+        if k == "run_started":
+            self.c.print(f"[bold]{e.message}[/]  [dim]run {e.data.get('run_id')}[/]")
+        elif k == "step_started":
+            if self.verbose:
+                self.c.print(f"  [dim]… {e.step}[/]")
+        elif k in ICONS:
+            dur = e.data.get("duration_s")
+            d = f" [dim]{dur:.2f}s[/]" if isinstance(dur, (int, float)) else ""
+            msg = f"  {e.message}" if e.message else ""
+            self.c.print(f"{ICONS[k]} {e.step}{d}{msg}")
+        elif k == "warning":
+            self.c.print(f"[yellow]! {e.message}[/]")
+        elif k == "info":
+            self.c.print(f"  [dim]{e.message}[/]")
+        elif k == "revision_applied":
+            self.c.print(f"    [cyan]↑ {e.message}[/]")
+        elif k == "plan":
+            render_plan(e.data, self.c)
+        elif k == "run_finished":
+            colour = "green" if e.data.get("outcome") in ("success", "stopped") else "red"
+            self.c.print(f"[{colour}]{e.message}[/] in {e.data.get('duration_s', 0):.1f}s")
+
+    def _on_progress(self, e: Event) -> None:
+        done, total = e.data.get("done", 0), e.data.get("total")
+        if not self.c.is_terminal:
+            now = time.monotonic()
+            if now - self._last_plain > 5:
+                self._last_plain = now
+                self.c.print(f"  {e.step}: {done / 2**20:.1f} MiB" + (f" of {total / 2**20:.1f} MiB" if total else ""))
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TimeRemainingColumn(), console=self.c, transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(e.step or "transfer", total=total)
+        self._progress.update(self._task, completed=done, total=total)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    out.print(t)
+
+
+def render_plan(p: dict, c: Console = out) -> None:
+    c.print(f"[bold]plan[/] env [bold]{p['env']}[/]{' (protected)' if p.get('protected') else ''}: "
+            f"db host {p.get('db_host')}, app hosts {', '.join(p.get('app_hosts') or []) or '-'}, database {p.get('database')}")
+    c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
+            + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""))
+    for rev in p.get("pending", []):
+        c.print(f"  [cyan]+ {rev}[/]")
+    for f in p.get("findings", []):
+        f = f if isinstance(f, dict) else f.__dict__
+        tag = "ack" if f.get("acknowledged") else f.get("severity", "warning")
+        c.print(f"    [yellow]{tag}[/] {f.get('revision')} {f.get('rule')}: {f.get('message')}")
+    if p.get("first_deploy_seeds"):
+        c.print("  first deploy: demo data will be seeded")

@@ -1,0 +1,238 @@
+"""The invoke face: parse args, confirm, render progress and tables. No logic lives here
+beyond glue; everything runs through the pipeline and the rooms below it."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+import traceback
+
+from invoke import Collection, Exit, task
+
+from ..errors import OpsError
+from ..secrets import redact
+from . import render
+
+H_ENV = "environment from the inventory (default: the inventory's default_env, shipped as 'local')"
+H_JSON = "print machine-readable JSON on stdout"
+H_YES = "do not ask for confirmation (required on protected envs without a terminal)"
+H_VERBOSE = "show details (steps as they start, tracebacks of unexpected errors)"
+
+
+def ops(fn):
+    """Turn OpsError into one clear message (what, where, fix) and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(c, *args, **kwargs):
+        verbose = kwargs.get("verbose", False)
+        try:
+            return fn(c, *args, **kwargs)
+        except OpsError as e:
+            report = e.details.get("report") or getattr(e, "report", None)
+            if kwargs.get("json_") and report:
+                render.print_json({"ok": False, "error": redact(e.message), "hint": e.hint, "report": report})
+            render.err.print(f"[red bold]error:[/] {redact(e.message)}")
+            if e.hint:
+                render.err.print(f"[yellow]fix:[/] {redact(e.hint)}")
+            if verbose:
+                render.err.print(redact(traceback.format_exc()))
+            raise Exit(code=e.exit_code)
+        except KeyboardInterrupt:
+            render.err.print("[red]interrupted[/]")
+            raise Exit(code=130)
+        except Exit:
+            raise
+        except Exception as e:  # unexpected: short message, traceback with --verbose
+            render.err.print(f"[red bold]unexpected error:[/] {redact(type(e).__name__ + ': ' + str(e))}")
+            if verbose:
+                render.err.print(redact(traceback.format_exc()))
+            else:
+                render.err.print("[dim]re-run with --verbose for the traceback[/]")
+            raise Exit(code=1)
+
+    return wrapper
+
+
+def _confirm(env_name: str, plan: dict) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    render.render_plan(plan, render.err) if plan else None
+    render.err.print(f"[bold]Type the environment name ({env_name}) to continue:[/] ", end="")
+    try:
+        return input().strip() == env_name
+    except EOFError:
+        return False
+
+
+def _run(name: str, env: str | None, options: dict, json_: bool, verbose: bool) -> dict:
+    from ..pipeline import run_playbook
+
+    sink = render.ConsoleSink(render.err, verbose=verbose)
+    confirm = _confirm if sys.stdin.isatty() else None
+    return run_playbook(name, env, options=options, sink=sink, confirm=confirm)
+
+
+def _load_env(env: str | None):
+    from ..config import load_inventory
+
+    inv = load_inventory()
+    return inv, inv.env(env)
+
+
+# ------------------------------------------------------------------ main verbs
+
+
+@task(help={"env": H_ENV, "yes": H_YES, "dry_run": "show the plan and stop; nothing changes",
+            "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name'",
+            "skip_backup": "skip the pre-deploy backup (refused on protected envs)",
+            "json": H_JSON, "verbose": H_VERBOSE}, iterable=["allow"])
+@ops
+def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False, json_=False, verbose=False):
+    """Validate -> backup -> migrate -> post-check; restore the backup on any failure."""
+    report = _run("deploy", env, {"yes": yes, "dry_run": dry_run, "allow": allow or [], "skip_backup": skip_backup},
+                  json_, verbose)
+    if json_:
+        render.print_json({"ok": True, "report": report})
+
+
+@task(help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def backup(c, env=None, json_=False, verbose=False):
+    """pg_dump streamed through sha256 into the store; the manifest is written last."""
+    report = _run("backup", env, {}, json_, verbose)
+    if json_:
+        from ..store.catalog import Manifest  # noqa: F401
+
+        render.print_json({"ok": True, "id": report.get("backup_id"), "url": report.get("backup_url"), "report": report})
+    else:
+        render.out.print(f"backup {report.get('backup_id')} -> {report.get('backup_url')}")
+
+
+@task(help={"to": "backup id, a unique prefix of one, or 'latest' (see backups.list)", "env": H_ENV, "yes": H_YES,
+            "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def rollback(c, to=None, env=None, yes=False, json_=False, verbose=False):
+    """Restore a backup safely: verify, restore into a new DB, check, swap, post-check."""
+    report = _run("rollback", env, {"to": to, "yes": yes}, json_, verbose)
+    if json_:
+        render.print_json({"ok": True, "report": report})
+    else:
+        render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})")
+
+
+@task(help={"env": H_ENV, "json": H_JSON, "allow": "acknowledge a destructive operation (repeatable)", "verbose": H_VERBOSE},
+      iterable=["allow"])
+@ops
+def plan(c, env=None, allow=None, json_=False, verbose=False):
+    """What a deploy would do: steps, hosts, pending revisions with SQL and findings."""
+    report = _run("deploy", env, {"dry_run": True, "allow": allow or []}, json_, verbose)
+    if json_:
+        render.print_json(report)
+
+
+@task(help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def status(c, env=None, json_=False, verbose=False):
+    """Current vs head revision, pending migrations, last backup and its age, last deploy."""
+    from ..status import collect_status
+
+    s = collect_status(env)
+    if json_:
+        render.print_json(s)
+        return
+    rows = [["env", s["env"]], ["database", s["database_url"]], ["server", s.get("server_version")],
+            ["current", s["current"] or "base"], ["head", s["head"]],
+            ["pending", ", ".join(s["pending"]) or "none"],
+            ["last backup", f"{s['last_backup']['id']} ({s['last_backup']['age']})" if s.get("last_backup") else "none"],
+            ["last deploy", f"{s['last_deploy']['finished_at']} {s['last_deploy']['outcome']}" if s.get("last_deploy") else "none"]]
+    render.table(f"status of {s['env']}", ["", ""], rows)
+
+
+@task(help={"env": "also run live checks of this env (applied-file checksums, ancestry)",
+            "migrations": "an Alembic versions directory to validate (default: this project's)",
+            "json": H_JSON, "sql": "render pending SQL (Alembic offline) and lint it with squawk", "verbose": H_VERBOSE})
+@ops
+def validate(c, env=None, migrations=None, json_=False, sql=False, verbose=False):
+    """Static checks of the migration history (any Alembic versions dir); live checks with --env."""
+    from .validate_cmd import run_validate
+
+    code = run_validate(env=env, migrations=migrations, json_out=json_, render_sql=sql)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"env": H_ENV, "json": H_JSON, "limit": "how many runs to show"})
+@ops
+def history(c, env=None, json_=False, limit=20):
+    """The deploy journal: who, when, from -> to, backup used, outcome, durations."""
+    from ..status import collect_history
+
+    rows = collect_history(env, int(limit))
+    if json_:
+        render.print_json(rows)
+        return
+    render.table("deploy history", ["finished", "action", "operator", "from", "to", "backup", "outcome"],
+                 [[r.get("finished_at"), r.get("action"), r.get("operator"), r.get("from_revision"), r.get("to_revision"),
+                   r.get("backup_id"), r.get("outcome")] for r in rows])
+
+
+# ------------------------------------------------------------------ backups.*
+
+
+@task(name="list", help={"env": H_ENV, "json": H_JSON})
+@ops
+def backups_list(c, env=None, json_=False):
+    """Complete backups (with a manifest), newest first."""
+    from ..status import list_backups
+
+    items = list_backups(env)
+    if json_:
+        render.print_json(items)
+        return
+    render.table("backups", ["id", "revision", "size", "sha256", "reason", "age"],
+                 [[b["id"], b["revision"], f"{b['size'] / 2**20:.1f} MiB", b["sha256"][:12], b["reason"], b["age"]] for b in items])
+
+
+# ------------------------------------------------------------------ sandbox.*
+
+
+@task(name="up", help={"env": H_ENV})
+@ops
+def sandbox_up(c, env="local"):
+    """Start the embedded PostgreSQL of a sandbox env (initialising it on first use)."""
+    from ..database.sandbox import ensure_sandbox
+
+    _, e = _load_env(env)
+    if e.sandbox is None:
+        raise OpsError(f"env {e.name!r} has no sandbox", "use an env with a 'sandbox:' section, e.g. local")
+    cl = ensure_sandbox(e)
+    render.out.print(f"sandbox running: {cl.url(e.database.name, e.database.user).replace('+psycopg', '')} (PostgreSQL {'.'.join(map(str, cl.version))})")
+
+
+@task(name="down", help={"env": H_ENV, "destroy": "also delete the sandbox's data directory"})
+@ops
+def sandbox_down(c, env="local", destroy=False):
+    """Stop the embedded PostgreSQL (and with --destroy remove its data)."""
+    from ..database.sandbox import stop_sandbox
+
+    _, e = _load_env(env)
+    if e.sandbox is None:
+        raise OpsError(f"env {e.name!r} has no sandbox")
+    cl = stop_sandbox(e, destroy=destroy)
+    render.out.print(("destroyed " if destroy else "stopped ") + str(cl.root))
+
+
+def build_collection() -> Collection:
+    ns = Collection()
+    for t in (deploy, backup, rollback, plan, status, validate, history):
+        ns.add_task(t)
+    backups = Collection("backups")
+    backups.add_task(backups_list, name="list")
+    ns.add_collection(backups)
+    sandbox = Collection("sandbox")
+    sandbox.add_task(sandbox_up, name="up")
+    sandbox.add_task(sandbox_down, name="down")
+    ns.add_collection(sandbox)
+    return ns

@@ -1,0 +1,62 @@
+"""`invoke validate`: static report of any Alembic versions dir; live checks with --env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import paths
+from . import render
+
+
+def run_validate(env: str | None, migrations: str | None, json_out: bool, render_sql: bool) -> int:
+    from ..validate import validate_history
+
+    vdir = Path(migrations) if migrations else paths.versions_dir()
+    if not vdir.is_dir():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--migrations={vdir}: not a directory", "point it at an Alembic versions/ folder")
+    own = migrations is None
+    pending = None
+    live_errors: list[str] = []
+    current = None
+    if env:
+        from ..database import migrations as mig
+        from ..status import context
+        from ..steps.validate import changed_applied
+
+        with context(env) as ctx:
+            with ctx.access.engine().connect() as conn:
+                current = mig.current(conn)
+                live_errors += changed_applied(conn)
+            if current and not mig.known(current):
+                live_errors.append(f"database is at revision {current}, unknown to this checkout (ahead or diverged)")
+            else:
+                pending = set(mig.chain(current, mig.head()))
+    report = validate_history(
+        vdir, pending=pending, render=render_sql and own,
+        alembic_ini=paths.project_root() / "alembic.ini" if own else None,
+    )
+    data = report.to_json()
+    data["live_errors"] = live_errors
+    if env:
+        data["current"] = current
+        data["pending"] = sorted(pending or [])
+    ok = report.ok and not live_errors
+    data["ok"] = ok
+    if json_out:
+        render.print_json(data)
+    else:
+        c = render.out
+        c.print(f"{data['revisions']} revisions in {vdir}; heads: {', '.join(data['heads']) or '-'}")
+        for e in data["errors"]:
+            c.print(f"[red]error[/] {e.get('code')}: {e.get('message')}  [dim]{e.get('file')}:{e.get('line') or ''}[/]")
+        for e in live_errors:
+            c.print(f"[red]error[/] {e}")
+        for f in data["findings"]:
+            sev = "[red]blocking[/]" if f.get("severity") == "error" else "[yellow]warning[/]"
+            if f.get("acknowledged"):
+                sev = "[green]acknowledged[/]"
+            c.print(f"{sev} {f['revision']} {f['rule']}: {f['message']}  [dim]{f['file']}:{f.get('line') or ''}[/]")
+        c.print("[green]valid[/]" if ok else "[red]invalid[/]")
+    return 0 if ok else 2

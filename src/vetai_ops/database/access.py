@@ -1,0 +1,161 @@
+"""How the operator and the pg tools reach an environment's database.
+
+- Operator side (Alembic, checks, locks): a SQLAlchemy engine. Local sandbox: the
+  Unix socket. Remote: a TCP tunnel through the DB host's SSH connection, because
+  ``database.host/port`` are as seen FROM the DB host.
+- DB-host side (pg_dump / pg_restore run there): ``pg_args()`` plus a 0600 passfile
+  written through the target (never a password in argv or env).
+
+The password is read from the operator's environment variable named by
+``database.password_env``; it is registered with :mod:`vetai_ops.secrets` so any
+text that might carry it is redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import Engine
+
+from .. import secrets
+from ..config import Environment
+from ..errors import ConfigError, OpsError
+from ..paths import project_root
+
+
+def password_for(env: Environment) -> str | None:
+    var = env.database.password_env
+    if not var:
+        return None
+    pw = os.environ.get(var)
+    if pw is None:
+        raise ConfigError(
+            f"environment variable {var} is not set (the password of database user "
+            f"{env.database.user!r} for env {env.name!r})",
+            f"export {var}=... in the shell that runs vetai-ops (it is never read from the inventory)",
+        )
+    secrets.register(pw)
+    return pw
+
+
+def _passfile_escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace(":", "\\:")
+
+
+class DbAccess:
+    """Connections to one environment's database server, from the operator and on the DB host."""
+
+    def __init__(self, env: Environment, db_target, *, cluster=None):
+        self.env = env
+        self.db = env.database
+        self.target = db_target
+        self.cluster = cluster  # the embedded sandbox Cluster, when env.sandbox
+        self._stack = contextlib.ExitStack()
+        self._local_port: int | None = None
+        self._engines: dict[str, Engine] = {}
+        self.password = password_for(env)
+
+    # ------------------------------------------------------------ operator side
+    def _endpoint(self) -> tuple[str, int]:
+        if self.cluster is not None:
+            return str(self.cluster.socket_dir), self.cluster.port
+        if self.target.is_local:
+            return self.db.host or "127.0.0.1", self.db.port
+        if self._local_port is None:
+            self._local_port = self._stack.enter_context(
+                self.target.forward(self.db.host or "127.0.0.1", self.db.port)
+            )
+        return "127.0.0.1", self._local_port
+
+    def url(self, dbname: str | None = None, *, driver: bool = True) -> str:
+        """Connection URL without the password (safe to print)."""
+        host, port = self._endpoint()
+        scheme = "postgresql+psycopg" if driver else "postgresql"
+        name = dbname or self.db.name
+        if host.startswith("/"):
+            return f"{scheme}://{self.db.user}@/{name}?host={host}&port={port}"
+        return f"{scheme}://{self.db.user}@{host}:{port}/{name}"
+
+    def display_url(self, dbname: str | None = None) -> str:
+        """URL for humans and psql; for a tunnelled DB it is as seen from the DB host."""
+        name = dbname or self.db.name
+        if self.cluster is not None:
+            return self.url(name, driver=False)
+        pw = ":***" if self.password else ""
+        return f"postgresql://{self.db.user}{pw}@{self.db.host or '127.0.0.1'}:{self.db.port}/{name}"
+
+    def engine(self, dbname: str | None = None) -> Engine:
+        name = dbname or self.db.name
+        if name not in self._engines:
+            connect_args = {"connect_timeout": 10, "application_name": "vetai-ops"}
+            if self.password:
+                connect_args["password"] = self.password
+            self._engines[name] = create_engine(self.url(name), poolclass=pool.NullPool, connect_args=connect_args)
+        return self._engines[name]
+
+    def maintenance_engine(self) -> Engine:
+        return self.engine(self.db.maintenance_db)
+
+    def dispose(self) -> None:
+        for e in self._engines.values():
+            e.dispose()
+        self._engines.clear()
+
+    def close(self) -> None:
+        self.dispose()
+        self._stack.close()
+        self._local_port = None
+
+    # ------------------------------------------------------------ DB-host side
+    def bin(self, tool: str) -> str:
+        if self.cluster is not None:
+            return self.cluster.bin(tool)
+        if self.db.bin_dir:
+            return str(Path(self.db.bin_dir) / tool)
+        return tool
+
+    def pg_args(self, dbname: str | None = None) -> list[str]:
+        """-h/-p/-U/-d for a pg tool running ON the DB host (no password)."""
+        if self.cluster is not None:
+            host, port = str(self.cluster.socket_dir), self.cluster.port
+        else:
+            host, port = self.db.host, self.db.port
+        args = ["-p", str(port), "-U", self.db.user]
+        if host:
+            args = ["-h", host] + args
+        return args + ["-d", dbname or self.db.name]
+
+    @contextlib.contextmanager
+    def pg_env(self) -> Iterator[dict[str, str]]:
+        """Environment for pg tools on the DB host: a 0600 PGPASSFILE when a password is set."""
+        if not self.password:
+            yield {}
+            return
+        path = self.target.mktemp(".pgpass")
+        line = "*:*:*:" + _passfile_escape(self.db.user) + ":" + _passfile_escape(self.password) + "\n"
+        self.target.put_file(line.encode(), path, 0o600)
+        try:
+            yield {"PGPASSFILE": path}
+        finally:
+            self.target.remove(path)
+
+
+def check_reachable(access: DbAccess) -> str:
+    """Connect once; return the server version string or raise a clear OpsError."""
+    from sqlalchemy import text
+
+    try:
+        with access.engine().connect() as c:
+            return c.execute(text("show server_version")).scalar_one()
+    except OpsError:
+        raise
+    except Exception as e:  # psycopg/sqlalchemy errors: first line, redacted
+        msg = secrets.redact(str(getattr(e, "orig", e)).strip().splitlines()[0] if str(e).strip() else repr(e))
+        raise OpsError(
+            f"database {access.db.name!r} of env {access.env.name!r} is not reachable: {msg}",
+            "check that PostgreSQL runs and the inventory's database section (name, user, host, port, password_env)",
+        ) from None

@@ -1,0 +1,141 @@
+"""Alembic wiring: the project's history (ScriptDirectory), current revision, upgrade,
+downgrade, schema diff (compare_metadata) and per-revision file hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from ..errors import OpsError
+from ..paths import migrations_dir, project_root
+
+OPS_TABLES = {"deploy_history", "vetai_ops_applied", "migrations", "alembic_version"}
+
+
+def alembic_config(connection: Connection | None = None, **attributes) -> Config:
+    ini = project_root() / "alembic.ini"
+    cfg = Config(str(ini))
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    cfg.attributes.update(attributes)
+    return cfg
+
+
+def script_directory() -> ScriptDirectory:
+    try:
+        return ScriptDirectory.from_config(alembic_config())
+    except Exception as e:
+        raise OpsError(f"the migration history in {migrations_dir()} does not load: {e}") from None
+
+
+def head() -> str | None:
+    heads = script_directory().get_heads()
+    if len(heads) != 1:
+        raise OpsError(f"the migration history has {len(heads)} heads ({', '.join(heads)}); expected one",
+                       "merge them with `alembic merge heads`")
+    return heads[0]
+
+
+def current(conn: Connection) -> str | None:
+    ctx = MigrationContext.configure(conn)
+    heads = ctx.get_current_heads()
+    if len(heads) > 1:
+        raise OpsError(f"the database has several current revisions: {', '.join(heads)}")
+    return heads[0] if heads else None
+
+
+def chain(from_rev: str | None, to_rev: str | None) -> list[str]:
+    """Revision ids strictly after ``from_rev`` up to and including ``to_rev``, oldest first."""
+    if to_rev is None or from_rev == to_rev:
+        return []
+    sd = script_directory()
+    revs = list(sd.iterate_revisions(to_rev, from_rev or "base"))
+    revs.reverse()
+    return [r.revision for r in revs if r.revision != from_rev]
+
+
+def is_ancestor(maybe_ancestor: str | None, rev: str) -> bool:
+    if maybe_ancestor is None:
+        return True
+    sd = script_directory()
+    try:
+        return any(r.revision == maybe_ancestor for r in sd.iterate_revisions(rev, "base"))
+    except Exception:
+        return False
+
+
+def known(rev: str) -> bool:
+    try:
+        return script_directory().get_revision(rev) is not None
+    except Exception:
+        return False
+
+
+def revision_file(rev: str) -> Path:
+    return Path(script_directory().get_revision(rev).path)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def history_hashes() -> dict[str, tuple[str, str]]:
+    """rev -> (file name, sha256) for every revision in the history."""
+    out = {}
+    for sc in script_directory().walk_revisions():
+        p = Path(sc.path)
+        out[sc.revision] = (p.name, file_sha256(p))
+    return out
+
+
+def upgrade(conn: Connection, target: str, on_version_apply: Callable | None = None) -> None:
+    cfg = alembic_config(conn, on_version_apply=on_version_apply)
+    command.upgrade(cfg, target)
+
+
+def downgrade(conn: Connection, target: str) -> None:
+    cfg = alembic_config(conn)
+    command.downgrade(cfg, target)
+
+
+def stamp(conn: Connection, rev: str) -> None:
+    command.stamp(alembic_config(conn), rev)
+
+
+def schema_diff(conn: Connection) -> list:
+    """Differences between the live schema and the SQLAlchemy models (empty = match)."""
+    from ..schema.models import Base
+
+    def include(obj, name, type_, reflected, compare_to):
+        return not (type_ == "table" and name in OPS_TABLES)
+
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include})
+    return compare_metadata(ctx, Base.metadata)
+
+
+def describe_diff(diff: list) -> list[str]:
+    out = []
+    for d in diff:
+        if isinstance(d, list):  # modify_* come as lists of tuples
+            out.extend(describe_diff(d))
+            continue
+        op = d[0]
+        rest = [getattr(x, "name", None) or str(x) for x in d[1:4] if x is not None]
+        out.append(f"{op} " + " ".join(str(r) for r in rest))
+    return out
+
+
+def set_timeouts(conn: Connection, lock_timeout: str, statement_timeout: str) -> None:
+    conn.execute(text("select set_config('lock_timeout', :v, false)"), {"v": lock_timeout})
+    conn.execute(text("select set_config('statement_timeout', :v, false)"), {"v": statement_timeout})
+    conn.commit()

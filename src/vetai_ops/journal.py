@@ -1,0 +1,151 @@
+"""The deploy journal: JSON lines in logs/migration.log and a deploy_history table in the target DB."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from .events import Event
+from .paths import logs_dir
+from .secrets import redact
+
+HISTORY_DDL = """
+CREATE TABLE IF NOT EXISTS deploy_history (
+    id bigserial PRIMARY KEY,
+    run_id text NOT NULL,
+    action text NOT NULL,
+    env text NOT NULL,
+    operator text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    from_revision text,
+    to_revision text,
+    backup_id text,
+    outcome text NOT NULL,
+    error text,
+    steps jsonb NOT NULL DEFAULT '[]'::jsonb,
+    revisions jsonb NOT NULL DEFAULT '[]'::jsonb,
+    tool_version text
+)
+"""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+class FileJournal:
+    """Appends every event of a run to logs/migration.log (one JSON object a line)."""
+
+    def __init__(self, run_id: str, action: str, env: str, path: Path | None = None):
+        self.run_id = run_id
+        self.action = action
+        self.env = env
+        self.path = path or logs_dir() / "migration.log"
+        self.lines: list[str] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a", buffering=1)
+        except OSError:
+            self._f = None  # journaling must never break a deploy; the DB row still records it
+
+    def emit(self, event: Event) -> None:
+        if event.kind == "progress":
+            return
+        rec = {
+            "ts": _iso(event.ts),
+            "run": self.run_id,
+            "action": self.action,
+            "env": self.env,
+            "event": event.kind,
+            "step": event.step,
+            "message": redact(event.message),
+        }
+        if event.data:
+            rec["data"] = json.loads(redact(json.dumps(event.data, default=str)))
+        line = json.dumps(rec, default=str)
+        self.lines.append(line)
+        if self._f:
+            try:
+                self._f.write(line + "\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+            self._f = None
+
+
+def read_log(env: str | None = None, path: Path | None = None) -> list[dict[str, Any]]:
+    path = path or logs_dir() / "migration.log"
+    if not path.exists():
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if env is None or rec.get("env") == env:
+                out.append(rec)
+    return out
+
+
+def record_history(engine: Engine, row: dict[str, Any]) -> None:
+    """Insert one deploy_history row in the target DB (created on first use)."""
+    with engine.begin() as c:
+        c.execute(text(HISTORY_DDL))
+        c.execute(
+            text(
+                "INSERT INTO deploy_history (run_id, action, env, operator, started_at, finished_at, from_revision,"
+                " to_revision, backup_id, outcome, error, steps, revisions, tool_version) VALUES (:run_id, :action,"
+                " :env, :operator, to_timestamp(:started), to_timestamp(:finished), :from_revision, :to_revision,"
+                " :backup_id, :outcome, :error, CAST(:steps AS jsonb), CAST(:revisions AS jsonb), :tool_version)"
+            ),
+            {**row, "steps": json.dumps(row.get("steps", [])), "revisions": json.dumps(row.get("revisions", []))},
+        )
+
+
+def read_history(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+    with engine.connect() as c:
+        exists = c.execute(text("select to_regclass('public.deploy_history')")).scalar()
+        if not exists:
+            return []
+        rows = c.execute(
+            text(
+                "SELECT run_id, action, env, operator, started_at, finished_at, from_revision, to_revision, backup_id,"
+                " outcome, error, steps, revisions, tool_version FROM deploy_history ORDER BY id DESC LIMIT :n"
+            ),
+            {"n": limit},
+        ).mappings().all()
+    out = []
+    for r in rows:
+        d = dict(r)
+        for k in ("started_at", "finished_at"):
+            d[k] = d[k].isoformat(timespec="seconds") if d[k] else None
+        out.append(d)
+    return out
+
+
+def operator_id() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,345 @@
+"""Runs a playbook: ordered steps, a journal, the env lock, and on_failure handlers.
+
+A run is a :class:`RunContext` (env, targets, store, DB access, options, shared state)
+passed to each step function registered in :mod:`vetai_ops.steps`. Steps report through
+``ctx.emit``; the face renders. A failure in or after the step named by the playbook's
+``on_failure_after`` (``backup``) runs ``on_failure`` (restore that backup, restart,
+post-check again) and ends in :class:`DeployFailed` carrying a report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import __version__
+from .config import Environment, Inventory, Playbook, StepSpec, load_inventory, load_playbook
+from .errors import DeployFailed, Interrupted, OpsError, StopPipeline, short_error
+from .events import Event, EventSink, ListSink, NullSink, Tee
+from .journal import FileJournal, operator_id, record_history
+from .secrets import redact
+
+
+def env_flag(name: str) -> bool | None:
+    v = os.environ.get(name)
+    if v is None or v.strip() == "":
+        return None
+    return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class RunContext:
+    inventory: Inventory
+    env: Environment
+    action: str
+    options: dict[str, Any] = field(default_factory=dict)
+    sink: EventSink = field(default_factory=NullSink)
+    confirm: Callable[[str, dict], bool] | None = None  # face-provided prompt
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.run_id = uuid.uuid4().hex[:12]
+        self.operator = operator_id()
+        self.started = time.time()
+        self._stack = contextlib.ExitStack()
+        self._db_target = None
+        self._app_targets = None
+        self._store = None
+        self._catalog = None
+        self._access = None
+        self._cluster = None
+        self.events = ListSink()
+        self.journal = FileJournal(self.run_id, self.action, self.env.name)
+        self.sink = Tee(self.sink, self.events, self.journal)
+
+    # ---------------------------------------------------------------- reporting
+    def emit(self, kind: str, message: str = "", step: str | None = None, **data) -> None:
+        self.sink.emit(Event(kind, step or self.state.get("current_step"), redact(message), data))
+
+    def progress(self, step: str, done: int, total: int | None = None, **data) -> None:
+        self.sink.emit(Event("progress", step, "", {"done": done, "total": total, **data}))
+
+    # ---------------------------------------------------------------- resources
+    @property
+    def cluster(self):
+        if self.env.sandbox is not None and self._cluster is None:
+            from .database.sandbox import ensure_sandbox
+
+            self._cluster = ensure_sandbox(self.env)
+        return self._cluster
+
+    @property
+    def db_target(self):
+        if self._db_target is None:
+            self._db_target = self._make_target(self.env.hosts.db[0])
+        return self._db_target
+
+    @property
+    def app_targets(self) -> list:
+        if self._app_targets is None:
+            hosts = self.env.hosts.app or ([] if self.env.ssh else ["local"])
+            self._app_targets = [self._make_target(h) for h in hosts]
+        return self._app_targets
+
+    def _make_target(self, host: str):
+        if self.env.ssh is None or host in ("local", "localhost") and self.env.ssh is None:
+            from .targets.local import LocalTarget
+
+            return LocalTarget(host)
+        from .targets.factory import make_target
+
+        t = make_target(host, self.env.ssh, self.env.protected)
+        self._stack.callback(t.close)
+        return t
+
+    @property
+    def store(self):
+        if self._store is None:
+            from .store.factory import make_store
+
+            self._store = make_store(self.env)
+        return self._store
+
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            from .store.catalog import Catalog
+
+            self._catalog = Catalog(self.store, self.env.name)
+        return self._catalog
+
+    @property
+    def access(self):
+        if self._access is None:
+            from .database.access import DbAccess
+
+            cluster = self.cluster
+            self._access = DbAccess(self.env, self.db_target, cluster=cluster)
+            self._stack.callback(self._access.close)
+        return self._access
+
+    def close(self) -> None:
+        self._stack.close()
+        self.journal.close()
+
+
+# ------------------------------------------------------------------- runner
+
+
+def _when(spec: StepSpec, ctx: RunContext) -> bool:
+    cond = spec.when
+    if not cond:
+        return True
+    neg = cond.startswith("not ")
+    name = cond[4:] if neg else cond
+    val = bool(ctx.state.get(f"when:{name}", ctx.options.get(name, False)))
+    return not val if neg else val
+
+
+def _run_step(ctx: RunContext, spec: StepSpec, phase: str) -> dict:
+    from .steps import get_step
+
+    fn = get_step(spec.step)
+    rec = {"step": spec.label, "phase": phase, "status": "running"}
+    if not _when(spec, ctx):
+        ctx.emit("step_skipped", f"skipped ({spec.when} is false)", step=spec.label)
+        rec.update(status="skipped", duration_s=0.0)
+        return rec
+    ctx.state["current_step"] = spec.label
+    t0 = time.monotonic()
+    ctx.emit("step_started", "", step=spec.label)
+    try:
+        summary = fn(ctx, **spec.options)
+    except BaseException as e:
+        msg = redact(short_error(e))
+        rec.update(status="failed", duration_s=round(time.monotonic() - t0, 3), error=msg)
+        ctx.emit("step_failed", msg, step=spec.label, duration_s=rec["duration_s"])
+        raise
+    rec.update(status="ok", duration_s=round(time.monotonic() - t0, 3))
+    if summary:
+        rec["summary"] = summary
+    ctx.emit("step_finished", summary or "", step=spec.label, duration_s=rec["duration_s"])
+    return rec
+
+
+class _SignalGuard:
+    """SIGTERM behaves like Ctrl-C; while on_failure runs, further signals are held off."""
+
+    def __enter__(self):
+        self._old = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, self._term)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    @staticmethod
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def shielded(self):
+        try:
+            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        except ValueError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def run_playbook(
+    name: str,
+    env_name: str | None = None,
+    *,
+    options: dict | None = None,
+    sink: EventSink | None = None,
+    confirm: Callable[[str, dict], bool] | None = None,
+    inventory: Inventory | None = None,
+    playbook: Playbook | None = None,
+) -> dict:
+    """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    inv = inventory or load_inventory()
+    env = inv.env(env_name)
+    pb = playbook or load_playbook(name)
+    ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
+    report: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "action": pb.name,
+        "env": env.name,
+        "operator": ctx.operator,
+        "steps": [],
+        "outcome": "running",
+    }
+    ctx.emit("run_started", f"{pb.name} on {env.name}", step=None, playbook=pb.path, run_id=ctx.run_id)
+    armed = False  # on_failure armed once the on_failure_after step succeeded
+    failure: BaseException | None = None
+    with _SignalGuard() as guard:
+        try:
+            try:
+                for spec in pb.steps:
+                    rec = _run_step(ctx, spec, "main")
+                    report["steps"].append(rec)
+                    if pb.on_failure_after and spec.step == pb.on_failure_after and rec["status"] == "ok":
+                        armed = True
+                report["outcome"] = "success"
+            except StopPipeline as e:
+                report["outcome"] = "stopped"
+                report["message"] = str(e)
+            except BaseException as e:  # noqa: BLE001 - we re-raise below after on_failure
+                failure = e
+                report["outcome"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+                report["error"] = (redact(short_error(e))
+                                   if not isinstance(e, KeyboardInterrupt) else "interrupted (SIGINT/SIGTERM)")
+                report["failed_step"] = ctx.state.get("current_step")
+                if armed and pb.on_failure:
+                    ctx.state["failure"] = report["error"]
+                    with guard.shielded():
+                        _on_failure(ctx, pb, report)
+        finally:
+            _finish(ctx, report)
+    if failure is not None:
+        if isinstance(failure, KeyboardInterrupt):
+            raise _interrupted(pb, env, report)
+        if armed:
+            raise DeployFailed(
+                f"{pb.name} on {env.name} failed at {report.get('failed_step')}: {report['error']}; "
+                + _recovery_summary(report),
+                "see the report above and logs/migration.log",
+                report=report,
+            )
+        if isinstance(failure, OpsError):
+            failure.details.setdefault("report", report)
+            raise failure
+        raise failure
+    return report
+
+
+def _interrupted(pb, env, report) -> Interrupted:
+    e = Interrupted(f"{pb.name} on {env.name} interrupted during {report.get('failed_step')}; " + _recovery_summary(report))
+    e.details["report"] = report
+    return e
+
+
+def _recovery_summary(report: dict) -> str:
+    rec = report.get("recovery")
+    if not rec:
+        return "nothing after the backup had run, the database was not changed"
+    if rec.get("status") == "ok":
+        return f"recovered: {', '.join(rec.get('done', []))}; backup {report.get('backup_id')} at {report.get('backup_url')}"
+    return (
+        f"RECOVERY FAILED at {rec.get('failed_step')}: {rec.get('error')}; restore by hand with "
+        f"`invoke rollback --to={report.get('backup_id')} --env={report.get('env')}` (backup at {report.get('backup_url')})"
+    )
+
+
+def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
+    rec: dict[str, Any] = {"status": "running", "done": [], "steps": []}
+    report["recovery"] = rec
+    ctx.state["recovering"] = True
+    ctx.emit("warning", f"{report.get('failed_step')} failed; running on_failure", step=None)
+    for spec in pb.on_failure:
+        try:
+            r = _run_step(ctx, spec, "on_failure")
+            rec["steps"].append(r)
+            if r["status"] == "ok":
+                rec["done"].append(spec.label + (f" {r['summary']}" if r.get("summary") else ""))
+        except BaseException as e:  # noqa: BLE001
+            rec.update(status="failed", failed_step=spec.label, error=redact(short_error(e)))
+            return
+    rec["status"] = "ok"
+
+
+def _finish(ctx: RunContext, report: dict) -> None:
+    report["finished"] = time.time()
+    report["started"] = ctx.started
+    report["duration_s"] = round(report["finished"] - ctx.started, 3)
+    for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id"):
+        if k in ctx.state:
+            report[k] = ctx.state[k]
+    ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])
+    # journal: the target DB's deploy_history (best effort: never hides the real outcome)
+    if ctx.state.get("db_touched"):
+        try:
+            record_history(
+                ctx.access.engine(),
+                {
+                    "run_id": ctx.run_id,
+                    "action": report["action"],
+                    "env": ctx.env.name,
+                    "operator": ctx.operator,
+                    "started": ctx.started,
+                    "finished": report["finished"],
+                    "from_revision": report.get("from_rev"),
+                    "to_revision": report.get("to_rev"),
+                    "backup_id": report.get("backup_id") or report.get("restored_id"),
+                    "outcome": report["outcome"] + ("+restored" if report.get("recovery", {}).get("status") == "ok" else ""),
+                    "error": report.get("error"),
+                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
+                    "revisions": report.get("revisions", []),
+                    "tool_version": __version__,
+                },
+            )
+        except Exception as e:  # noqa: BLE001
+            ctx.emit("warning", f"could not write deploy_history: {redact(str(e).splitlines()[0] if str(e) else repr(e))}")
+    # the run's log next to the backup it made
+    bid = ctx.state.get("backup_id")
+    if bid:
+        try:
+            ctx.catalog.store.put_bytes(ctx.catalog.log_key(bid), ("\n".join(ctx.journal.lines) + "\n").encode())
+        except Exception:  # noqa: BLE001
+            pass
+    ctx.close()

@@ -1,0 +1,82 @@
+"""Read-only views for the face: status, backups list, history. They reuse a RunContext
+for wiring (targets, store, DB access) but run no playbook and take no lock."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import datetime, timezone
+from typing import Iterator
+
+from .config import load_inventory
+from .database import migrations as mig
+from .journal import read_history
+from .pipeline import RunContext
+from .store.catalog import id_time
+
+
+@contextlib.contextmanager
+def context(env_name: str | None, action: str = "status") -> Iterator[RunContext]:
+    inv = load_inventory()
+    ctx = RunContext(inv, inv.env(env_name), action)
+    ctx.journal.close()
+    ctx.journal._f = None  # read-only views are not journaled
+    try:
+        yield ctx
+    finally:
+        ctx._stack.close()
+
+
+def age(bid: str) -> str:
+    secs = int((datetime.now(timezone.utc) - id_time(bid)).total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= n:
+            return f"{secs // n}{unit} ago"
+    return f"{secs}s ago"
+
+
+def _backup_row(m) -> dict:
+    return {
+        "id": m.id, "sha256": m.sha256, "size": m.size, "revision": m.revision, "created_at": m.created_at,
+        "reason": m.reason, "compression": m.compression, "database": m.database, "age": age(m.id),
+        "verified": bool(m.verifications and m.verifications[-1].get("ok")),
+    }
+
+
+def list_backups(env_name: str | None) -> list[dict]:
+    with context(env_name) as ctx:
+        return [_backup_row(m) for m in ctx.catalog.list()]
+
+
+def collect_status(env_name: str | None) -> dict:
+    from .database.access import check_reachable
+
+    with context(env_name) as ctx:
+        version = check_reachable(ctx.access)
+        with ctx.access.engine().connect() as conn:
+            current = mig.current(conn)
+        head = mig.head()
+        known = current is None or mig.known(current)
+        pending = mig.chain(current, head) if known and mig.is_ancestor(current, head) else []
+        backups = ctx.catalog.list()
+        hist = read_history(ctx.access.engine(), limit=1)
+        return {
+            "env": ctx.env.name,
+            "protected": ctx.env.protected,
+            "database_url": ctx.access.display_url(),
+            "server_version": version,
+            "current": current,
+            "head": head,
+            "pending": pending,
+            "state": "up to date" if current == head else ("unknown revision" if not known else f"{len(pending)} pending"),
+            "last_backup": _backup_row(backups[0]) if backups else None,
+            "backups": len(backups),
+            "backup_store": ctx.store.location,
+            "last_deploy": hist[0] if hist else None,
+            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def collect_history(env_name: str | None, limit: int = 20) -> list[dict]:
+    with context(env_name) as ctx:
+        return read_history(ctx.access.engine(), limit=limit)

@@ -1,0 +1,177 @@
+"""Backup: ``pg_dump -Fc`` on the DB host, streamed host -> (SSH) -> operator -> sha256 ->
+store, then the manifest, written last. No temp file anywhere; memory stays bounded.
+
+Compression (env.backup.compression):
+- ``zstd`` (default): ``pg_dump -Fc -Z0 | zstd -T0`` on the DB host when it has zstd
+  (saves network bytes), else zstd in the operator process (``zstandard``, threads).
+- ``gzip``: pg_dump's own compression (``-Fc`` default level).
+- ``none``: ``-Fc -Z0``.
+The manifest records which, so restore knows how to read it; the sha256 is over the
+stored bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+
+from sqlalchemy import text
+
+from .. import __version__
+from ..errors import CommandFailed, StoreError
+from ..paths import project_root
+from ..store.catalog import Manifest
+from ..targets import pipeline
+from . import step
+
+CHUNK = 1 << 20
+
+
+class HashingReader:
+    """Wraps a binary stream: read(n) passes bytes through, hashing and counting them."""
+
+    def __init__(self, raw, progress=None):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.progress = progress
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.raw.read(CHUNK if n is None or n < 0 else n)
+        if b:
+            self.sha.update(b)
+            self.size += len(b)
+            if self.progress:
+                self.progress(len(b))
+        return b
+
+    def readable(self) -> bool:
+        return True
+
+
+def git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(project_root()), "rev-parse", "--short=12", "HEAD"],
+                           capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except Exception:
+        return None
+
+
+def _has(target, tool: str) -> bool:
+    return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
+
+
+def dump_command(ctx) -> tuple[list[str], str, bool]:
+    """(argv on the DB host, compression recorded in the manifest, compress on operator?)."""
+    access, cfg = ctx.access, ctx.env.backup
+    base = [access.bin("pg_dump"), "-Fc", "--no-password", *access.pg_args()]
+    if cfg.compression == "gzip":
+        return base, "gzip", False
+    dump = base + ["-Z0"]
+    if cfg.compression == "none":
+        return dump, "none", False
+    if cfg.compress_on == "host" and _has(ctx.db_target, "zstd"):
+        return pipeline(dump, ["zstd", "-q", "-c", "-T0", f"-{cfg.zstd_level}"]), "zstd", False
+    return dump, "zstd", True
+
+
+class _ZstdReader:
+    """Compress a stream on the operator side, multi-threaded, bounded memory."""
+
+    def __init__(self, raw, level: int):
+        import zstandard
+
+        self._r = zstandard.ZstdCompressor(level=level, threads=-1).stream_reader(raw, read_size=CHUNK)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._r.read(CHUNK if n is None or n < 0 else n)
+
+
+def take_backup(ctx, reason: str = "manual") -> Manifest:
+    access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
+    t0 = time.monotonic()
+    with access.engine().connect() as conn:
+        from ..database.migrations import current
+
+        revision = current(conn)
+        server_version = conn.execute(text("show server_version")).scalar_one()
+        tables = dict(conn.execute(text(
+            "select c.relname, greatest(c.reltuples, 0)::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = 'public' and c.relkind = 'r'"
+        )).all())
+    pg_dump_version = target.run([access.bin("pg_dump"), "--version"]).text.strip()
+    bid = catalog.allocate_id()
+    argv, compression, on_operator = dump_command(ctx)
+    key = catalog.dump_key(bid)
+    moved = [0]
+
+    def progress(n: int) -> None:
+        moved[0] += n
+        ctx.progress("backup", moved[0], None, id=bid)
+
+    ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
+    with access.pg_env() as penv:
+        proc = target.start(argv, env=penv)
+        src = _ZstdReader(proc.stdout, ctx.env.backup.zstd_level) if on_operator else proc.stdout
+        reader = HashingReader(src, progress)
+        try:
+            ctx.store.put_stream(key, reader)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            ctx.store.delete(key)
+            raise
+        rc = proc.wait()
+    if rc != 0:
+        ctx.store.delete(key)
+        raise CommandFailed(
+            f"pg_dump failed on {target.name} (exit {rc}): {proc.stderr_text().strip()[-600:]}; no backup was registered",
+            "check the DB connection settings and that pg_dump matches the server version",
+            returncode=rc,
+        )
+    if reader.size == 0:
+        ctx.store.delete(key)
+        raise StoreError("pg_dump produced no bytes; no backup was registered")
+    stored = ctx.store.size(key)
+    if stored != reader.size:
+        ctx.store.delete(key)
+        raise StoreError(f"stored size {stored} != streamed size {reader.size} for {key}; no backup was registered")
+    m = Manifest(
+        id=bid,
+        env=ctx.env.name,
+        database=access.db.name,
+        size=reader.size,
+        sha256=reader.sha.hexdigest(),
+        revision=revision,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        server_version=server_version,
+        pg_dump_version=pg_dump_version,
+        tool_version=__version__,
+        git_commit=git_commit(),
+        duration_s=round(time.monotonic() - t0, 3),
+        reason=reason,
+        dump_key=key,
+        compression=compression,
+        host=target.name,
+        tables=tables,
+        log_key=catalog.log_key(bid),
+    )
+    catalog.write_manifest(m)  # last: only now does the backup exist
+    return m
+
+
+@step("backup")
+def backup(ctx, reason: str = "manual", **_):
+    if ctx.options.get("skip_backup"):
+        if ctx.env.protected:
+            from ..errors import GateRefused
+
+            raise GateRefused(f"env {ctx.env.name!r} is protected: the pre-deploy backup cannot be skipped")
+        ctx.emit("warning", "backup skipped (--skip-backup)")
+        return "skipped"
+    m = take_backup(ctx, reason=reason)
+    ctx.state.update(backup_id=m.id, backup_url=ctx.store.url(m.dump_key), backup_manifest=m)
+    ctx.emit("backup", "", id=m.id, size=m.size, sha256=m.sha256, url=ctx.store.url(m.dump_key), revision=m.revision)
+    return f"{m.id} {m.size / 2**20:.1f} MiB sha256 {m.sha256[:12]} ({m.compression})"

@@ -1,0 +1,61 @@
+"""Migrate: Alembic upgrade with lock_timeout / statement_timeout, one transaction per
+revision, per-revision timings journaled and each applied file's sha256 recorded in
+``vetai_ops_applied`` in the same transaction as the revision (Flyway-style)."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import text
+
+from ..database import migrations as mig
+from ..errors import GateRefused
+from . import step
+from .validate import APPLIED_DDL
+
+
+@step("migrate")
+def migrate(ctx, **_):
+    target = ctx.state.get("to_rev")
+    pending = ctx.state.get("pending", [])
+    if not pending:
+        return "nothing to apply"
+    # what was validated is what runs: the same bytes
+    files = mig.history_hashes()
+    for rev, sha in ctx.state.get("validated_hashes", {}).items():
+        if files.get(rev, (None, None))[1] != sha:
+            raise GateRefused(f"revision {rev} ({files.get(rev, ('?',))[0]}) changed on disk after validation; nothing applied")
+    timings: list[dict] = []
+    clock = {"t": time.monotonic()}
+
+    def on_version_apply(*, ctx: object, step, heads, run_args):  # noqa: ARG001 - alembic's signature
+        now = time.monotonic()
+        dur = round(now - clock["t"], 3)
+        clock["t"] = now
+        rev = step.up_revision_id if step.is_upgrade else step.down_revision_ids[0] if step.down_revision_ids else None
+        conn = ctx.connection
+        if step.is_upgrade:
+            fname, sha = files.get(step.up_revision_id, ("?", "?"))
+            conn.execute(
+                text("INSERT INTO vetai_ops_applied (revision, file, sha256, duration_ms) VALUES (:r, :f, :s, :d)"
+                     " ON CONFLICT (revision) DO UPDATE SET file = EXCLUDED.file, sha256 = EXCLUDED.sha256,"
+                     " applied_at = now(), duration_ms = EXCLUDED.duration_ms"),
+                {"r": step.up_revision_id, "f": fname, "s": sha, "d": int(dur * 1000)},
+            )
+        else:
+            conn.execute(text("DELETE FROM vetai_ops_applied WHERE revision = :r"), {"r": step.up_revision_id})
+        timings.append({"revision": step.up_revision_id, "upgrade": step.is_upgrade, "duration_s": dur})
+        ctx_run.emit("revision_applied", f"{step.up_revision_id} {dur:.2f}s", revision=step.up_revision_id, duration_s=dur)
+
+    ctx_run = ctx
+    ctx.state["db_touched"] = True
+    with ctx.access.engine().connect() as conn:
+        conn.execute(text(APPLIED_DDL))
+        conn.commit()
+        db = ctx.env.database
+        mig.set_timeouts(conn, db.lock_timeout, db.statement_timeout)
+        try:
+            mig.upgrade(conn, target, on_version_apply=on_version_apply)
+        finally:
+            ctx.state["revisions"] = timings
+    return f"{len(timings)} revisions applied -> {target}"

@@ -1,0 +1,213 @@
+"""Restore: never touch the live DB until the restored copy is proven.
+
+1. the backup's bytes are materialised as a seekable archive on the DB host (the
+   store's own file when host and store are this machine and it is uncompressed;
+   otherwise spooled store -> operator -> host, decompressed on the way), while the
+   sha256 of the stored bytes is computed; a mismatch stops here.
+2. ``pg_restore -j N`` into a new database ``<db>_restore_<id>``.
+3. check it: Alembic revision == manifest, every table of the manifest present.
+4. swap by rename: block new connections, terminate sessions, live -> ``<db>_before_<id>``,
+   restored -> live. Any failure before the rename leaves the live DB as it was (the
+   scratch DB is dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from sqlalchemy import text
+
+from ..database import migrations as mig
+from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError
+from . import step
+
+CHUNK = 1 << 20
+
+
+def _q(name: str) -> str:
+    """Quote an identifier for PostgreSQL (names are validated by config, this is belt and braces)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def materialise(ctx, m) -> tuple[str, bool]:
+    """A verified, seekable custom-format archive on the DB host. Returns (path, is_temp)."""
+    target, store = ctx.db_target, ctx.store
+    local = store.local_path(m.dump_key)
+    if target.is_local and local and m.compression in ("gzip", "none"):
+        sha = hashlib.sha256()
+        with open(local, "rb") as f:
+            for b in iter(lambda: f.read(CHUNK), b""):
+                sha.update(b)
+        _check(m, sha.hexdigest(), ctx)
+        return local, False
+    free = target.free_bytes("/tmp")
+    if free < m.size * (4 if m.compression == "zstd" else 1.1):
+        raise OpsError(
+            f"not enough room on {target.name} to spool the backup: {free // 2**20} MiB free in /tmp",
+            "free space on the DB host",
+        )
+    path = target.mktemp(".dump")
+    writer = ["zstd", "-d", "-q", "-f", "-o", path] if m.compression == "zstd" else ["sh", "-c", 'cat > "$0"', path]
+    if m.compression == "zstd" and target.is_local:
+        writer = None  # decompress in-process: no dependency on a zstd binary here
+    sha = hashlib.sha256()
+    moved = 0
+    try:
+        with store.open_read(m.dump_key) as src:
+            if writer is None:
+                import zstandard
+
+                dec = zstandard.ZstdDecompressor().decompressobj()
+                with open(path, "wb") as out:
+                    for b in iter(lambda: src.read(CHUNK), b""):
+                        sha.update(b)
+                        out.write(dec.decompress(b))
+                        moved += len(b)
+                        ctx.progress("restore", moved, m.size, id=m.id)
+            else:
+                proc = target.start(writer, stdin=True)
+                try:
+                    for b in iter(lambda: src.read(CHUNK), b""):
+                        sha.update(b)
+                        proc.stdin.write(b)
+                        moved += len(b)
+                        ctx.progress("restore", moved, m.size, id=m.id)
+                except BaseException:
+                    proc.kill()
+                    raise
+                rc = proc.wait()
+                if rc != 0:
+                    raise CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}")
+        _check(m, sha.hexdigest(), ctx)
+    except BaseException:
+        target.remove(path)
+        raise
+    return path, True
+
+
+def _check(m, got: str, ctx) -> None:
+    if got != m.sha256:
+        raise ChecksumMismatch(
+            f"backup {m.id} is corrupt: sha256 of {ctx.store.url(m.dump_key)} is {got[:16]}..., manifest says "
+            f"{m.sha256[:16]}...; the live database was not touched",
+            "restore another backup (`invoke backups.list`)",
+        )
+
+
+def _drop_db(maint, name: str) -> None:
+    with maint.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {_q(name)} WITH (FORCE)"))
+
+
+def restore_backup(ctx, m) -> dict:
+    """Restore manifest ``m`` over the env's live database. Returns a summary dict."""
+    access, target = ctx.access, ctx.db_target
+    live = access.db.name
+    scratch = f"{live}_restore_{m.id}".lower()
+    before = f"{live}_before_{m.id}".lower()
+    maint = access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
+    t0 = time.monotonic()
+    path, is_temp = materialise(ctx, m)
+    t_verified = time.monotonic()
+    try:
+        _drop_db(maint, scratch)
+        with maint.connect() as c:
+            c.execute(text(f"CREATE DATABASE {_q(scratch)}"))
+        jobs = ctx.env.backup.restore_jobs or max(1, min(8, target.cpu_count()))
+        argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
+                *access.pg_args(scratch), path]
+        ctx.emit("info", f"pg_restore -j {jobs} into {scratch} on {target.name}")
+        with access.pg_env() as penv:
+            res = target.run(argv, env=penv, check=False)
+        if res.returncode != 0:
+            raise CommandFailed(
+                f"pg_restore into {scratch} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
+                returncode=res.returncode,
+            )
+        # prove the copy before the swap
+        eng = access.engine(scratch)
+        with eng.connect() as c:
+            rev = mig.current(c)
+            tables = set(c.execute(text(
+                "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                " where n.nspname = 'public' and c.relkind = 'r'")).scalars())
+        eng.dispose()
+        if rev != m.revision:
+            raise OpsError(f"restored copy is at revision {rev}, manifest says {m.revision}; live DB untouched")
+        missing = sorted(set(m.tables) - tables)
+        if missing:
+            raise OpsError(f"restored copy lacks tables {', '.join(missing)}; live DB untouched")
+    except BaseException:
+        try:
+            _drop_db(maint, scratch)
+        except Exception:  # noqa: BLE001
+            pass
+        if is_temp:
+            target.remove(path)
+        raise
+    if is_temp:
+        target.remove(path)
+    t_restored = time.monotonic()
+    swap(ctx, maint, live, scratch, before)
+    access.dispose()
+    return {
+        "id": m.id,
+        "previous_db": before,
+        "verify_s": round(t_verified - t0, 3),
+        "restore_s": round(t_restored - t_verified, 3),
+        "swap_s": round(time.monotonic() - t_restored, 3),
+    }
+
+
+def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
+    """Short swap by rename; on a failure midway, put the live DB back under its name."""
+    with maint.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {_q(before)} WITH (FORCE)"))
+        c.execute(text(f"ALTER DATABASE {_q(live)} WITH ALLOW_CONNECTIONS false"))
+        try:
+            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": live})
+            for _ in range(50):
+                n = c.execute(text("select count(*) from pg_stat_activity where datname = :d"), {"d": live}).scalar()
+                if not n:
+                    break
+                time.sleep(0.1)
+            c.execute(text(f"ALTER DATABASE {_q(live)} RENAME TO {_q(before)}"))
+        except BaseException:
+            c.execute(text(f"ALTER DATABASE {_q(live)} WITH ALLOW_CONNECTIONS true"))
+            raise
+        try:
+            c.execute(text(f"ALTER DATABASE {_q(scratch)} RENAME TO {_q(live)}"))
+        except BaseException:
+            c.execute(text(f"ALTER DATABASE {_q(before)} RENAME TO {_q(live)}"))
+            c.execute(text(f"ALTER DATABASE {_q(live)} WITH ALLOW_CONNECTIONS true"))
+            raise
+        c.execute(text(f"ALTER DATABASE {_q(before)} WITH ALLOW_CONNECTIONS true"))
+    ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
+
+
+@step("restore")
+def restore(ctx, backup: str | None = None, **_):
+    """Restore ``--to`` (rollback) or, with backup=this_run, the backup this run made."""
+    if backup == "this_run":
+        m = ctx.state.get("backup_manifest")
+        if m is None:
+            raise StoreError("no backup was taken by this run; nothing to restore")
+    else:
+        m = ctx.catalog.resolve(ctx.options.get("to"))
+        ctx.state["from_rev"] = _current_or_none(ctx)
+    ctx.state["db_touched"] = True
+    ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {m.size / 2**20:.1f} MiB) from {ctx.store.url(m.dump_key)}")
+    summary = restore_backup(ctx, m)
+    ctx.state.update(restored_id=m.id, to_rev=m.revision, expect_rev=m.revision, restore_summary=summary)
+    if backup != "this_run":
+        ctx.state["backup_url"] = ctx.store.url(m.dump_key)
+    return f"{m.id} restored (previous DB kept as {summary['previous_db']})"
+
+
+def _current_or_none(ctx):
+    try:
+        with ctx.access.engine().connect() as c:
+            return mig.current(c)
+    except Exception:  # noqa: BLE001
+        return None

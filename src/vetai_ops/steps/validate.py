@@ -1,0 +1,205 @@
+"""Pre-deploy gate, as steps: static validation of the history, the applied-file
+checksums (Flyway-style), live preflight, and the plan a deploy will follow."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import text
+
+from ..database import migrations as mig
+from ..errors import GateRefused
+from ..paths import project_root, versions_dir
+from ..pipeline import env_flag
+from . import step
+
+APPLIED_DDL = """
+CREATE TABLE IF NOT EXISTS vetai_ops_applied (
+    revision text PRIMARY KEY,
+    file text NOT NULL,
+    sha256 text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    duration_ms integer
+)
+"""
+
+
+def applied_hashes(conn) -> dict[str, tuple[str, str]]:
+    if not conn.execute(text("select to_regclass('public.vetai_ops_applied')")).scalar():
+        return {}
+    rows = conn.execute(text("select revision, file, sha256 from vetai_ops_applied")).all()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def changed_applied(conn) -> list[str]:
+    """Applied revisions whose file changed since it was applied (messages)."""
+    files = mig.history_hashes()
+    out = []
+    for rev, (fname, sha) in applied_hashes(conn).items():
+        if rev not in files:
+            continue  # unknown revisions are caught by the ancestry check
+        if files[rev][1] != sha:
+            out.append(f"revision {rev} ({files[rev][0]}) was edited after it was applied (sha256 {sha[:12]} -> {files[rev][1][:12]})")
+    return out
+
+
+@step("validate")
+def validate(ctx, render: bool = True, **_):
+    """Static checks + where the DB stands. Refuses (GateRefused) and changes nothing."""
+    from ..validate import validate_history
+
+    access = ctx.access
+    with access.engine().connect() as conn:
+        current = mig.current(conn)
+        changed = changed_applied(conn)
+    ctx.state["db_touched"] = True
+    head = mig.head()
+    if current is not None and not mig.known(current):
+        raise GateRefused(
+            f"the database of env {ctx.env.name!r} is at revision {current}, which this checkout does not know "
+            "(ahead of the code, or a diverged branch)",
+            "deploy from the checkout that produced it, or inspect with `invoke migrations.history`",
+        )
+    target = ctx.options.get("target") or head
+    if not mig.is_ancestor(current, target):
+        raise GateRefused(f"the database is at {current}, which is not an ancestor of {target}: the histories diverged")
+    pending = mig.chain(current, target)
+    if env_flag("RUN_MIGRATIONS") is False:
+        pending = []
+        ctx.state["when:run_migrations"] = False
+    else:
+        ctx.state["when:run_migrations"] = True
+    report = validate_history(
+        versions_dir(),
+        pending=set(pending),
+        acknowledged=set(ctx.options.get("allow") or []),
+        render=render and bool(pending),
+        alembic_ini=project_root() / "alembic.ini",
+    )
+    problems = [f"{e.revision or '?'} ({e.file}): {e.message}" for e in report.errors]
+    problems += changed
+    if problems:
+        raise GateRefused(
+            "migration history failed validation: " + "; ".join(problems),
+            "fix the files (never edit an applied revision: add a new one); `invoke validate` shows details",
+        )
+    blocking = report.blocking
+    if blocking:
+        ops = "; ".join(f"{f.revision}: {f.operation or f.rule} ({f.file}:{f.line})" for f in blocking)
+        raise GateRefused(
+            f"pending revisions contain destructive operations: {ops}",
+            "if intended, add `# vetai-ops: allow <operation>` to the revision file, or pass "
+            + " ".join(f"--allow='{f.operation or f.rule}'" for f in blocking),
+        )
+    ack = [f for f in report.findings if f.acknowledged and f.revision in pending]
+    ctx.state.update(
+        from_rev=current,
+        to_rev=target if pending else current,
+        pending=pending,
+        findings=[f.__dict__ if hasattr(f, "__dict__") else f for f in report.findings if f.revision in pending],
+        validated_hashes={r: report.revisions[r].sha256 for r in pending if r in report.revisions},
+        acknowledged_destructive=bool(ack),
+        sql=getattr(report, "sql", {}) or {},
+    )
+    ctx.state["when:first_deploy"] = (env_flag("IS_FIRST_DEPLOY") is True) or (
+        env_flag("IS_FIRST_DEPLOY") is None and current is None
+    )
+    seeds = env_flag("RUN_SEEDS")
+    if seeds is not None:
+        ctx.state["when:first_deploy"] = seeds
+    return f"{len(report.revisions)} revisions, head {head}; db at {current or 'base'}; {len(pending)} pending"
+
+
+@step("preflight")
+def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, **_):
+    """Live checks: server version, long transactions that would block DDL, disk room for dump + restore."""
+    access = ctx.access
+    with access.engine().connect() as conn:
+        version = conn.execute(text("show server_version")).scalar_one()
+        size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
+        longx = conn.execute(
+            text(
+                "select pid, usename, state, extract(epoch from now() - xact_start)::int as secs, left(query, 80) as q"
+                " from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()"
+                " and xact_start is not null and now() - xact_start > make_interval(secs => :s)"
+            ),
+            {"s": long_xact_seconds},
+        ).mappings().all()
+        counts = _row_counts(conn)
+    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts)
+    if longx and ctx.state.get("pending"):
+        desc = ", ".join(f"pid {r['pid']} ({r['usename']}, {r['state']}, {r['secs']}s)" for r in longx)
+        raise GateRefused(
+            f"long-running transactions would block the migration's DDL: {desc}",
+            "wait for them or end them (SELECT pg_terminate_backend(pid)), then deploy again",
+        )
+    t = ctx.db_target
+    tmp_free = t.free_bytes("/tmp")
+    if tmp_free < size * min_free_factor:
+        raise GateRefused(
+            f"not enough free disk on DB host {t.name} for a restore spool: {tmp_free // 2**20} MiB free in /tmp, "
+            f"database is {size // 2**20} MiB",
+            "free space on the DB host before deploying",
+        )
+    if ctx.store.kind == "local":
+        free = _free_local(ctx.store.location)
+        if free < size:
+            raise GateRefused(
+                f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
+                "free space there or use S3 storage",
+            )
+    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions"
+
+
+def _free_local(path: str) -> int:
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    while not p.exists():
+        p = p.parent
+    st = os.statvfs(p)
+    return st.f_bavail * st.f_frsize
+
+
+def _row_counts(conn) -> dict[str, int]:
+    rows = conn.execute(
+        text(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = 'public' and c.relkind = 'r' order by 1"
+        )
+    ).scalars().all()
+    out = {}
+    for r in rows:
+        if r in ("deploy_history",):
+            continue
+        out[r] = conn.execute(text(f'select count(*) from public."{r}"')).scalar_one()
+    return out
+
+
+@step("plan")
+def plan(ctx, **_):
+    """What the run will do; the face renders it; --dry-run stops right after confirm."""
+    last = ctx.catalog.list()[:1]
+    est = None
+    if last and last[0].duration_s:
+        est = round(last[0].duration_s * 1.5, 1)
+    p = {
+        "env": ctx.env.name,
+        "protected": ctx.env.protected,
+        "db_host": ctx.env.hosts.db[0],
+        "app_hosts": list(ctx.env.hosts.app),
+        "database": ctx.env.database.name,
+        "from": ctx.state.get("from_rev"),
+        "to": ctx.state.get("to_rev"),
+        "pending": ctx.state.get("pending", []),
+        "sql": ctx.state.get("sql", {}),
+        "findings": ctx.state.get("findings", []),
+        "backup_store": ctx.store.location,
+        "first_deploy_seeds": bool(ctx.state.get("when:first_deploy")),
+        "estimated_restore_s": est,
+        "created": time.time(),
+    }
+    ctx.state["plan"] = p
+    ctx.emit("plan", "", **{k: v for k, v in p.items() if k != "created"})
+    return f"{p['from'] or 'base'} -> {p['to'] or 'base'} ({len(p['pending'])} revisions)"

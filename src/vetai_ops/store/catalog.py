@@ -1,0 +1,157 @@
+"""Backups as the tool sees them: a dump plus its manifest, under ``<env>/<id>``.
+
+A backup exists only when its manifest exists (written last). Dumps without a
+manifest are incomplete: never listed, never restored, pruned later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import BackupNotFound, OpsError
+from .base import BackupStore
+
+ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
+ID_PREFIX_RE = re.compile(r"^\d{1,8}(T\d{0,6}Z?)?$")
+
+
+@dataclass
+class Manifest:
+    id: str
+    env: str
+    database: str
+    size: int
+    sha256: str
+    revision: str | None
+    created_at: str
+    server_version: str
+    pg_dump_version: str
+    tool_version: str
+    git_commit: str | None
+    duration_s: float
+    reason: str
+    dump_key: str
+    format: str = "custom"  # pg_dump -Fc
+    compression: str = "gzip"  # what wraps the custom-format stream: none | gzip (pg_dump's own) | zstd
+    host: str = ""
+    tables: dict[str, int] = field(default_factory=dict)  # row counts at dump time (estimates)
+    log_key: str | None = None
+    verifications: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Manifest":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def new_id(now: float | None = None) -> str:
+    return datetime.fromtimestamp(now or time.time(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def id_time(bid: str) -> datetime:
+    return datetime.strptime(bid, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+class Catalog:
+    def __init__(self, store: BackupStore, env: str):
+        self.store = store
+        self.env = env
+
+    def dump_key(self, bid: str, ext: str = "dump") -> str:
+        return f"{self.env}/{bid}.{ext}"
+
+    def manifest_key(self, bid: str) -> str:
+        return f"{self.env}/{bid}.json"
+
+    def log_key(self, bid: str) -> str:
+        return f"{self.env}/{bid}.log.jsonl"
+
+    def allocate_id(self) -> str:
+        """A fresh UTC id not used by any object yet (waits a second on a clash)."""
+        while True:
+            bid = new_id()
+            if not any(k.startswith(f"{self.env}/{bid}.") for k in self.store.list_keys(f"{self.env}/{bid}")):
+                return bid
+            time.sleep(1.0)
+
+    def write_manifest(self, m: Manifest) -> None:
+        self.store.put_bytes(self.manifest_key(m.id), json.dumps(m.to_json(), indent=2, sort_keys=True).encode())
+
+    def read_manifest(self, bid: str) -> Manifest:
+        try:
+            return Manifest.from_json(json.loads(self.store.get_bytes(self.manifest_key(bid))))
+        except (ValueError, TypeError) as e:
+            raise OpsError(f"manifest of backup {bid} is unreadable: {e}", "remove or repair it") from None
+
+    def list(self) -> list[Manifest]:
+        """Complete backups (manifest present and its dump present), newest first."""
+        keys = set(self.store.list_keys(f"{self.env}/"))
+        out = []
+        for k in keys:
+            name = k[len(self.env) + 1 :]
+            if not name.endswith(".json") or not ID_RE.match(name[:-5]):
+                continue
+            try:
+                m = self.read_manifest(name[:-5])
+            except OpsError:
+                continue
+            if m.dump_key in keys:
+                out.append(m)
+        out.sort(key=lambda m: m.id, reverse=True)
+        return out
+
+    def incomplete(self) -> list[str]:
+        """Dump keys that have no manifest (interrupted backups)."""
+        keys = set(self.store.list_keys(f"{self.env}/"))
+        out = []
+        for k in keys:
+            name = k[len(self.env) + 1 :]
+            bid = name.split(".", 1)[0]
+            if ID_RE.match(bid) and not name.endswith((".json", ".log.jsonl")) and self.manifest_key(bid) not in keys:
+                out.append(k)
+        return sorted(out)
+
+    def resolve(self, to: str | None) -> Manifest:
+        """``to`` = exact id, unique prefix, or ``latest``. Clear errors otherwise."""
+        if not to or not str(to).strip():
+            raise BackupNotFound("--to is required: which backup to restore", "pass --to=<id>, a unique prefix, or --to=latest; `invoke backups.list` shows them")
+        to = str(to).strip()
+        backups = self.list()
+        if to == "latest":
+            if not backups:
+                raise BackupNotFound(f"no complete backups for env {self.env!r} in {self.store.location}", "run `invoke backup` first")
+            return backups[0]
+        if not ID_PREFIX_RE.match(to):
+            raise BackupNotFound(
+                f"--to={to!r} is not a backup id (expected YYYYMMDDTHHMMSSZ, a unique prefix of one, or latest)",
+                "see `invoke backups.list --env=" + self.env + "`",
+            )
+        matches = [m for m in backups if m.id.startswith(to)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            nearest = sorted(backups, key=lambda m: _distance(m.id, to))[:3]
+            hint = ("nearest: " + ", ".join(m.id for m in nearest)) if nearest else "there are no backups yet; run `invoke backup`"
+            raise BackupNotFound(f"no backup {to!r} for env {self.env!r} in {self.store.location}", hint)
+        raise BackupNotFound(
+            f"--to={to!r} is ambiguous: {len(matches)} backups match ({', '.join(m.id for m in matches[:5])})",
+            "give more characters of the id",
+        )
+
+
+def _distance(bid: str, wanted: str) -> float:
+    digits = re.sub(r"\D", "", wanted)
+    have = re.sub(r"\D", "", bid)
+    n = min(len(digits), len(have))
+    try:
+        return abs(int(have[:n] or 0) - int(digits[:n] or 0))
+    except ValueError:
+        return float("inf")
