@@ -1,0 +1,120 @@
+"""The static pre-deploy gate over an Alembic versions directory (DESIGN §5 step 2).
+
+Works on any project's history: revision files are parsed with ``ast`` and never imported.
+Only ``render=True`` (this project's own history) goes through Alembic, in offline mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .ack import file_acknowledgements, is_acknowledged
+from .graph import analyse
+from .lint import lint_sql, render_sql, script_directory_heads
+from .model import Finding, Report, ValidationIssue
+from .parse import RevisionFile, read_revision, revision_paths
+from .rules import scan_revision
+
+
+def validate_history(
+    versions_dir: Path,
+    *,
+    pending: set[str] | None = None,
+    acknowledged: Iterable[str] = frozenset(),
+    render: bool = False,
+    alembic_ini: Path | None = None,
+) -> Report:
+    """Validate every revision file in ``versions_dir`` and return a :class:`Report`.
+
+    ``pending``: revisions a deploy would apply; their destructive findings that are not
+    acknowledged become severity "error" and appear in ``report.blocking``. ``None`` means
+    "no deploy in view": every finding is a warning.
+    ``acknowledged``: command-line acknowledgements (operation strings such as
+    ``"drop_column pets.name"``, operation kinds, rule ids or revision ids; see
+    :mod:`vetai_ops.validate.ack`).
+    ``render`` with ``alembic_ini``: render the pending revisions (all when ``pending`` is
+    None) to SQL in Alembic offline mode and lint it with squawk. This imports the
+    revisions through the project's env.py, so use it only for histories that load.
+    """
+    versions_dir = Path(versions_dir)
+    report = Report(versions_dir=versions_dir)
+    if not versions_dir.is_dir():
+        report.errors.append(ValidationIssue("missing-directory", f"versions directory {versions_dir} does not exist",
+                                             None, str(versions_dir)))
+        return report
+    files = _unique_revisions(report, [read_revision(p) for p in revision_paths(versions_dir)])
+    if not files and not report.errors:
+        report.errors.append(ValidationIssue("no-revisions", f"no revision files in {versions_dir}",
+                                             None, str(versions_dir)))
+    graph = analyse(files)
+    report.errors.extend(graph.errors)
+    report.heads, report.bases, report._order = graph.heads, graph.bases, graph.order
+    for rid in graph.order + [r for r in files if r not in graph.order]:
+        findings, has_downgrade = scan_revision(files[rid])
+        report.revisions[rid] = files[rid].info(has_downgrade)
+        report.findings.extend(findings)
+    if render and alembic_ini is not None and report.ok:
+        _render_and_lint(report, Path(alembic_ini), pending)
+    _judge(report.findings, files, pending, acknowledged)
+    return report
+
+
+def file_hashes(versions_dir: Path) -> dict[str, tuple[str, str]]:
+    """``revision id -> (file name relative to versions_dir, sha256 of its bytes)``.
+
+    Flyway-style checksums: recorded when a revision is applied, compared at validation.
+    Files without a readable revision id are skipped; for duplicate ids the first file wins
+    (``validate_history`` reports the duplicate).
+    """
+    out: dict[str, tuple[str, str]] = {}
+    for path in revision_paths(Path(versions_dir)):
+        rf = read_revision(path)
+        if rf.revision and rf.revision not in out:
+            out[rf.revision] = (path.relative_to(versions_dir).as_posix(), rf.info().sha256)
+    return out
+
+
+def _unique_revisions(report: Report, parsed: list[RevisionFile]) -> dict[str, RevisionFile]:
+    """Revision id -> file; every parse error and duplicate id goes to ``report.errors``."""
+    files: dict[str, RevisionFile] = {}
+    for rf in parsed:
+        report.errors.extend(rf.errors)
+        if rf.revision is None:
+            continue
+        first = files.get(rf.revision)
+        if first is not None:
+            report.errors.append(ValidationIssue(
+                "duplicate-revision",
+                f"revision id {rf.revision} is declared by both {first.path.name} and {rf.path.name}",
+                rf.revision, f"{first.path}, {rf.path}"))
+            continue
+        files[rf.revision] = rf
+    return files
+
+
+def _render_and_lint(report: Report, alembic_ini: Path, pending: set[str] | None) -> None:
+    """Offline SQL for the wanted revisions, linted by squawk; Alembic's heads cross-checked."""
+    alembic_heads = script_directory_heads(alembic_ini, report.versions_dir)
+    if alembic_heads is not None and sorted(alembic_heads) != sorted(report.heads):
+        report.errors.append(ValidationIssue(
+            "alembic-mismatch", f"Alembic sees heads {sorted(alembic_heads)}, the parser sees {sorted(report.heads)}",
+            None, str(report.versions_dir)))
+    wanted = set(report.revisions) if pending is None else set(pending) & set(report.revisions)
+    if not wanted:
+        return
+    rendered = render_sql(alembic_ini, None, "heads")
+    report.sql = {rid: rendered[rid] for rid in report.order() if rid in wanted and rid in rendered}
+    report.findings.extend(lint_sql(report.sql, {rid: str(report.revisions[rid].file) for rid in report.sql}))
+
+
+def _judge(findings: list[Finding], files: dict[str, RevisionFile], pending: set[str] | None,
+           acknowledged: Iterable[str]) -> None:
+    """Set ``acknowledged`` and ``severity`` on every finding."""
+    cli = frozenset(acknowledged)
+    marks = {rid: file_acknowledgements(rf.text) for rid, rf in files.items()}
+    for f in findings:
+        f.acknowledged = is_acknowledged(f, marks.get(f.revision or "", ())) or \
+            is_acknowledged(f, cli, by_revision=True)
+        blocks = pending is not None and f.revision in pending and f.destructive and not f.acknowledged
+        f.severity = "error" if blocks else "warning"
