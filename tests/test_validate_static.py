@@ -178,6 +178,13 @@ def test_duplicate_names_both_files(tmp_path):
     assert "b2_rev.py" in issue.message and "zz_copy.py" in issue.message
 
 
+def test_missing_parent_points_at_the_line(tmp_path):
+    _missing_parent(tmp_path, True)
+    issue = validate_history(tmp_path).errors[0]
+    assert (issue.code, issue.line) == ("missing-down-revision", 6)
+    assert "nope" in issue.message
+
+
 def test_cycle_names_its_members(tmp_path):
     _cycle(tmp_path, True)
     report = validate_history(tmp_path)

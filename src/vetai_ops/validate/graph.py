@@ -49,7 +49,8 @@ def _exists(g: Graph, rf: RevisionFile, attr: str, ref: str, revs: dict[str, Rev
         return True
     code = "missing-down-revision" if attr == "down_revision" else "missing-depends-on"
     g.errors.append(ValidationIssue(
-        code, f"revision {rf.revision} has {attr} {ref!r}, which is not in the history", rf.revision, str(rf.path)))
+        code, f"revision {rf.revision} has {attr} {ref!r}, which is not in the history", rf.revision, str(rf.path),
+        rf.lines.get(attr)))
     return False
 
 

@@ -35,6 +35,7 @@ class RevisionFile:
     down_revisions: tuple[str, ...] = ()
     branch_labels: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
+    lines: dict[str, int] = field(default_factory=dict)  # metadata name -> line
     errors: list[ValidationIssue] = field(default_factory=list)
 
     def info(self, has_downgrade: bool = False) -> RevisionInfo:
@@ -78,6 +79,7 @@ def read_revision(path: Path) -> RevisionFile:
         rf.issue("syntax-error", f"{path.name} does not parse: {getattr(exc, 'msg', exc)}", line)
         return rf
     values, lines = _module_assignments(rf.tree)
+    rf.lines = lines
     not_literal = []
     for name, node in values.items():
         try:
