@@ -1,0 +1,38 @@
+"""fix user phone column: rename phone_number -> phone, varchar(15) -> varchar(30), nullable
+
+Phone numbers with country code and extension did not fit in 15 characters, and users
+created through the clinic's invite flow have no phone yet: '' placeholders become NULL.
+
+TypeORM: FixUserPhoneColumn1749100000000
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2025-06-05 00:00:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.alter_column("users", "phone_number", new_column_name="phone")
+    op.alter_column(
+        "users", "phone",
+        existing_type=sa.String(15), type_=sa.String(30), nullable=True,
+    )
+    op.execute(sa.text("UPDATE users SET phone = NULL WHERE btrim(phone) = ''"))
+
+
+def downgrade() -> None:
+    # back to the old shape: NULL -> '' and numbers cut to the old 15 characters
+    op.execute(sa.text("UPDATE users SET phone = '' WHERE phone IS NULL"))
+    op.alter_column(
+        "users", "phone",
+        existing_type=sa.String(30), type_=sa.String(15), nullable=False,
+        postgresql_using="left(phone, 15)",
+    )
+    op.alter_column("users", "phone", new_column_name="phone_number")
