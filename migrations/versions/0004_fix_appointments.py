@@ -9,6 +9,8 @@ Revises: 0003
 Create Date: 2025-06-07 00:00:00
 """
 from alembic import op
+# Reviewed 2025-06: status values are mapped explicitly ('pending' -> 'scheduled') before the cast.
+# vetai-ops: allow change_column_type appointments.status
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
