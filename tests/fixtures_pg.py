@@ -26,10 +26,18 @@ def free_port() -> int:
                 continue
 
 
+def server_dir(prefix: str):
+    """A directory the unprivileged server user can reach (pytest's tmp tree is 0700 under root)."""
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp(prefix=f"vetai-{prefix}-"))
+
+
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory):
+def pg_cluster():
     """A Unix-socket cluster (trust auth on the socket), superuser ``vetai``."""
-    c = Cluster(tmp_path_factory.mktemp("pg"), free_port(), resolve_bindir(), superuser="vetai")
+    c = Cluster(server_dir("pg"), free_port(), resolve_bindir(), superuser="vetai")
     c.start()
     yield c
     c.destroy()
@@ -42,3 +50,76 @@ def pg_url(pg_cluster):
     pg_cluster.psql(f"CREATE DATABASE {name}")
     yield pg_cluster.url(name)
     pg_cluster.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# ---------------------------------------------------------------- the embedded local env
+
+
+@pytest.fixture(scope="session")
+def sandbox_dir():
+    import shutil
+
+    d = server_dir("sandbox")
+    yield d
+    if (d / "data").exists():
+        Cluster(d, 0, resolve_bindir()).stop("immediate")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sandbox_port():
+    return free_port()
+
+
+class LocalEnv:
+    """An isolated ``local`` env: the session's sandbox cluster, a fresh database name,
+    its own backups folder and log, selected through VETAI_OPS_INVENTORY."""
+
+    def __init__(self, root, sandbox_dir, port, dbname):
+        self.root = root
+        self.dbname = dbname
+        self.backups = root / "backups"
+        self.inventory = root / "inventory.yml"
+        self.inventory.write_text(
+            "default_env: local\n"
+            "environments:\n"
+            "  local:\n"
+            f"    sandbox: {{dir: '{sandbox_dir}', port: {port}}}\n"
+            f"    database: {{name: {dbname}, user: vetai}}\n"
+            f"    storage: {{type: local, path: '{self.backups}'}}\n"
+        )
+
+    def env(self):
+        from vetai_ops.config import load_inventory
+
+        return load_inventory(self.inventory).env("local")
+
+    def cluster(self):
+        from vetai_ops.database.sandbox import ensure_sandbox
+
+        return ensure_sandbox(self.env())
+
+    def psql(self, sql: str) -> str:
+        return self.cluster().psql(sql, db=self.dbname)
+
+    def run(self, playbook: str, **options):
+        from vetai_ops.pipeline import run_playbook
+
+        return run_playbook(playbook, "local", options=options)
+
+
+@pytest.fixture
+def local_env(tmp_path, sandbox_dir, sandbox_port, monkeypatch):
+    name = "vc_" + uuid.uuid4().hex[:8]
+    le = LocalEnv(tmp_path, sandbox_dir, sandbox_port, name)
+    monkeypatch.setenv("VETAI_OPS_INVENTORY", str(le.inventory))
+    monkeypatch.setenv("VETAI_OPS_LOGS", str(tmp_path / "logs"))
+    for v in ("RUN_MIGRATIONS", "RUN_SEEDS", "IS_FIRST_DEPLOY"):
+        monkeypatch.delenv(v, raising=False)
+    yield le
+    try:
+        c = le.cluster()
+        for db in c.psql(f"select datname from pg_database where datname like '{name}%'").split():
+            c.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    except Exception:
+        pass

@@ -1,0 +1,68 @@
+"""Per-host building blocks for `fab -H host <task>`: the same steps the invoke tasks run,
+with the host given on the command line instead of the inventory's host list.
+
+    fab -H db1.example.internal dump --env=prod
+    fab -H app1.example.internal health --env=prod
+    fab -H app1.example.internal restart --env=prod
+    fab -H db1.example.internal restore --env=prod --to=20261124T013200Z --yes
+"""
+
+from __future__ import annotations
+
+from fabric import task
+
+from ..config import Playbook, StepSpec, load_inventory
+from ..pipeline import run_playbook
+from . import render
+from .tasks import ops
+
+
+def _env_for(c, env: str | None, role: str):
+    inv = load_inventory()
+    e = inv.env(env).model_copy(deep=True)
+    e.name = inv.env(env).name
+    host = getattr(c, "host", None)
+    if host and e.ssh is not None:  # an SSH env: -H picks the host; a local env has only this machine
+        if role == "db":
+            e.hosts.db = [host]
+        else:
+            e.hosts.app = [host]
+    inv.environments[e.name] = e
+    return inv, e
+
+
+def _one(c, env, role, steps, options=None, on_failure=None):
+    inv, e = _env_for(c, env, role)
+    pb = Playbook(name=f"fab-{steps[0]}", steps=[StepSpec(step=s) for s in steps], on_failure_after=None)
+    return run_playbook(pb.name, e.name, options=options or {}, sink=render.ConsoleSink(render.err),
+                        inventory=inv, playbook=pb)
+
+
+@task(help={"env": "inventory environment"})
+@ops
+def dump(c, env=None):
+    """pg_dump on this host into the env's store (a full, manifest-checked backup)."""
+    rep = _one(c, env, "db", ["backup"])
+    render.out.print(f"backup {rep.get('backup_id')} -> {rep.get('backup_url')}")
+
+
+@task(help={"env": "inventory environment", "to": "backup id / prefix / latest", "yes": "no confirmation"})
+@ops
+def restore(c, env=None, to=None, yes=False):
+    """Restore a backup onto this DB host (verify, new DB, check, swap)."""
+    rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes})
+    render.out.print(f"restored {rep.get('restored_id')}")
+
+
+@task(help={"env": "inventory environment"})
+@ops
+def health(c, env=None):
+    """The env's HTTP health checks, fetched on this host."""
+    _one(c, env, "app", ["health"])
+
+
+@task(help={"env": "inventory environment"})
+@ops
+def restart(c, env=None):
+    """The env's service restart command on this host."""
+    _one(c, env, "app", ["restart"])

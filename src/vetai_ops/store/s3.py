@@ -1,0 +1,331 @@
+"""Backups in an S3 bucket (or any S3-compatible endpoint) through boto3.
+
+- Credentials: boto3's standard chain only (env vars, shared profiles, instance roles);
+  never from the inventory, never in messages.
+- ``put_stream`` streams with s3transfer (TransferConfig multipart): memory stays at
+  about ``(max_concurrency + 2) * multipart_chunk_mb`` whatever the dump size.
+- A failed upload leaves nothing behind: s3transfer aborts its multipart upload on
+  failure; we verify afterwards (``list_multipart_uploads`` + abort of any leftover for
+  the key) and delete an object that may have been completed despite the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import BinaryIO, Iterator
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+
+from ..config import Storage
+from ..errors import StoreError
+from ..secrets import redact
+from .base import ProgressFn
+
+MB = 1024 * 1024
+NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+NO_BUCKET = ("NoSuchBucket",)
+
+
+def _code(e: BaseException) -> str:
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        return str(err.get("Code") or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "ClientError")
+    return type(e).__name__
+
+
+def _detail(e: BaseException) -> str:
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        return redact(str(err.get("Message") or "")).strip()
+    return redact(str(e)).strip()
+
+
+class _CountingReader:
+    """What s3transfer reads from: counts bytes, reports progress, remembers reader errors."""
+
+    def __init__(self, reader: BinaryIO, progress: ProgressFn | None):
+        self._r = reader
+        self._progress = progress
+        self.total = 0
+        self.error: BaseException | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._r.read(n)
+        except BaseException as e:
+            self.error = e
+            raise
+        if data:
+            self.total += len(data)
+            if self._progress:
+                self._progress(len(data))
+        return data or b""
+
+
+class _Body:
+    """A botocore StreamingBody with a plain file-like face; close() releases the connection."""
+
+    def __init__(self, body):
+        self._b = body
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._b.read(None if n is None or n < 0 else n)
+        except (BotoCoreError, OSError) as e:
+            raise StoreError(f"reading the backup from S3 failed: {_detail(e)}") from None
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                self._b.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class S3Store:
+    kind = "s3"
+
+    def __init__(self, storage: Storage, *, connect_timeout: float = 10, read_timeout: float = 60):
+        if not storage.bucket:
+            raise StoreError("storage.type is s3 but storage.bucket is missing", "set storage.bucket in the inventory")
+        self.storage = storage
+        self.bucket = storage.bucket
+        self.prefix = storage.prefix.strip("/")
+        self.location = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        s3_opts = {"addressing_style": "path"} if storage.endpoint_url else {}
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            s3=s3_opts,
+        )
+        self._client = None
+        self._client_lock = threading.Lock()
+
+    # ------------------------------------------------------------ plumbing
+
+    @property
+    def client(self):
+        with self._client_lock:
+            if self._client is None:
+                session = boto3.session.Session()  # standard credential chain, own session (thread-safe use)
+                self._client = session.client(
+                    "s3",
+                    endpoint_url=self.storage.endpoint_url,
+                    region_name=self.storage.region,
+                    config=self._config,
+                )
+            return self._client
+
+    def _full(self, key: str) -> str:
+        key = key.lstrip("/")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _rel(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
+
+    def local_path(self, key: str) -> str | None:
+        return None
+
+    def _error(self, what: str, key: str | None, e: BaseException) -> StoreError:
+        where = self.url(key) if key is not None else f"s3://{self.bucket}"
+        code = _code(e)
+        detail = _detail(e)
+        msg = f"S3 {what} failed for {where}: {code}" + (f" ({detail})" if detail and detail != code else "")
+        hint = None
+        if code in NO_BUCKET:
+            hint = (f"bucket {self.bucket!r} does not exist at "
+                    f"{self.storage.endpoint_url or 'AWS'}{' region ' + self.storage.region if self.storage.region else ''}:"
+                    " create it (`aws s3 mb s3://" + self.bucket + "`) or fix storage.bucket / storage.region")
+        elif isinstance(e, (NoCredentialsError, PartialCredentialsError)) or code in (
+            "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"
+        ):
+            hint = "set AWS credentials the standard way (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)"
+        elif code in ("AccessDenied", "403", "AllAccessDisabled"):
+            hint = f"grant this identity s3:PutObject/GetObject/ListBucket/DeleteObject/AbortMultipartUpload on {self.bucket}"
+        elif code in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"):
+            hint = f"check that the S3 endpoint {self.storage.endpoint_url or '(AWS)'} is reachable, then retry"
+        return StoreError(msg, hint, code=code)
+
+    # ------------------------------------------------------------ streaming
+
+    def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None) -> int:
+        full = self._full(key)
+        chunk = max(5, int(self.storage.multipart_chunk_mb)) * MB  # S3's minimum part size is 5 MiB
+        tc = TransferConfig(
+            multipart_threshold=chunk,
+            multipart_chunksize=chunk,
+            max_concurrency=max(1, self.storage.max_concurrency),
+            use_threads=True,
+            preferred_transfer_client="classic",
+        )
+        # bound memory: s3transfer holds up to this many chunks read from a non-seekable stream
+        tc.max_in_memory_upload_chunks = max(2, self.storage.max_concurrency + 2)
+        extra = {} if self.storage.sse == "none" else {"ServerSideEncryption": self.storage.sse}
+        wrapped = _CountingReader(reader, progress)
+        try:
+            self.client.upload_fileobj(wrapped, self.bucket, full, ExtraArgs=extra, Config=tc)
+            head = self.client.head_object(Bucket=self.bucket, Key=full)
+            if int(head["ContentLength"]) != wrapped.total:
+                raise StoreError(
+                    f"S3 object {self.url(key)} has {head['ContentLength']} bytes but {wrapped.total} were sent"
+                )
+        except KeyboardInterrupt:
+            self._cleanup_failed_upload(full)
+            raise
+        except BaseException as e:
+            self._cleanup_failed_upload(full)
+            if isinstance(e, StoreError):
+                raise
+            if wrapped.error is e or (wrapped.error is not None and not isinstance(e, (ClientError, BotoCoreError))):
+                src = wrapped.error or e
+                raise StoreError(
+                    f"upload to {self.url(key)} aborted after {wrapped.total} bytes: the source stream failed "
+                    f"({type(src).__name__}: {redact(str(src))}); no object and no multipart parts were left"
+                ) from src
+            if isinstance(e, (ClientError, BotoCoreError)):
+                err = self._error("upload", key, e)
+                err.message += f" after {wrapped.total} bytes; the multipart upload was aborted and nothing was stored"
+                raise err from None
+            raise
+        return wrapped.total
+
+    def _cleanup_failed_upload(self, full: str) -> None:
+        """Leave nothing under ``full``: abort any multipart upload for it, delete any object.
+
+        s3transfer aborts its own multipart upload on failure; this double-checks (a
+        cancelled transfer, a lost abort request) and is safe when there is nothing to do.
+        Errors here are swallowed: the original failure is what the operator must see.
+        """
+        c = self.client
+        with contextlib.suppress(Exception):
+            kwargs = {"Bucket": self.bucket, "Prefix": full}
+            while True:
+                resp = c.list_multipart_uploads(**kwargs)
+                for up in resp.get("Uploads", []):
+                    if up.get("Key") == full:
+                        with contextlib.suppress(Exception):
+                            c.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=up["UploadId"])
+                if not resp.get("IsTruncated"):
+                    break
+                kwargs["KeyMarker"] = resp.get("NextKeyMarker")
+                kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker")
+        with contextlib.suppress(Exception):
+            c.delete_object(Bucket=self.bucket, Key=full)
+
+    def multipart_uploads(self, key: str = "") -> list[dict]:
+        """In-progress multipart uploads under ``key`` (prefix); for checks and tests."""
+        full = self._full(key) if key else (self.prefix + "/" if self.prefix else "")
+        out: list[dict] = []
+        kwargs = {"Bucket": self.bucket, "Prefix": full}
+        try:
+            while True:
+                resp = self.client.list_multipart_uploads(**kwargs)
+                out.extend(resp.get("Uploads", []))
+                if not resp.get("IsTruncated"):
+                    return out
+                kwargs["KeyMarker"] = resp.get("NextKeyMarker")
+                kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker")
+        except (ClientError, BotoCoreError) as e:
+            raise self._error("list multipart uploads", key, e) from None
+
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as e:
+            if _code(e) in NOT_FOUND:
+                raise StoreError(f"backup object missing: {self.url(key)}") from None
+            raise self._error("download", key, e) from None
+        except BotoCoreError as e:
+            raise self._error("download", key, e) from None
+        body = _Body(resp["Body"])
+        try:
+            yield body  # type: ignore[misc]
+        finally:
+            body.close()
+
+    # ------------------------------------------------------------ small objects
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        extra = {} if self.storage.sse == "none" else {"ServerSideEncryption": self.storage.sse}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, **extra)
+        except (ClientError, BotoCoreError) as e:
+            raise self._error("write", key, e) from None
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as f:
+            return f.read()
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        full = self._full(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        out: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                for obj in page.get("Contents", []):
+                    out.append(self._rel(obj["Key"]))
+        except (ClientError, BotoCoreError) as e:
+            raise self._error("list", prefix, e) from None
+        return out
+
+    def _head(self, key: str) -> dict | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as e:
+            if _code(e) in NOT_FOUND:
+                # HEAD has no body: a missing bucket also answers 404; tell them apart
+                self.check()
+                return None
+            raise self._error("stat", key, e) from None
+        except BotoCoreError as e:
+            raise self._error("stat", key, e) from None
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise StoreError(f"backup object missing: {self.url(key)}")
+        return int(head["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as e:
+            if _code(e) in NOT_FOUND:
+                return
+            raise self._error("delete", key, e) from None
+        except BotoCoreError as e:
+            raise self._error("delete", key, e) from None
+
+    def check(self) -> None:
+        """Preflight: the bucket exists and we may use it (HeadBucket)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            code = _code(e)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                e.response.setdefault("Error", {})["Code"] = "NoSuchBucket"
+            elif code == "403":
+                e.response.setdefault("Error", {})["Code"] = "AccessDenied"
+            raise self._error("access to the bucket", None, e) from None
+        except BotoCoreError as e:
+            raise self._error("access to the bucket", None, e) from None

@@ -1,0 +1,161 @@
+"""Deploy / backup / rollback end to end on the embedded local env (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vetai_ops.errors import BackupNotFound, ConfigError
+from vetai_ops.store.catalog import ID_RE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env_extra=None, input=None):
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          input=input, timeout=300)
+
+
+def test_deploy_backup_rollback_cycle(local_env):
+    rep = local_env.run("deploy", yes=True)
+    assert rep["outcome"] == "success"
+    assert rep["to_rev"] == "0013" or rep["to_rev"]  # head of the history
+    assert int(local_env.psql("select count(*) from clients")) > 0, "first deploy seeds demo data"
+    pets_before = local_env.psql("select string_agg(id::text || name, ',' order by id) from pets")
+
+    b = local_env.run("backup")
+    bid = b["backup_id"]
+    assert ID_RE.match(bid)
+
+    # mutate: delete rows, add a table
+    local_env.psql("delete from pets where id in (select id from pets order by id limit 3)")
+    local_env.psql("create table after_backup (x int)")
+    assert local_env.psql("select string_agg(id::text || name, ',' order by id) from pets") != pets_before
+
+    r = local_env.run("rollback", to=bid, yes=True)
+    assert r["outcome"] == "success" and r["restored_id"] == bid
+    assert local_env.psql("select string_agg(id::text || name, ',' order by id) from pets") == pets_before
+    assert local_env.psql("select to_regclass('public.after_backup')") == ""
+    # the previous live DB is kept under <db>_before_<id>
+    kept = local_env.psql(f"select datname from pg_database where datname = '{local_env.dbname}_before_{bid.lower()}'")
+    assert kept
+
+
+def test_manifest_fields_and_dump_checksum(local_env):
+    import hashlib
+
+    local_env.run("deploy", yes=True)
+    rep = local_env.run("backup")
+    bid = rep["backup_id"]
+    man = json.loads((local_env.backups / "local" / f"{bid}.json").read_text())
+    for k in ("id", "env", "database", "size", "sha256", "revision", "server_version", "pg_dump_version",
+              "tool_version", "git_commit", "duration_s", "reason", "created_at"):
+        assert k in man, k
+    dump = local_env.backups / "local" / Path(man["dump_key"]).name
+    assert bid in dump.name
+    assert dump.stat().st_size == man["size"]
+    assert hashlib.sha256(dump.read_bytes()).hexdigest() == man["sha256"]
+    assert man["reason"] == "manual" and man["env"] == "local" and man["database"] == local_env.dbname
+    assert man["revision"] is not None
+
+
+def test_manifestless_dump_is_never_listed_nor_restored(local_env):
+    local_env.run("deploy", yes=True)
+    good = local_env.run("backup")["backup_id"]
+    orphan = local_env.backups / "local" / "20200101T000000Z.dump"
+    orphan.write_bytes(b"PGDMP partial")
+    from vetai_ops.status import list_backups
+
+    ids = [b["id"] for b in list_backups("local")]
+    assert good in ids and "20200101T000000Z" not in ids
+    assert len(ids) == 2  # the pre-deploy backup and the manual one
+    with pytest.raises(BackupNotFound):
+        local_env.run("rollback", to="20200101T000000Z", yes=True)
+
+
+def test_rollback_bad_ids_are_clear(local_env):
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    with pytest.raises(BackupNotFound, match="required"):
+        local_env.run("rollback", yes=True)
+    with pytest.raises(BackupNotFound, match="not a backup id"):
+        local_env.run("rollback", to="yesterday; rm -rf /", yes=True)
+    with pytest.raises(BackupNotFound) as ei:
+        local_env.run("rollback", to="19990101T000000Z", yes=True)
+    assert bid in (ei.value.hint or "")  # nearest backups are listed
+    # a unique prefix works; 'latest' works
+    assert local_env.run("rollback", to=bid[:15], yes=True)["restored_id"] == bid
+    assert local_env.run("rollback", to="latest", yes=True)["restored_id"] == bid
+
+
+def test_ambiguous_prefix(local_env):
+    local_env.run("deploy", yes=True)
+    a = local_env.run("backup")["backup_id"]
+    b = local_env.run("backup")["backup_id"]
+    assert a != b
+    with pytest.raises(BackupNotFound, match="ambiguous"):
+        local_env.run("rollback", to=a[:9], yes=True)
+
+
+def test_cli_status_and_backups_list_json(local_env):
+    r = cli("deploy", "--env=local", "--yes")
+    assert r.returncode == 0, r.stderr
+    r = cli("status", "--env=local", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["current"] == s["head"] and s["pending"] == []
+    assert s["database_url"].startswith("postgresql://vetai@")
+    psql = subprocess.run([local_env.cluster().bin("psql"), s["database_url"], "-Atc", "select count(*) from pets"], capture_output=True, text=True)
+    assert psql.returncode == 0 and int(psql.stdout) > 0, psql.stderr
+    r = cli("backup", "--env=local")
+    assert r.returncode == 0, r.stderr
+    r = cli("backups.list", "--env=local", "--json")
+    items = json.loads(r.stdout)
+    assert len(items) == 2  # the pre-deploy one and the manual one
+    assert items[0]["id"] > items[1]["id"]
+    for k in ("id", "sha256", "size", "revision", "created_at"):
+        assert k in items[0]
+
+
+def test_cli_bad_id_exits_nonzero_without_traceback(local_env):
+    cli("deploy", "--env=local", "--yes")
+    r = cli("rollback", "--to=20991231T000000Z", "--env=local", "--yes")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and "no backup" in r.stderr
+
+
+BAD_INVENTORIES = {
+    "syntax": ("environments:\n  local: [unclosed\n", "not valid YAML"),
+    "no_envs": ("default_env: local\n", "environments"),
+    "bad_type": ("environments:\n  local:\n    database: {port: notanumber}\n", "environments.local.database.port"),
+    "unknown_key": ("environments:\n  local:\n    databse: {}\n", "environments.local.databse"),
+    "s3_no_bucket": ("environments:\n  prod:\n    storage: {type: s3}\n", "bucket"),
+    "password_inline": ("environments:\n  prod:\n    database: {password_env: 'hunter2 pw'}\n", "password_env"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INVENTORIES))
+def test_bad_inventory_names_file_and_key(tmp_path, monkeypatch, case):
+    text, expect = BAD_INVENTORIES[case]
+    p = tmp_path / "inv.yml"
+    p.write_text(text)
+    from vetai_ops.config import load_inventory
+
+    with pytest.raises(ConfigError) as ei:
+        load_inventory(p)
+    assert str(p) in ei.value.message and expect in ei.value.message
+    r = cli("status", "--env=local", env_extra={"VETAI_OPS_INVENTORY": str(p)})
+    assert r.returncode != 0 and "Traceback" not in r.stderr and str(p) in r.stderr
+    assert "hunter2" not in r.stderr
+
+
+def test_unknown_env(local_env):
+    r = cli("status", "--env=nope")
+    assert r.returncode != 0 and "unknown environment 'nope'" in r.stderr and "local" in r.stderr
