@@ -53,6 +53,16 @@ def materialise(ctx, m) -> tuple[str, bool]:
         writer = None  # decompress in-process: no dependency on a zstd binary here
     sha = hashlib.sha256()
     moved = 0
+    broken: list[BaseException] = []  # a write/decompress failure: keep hashing, report after the checksum
+
+    def feed(sink, b: bytes) -> None:
+        if broken:
+            return
+        try:
+            sink(b)
+        except (OSError, ValueError, Exception) as e:  # zstd errors, broken pipe from the host
+            broken.append(e)
+
     try:
         with store.open_read(m.dump_key) as src:
             if writer is None:
@@ -62,7 +72,7 @@ def materialise(ctx, m) -> tuple[str, bool]:
                 with open(path, "wb") as out:
                     for b in iter(lambda: src.read(CHUNK), b""):
                         sha.update(b)
-                        out.write(dec.decompress(b))
+                        feed(lambda x: out.write(dec.decompress(x)), b)
                         moved += len(b)
                         ctx.progress("restore", moved, m.size, id=m.id)
             else:
@@ -70,16 +80,18 @@ def materialise(ctx, m) -> tuple[str, bool]:
                 try:
                     for b in iter(lambda: src.read(CHUNK), b""):
                         sha.update(b)
-                        proc.stdin.write(b)
+                        feed(proc.stdin.write, b)
                         moved += len(b)
                         ctx.progress("restore", moved, m.size, id=m.id)
                 except BaseException:
                     proc.kill()
                     raise
                 rc = proc.wait()
-                if rc != 0:
-                    raise CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}")
-        _check(m, sha.hexdigest(), ctx)
+                if rc != 0 and not broken:
+                    broken.append(CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}"))
+        _check(m, sha.hexdigest(), ctx)  # a corrupt backup is reported as such, whatever broke first
+        if broken:
+            raise OpsError(f"could not prepare backup {m.id} on {target.name}: {broken[0]}; the live database was not touched")
     except BaseException:
         target.remove(path)
         raise
@@ -100,39 +112,67 @@ def _drop_db(maint, name: str) -> None:
         c.execute(text(f"DROP DATABASE IF EXISTS {_q(name)} WITH (FORCE)"))
 
 
-def restore_backup(ctx, m) -> dict:
-    """Restore manifest ``m`` over the env's live database. Returns a summary dict."""
+def restore_into(ctx, m, dbname: str, maint=None) -> dict:
+    """Materialise backup ``m`` (sha256 verified) and ``pg_restore -j N`` it into a NEW
+    database ``dbname`` on the DB host. Never touches any other database. On any failure
+    ``dbname`` is dropped; the spool file (if any) is always removed. Returns timings."""
     access, target = ctx.access, ctx.db_target
-    live = access.db.name
-    scratch = f"{live}_restore_{m.id}".lower()
-    before = f"{live}_before_{m.id}".lower()
-    maint = access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
+    maint = maint or access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
     t0 = time.monotonic()
     path, is_temp = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
-        _drop_db(maint, scratch)
+        _drop_db(maint, dbname)
         with maint.connect() as c:
-            c.execute(text(f"CREATE DATABASE {_q(scratch)}"))
+            c.execute(text(f"CREATE DATABASE {_q(dbname)}"))
         jobs = ctx.env.backup.restore_jobs or max(1, min(8, target.cpu_count()))
         argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
-                *access.pg_args(scratch), path]
-        ctx.emit("info", f"pg_restore -j {jobs} into {scratch} on {target.name}")
+                *access.pg_args(dbname), path]
+        ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
         with access.pg_env() as penv:
             res = target.run(argv, env=penv, check=False)
         if res.returncode != 0:
             raise CommandFailed(
-                f"pg_restore into {scratch} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
+                f"pg_restore into {dbname} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
                 returncode=res.returncode,
             )
-        # prove the copy before the swap
-        eng = access.engine(scratch)
+    except BaseException:
+        try:
+            _drop_db(maint, dbname)
+        except Exception:  # noqa: BLE001
+            pass
+        raise
+    finally:
+        if is_temp:
+            target.remove(path)
+    return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3)}
+
+
+def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
+    """(Alembic revision, public tables) of database ``dbname``."""
+    eng = access.engine(dbname)
+    try:
         with eng.connect() as c:
             rev = mig.current(c)
             tables = set(c.execute(text(
                 "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
                 " where n.nspname = 'public' and c.relkind = 'r'")).scalars())
+    finally:
         eng.dispose()
+    return rev, tables
+
+
+def restore_backup(ctx, m) -> dict:
+    """Restore manifest ``m`` over the env's live database. Returns a summary dict."""
+    access = ctx.access
+    live = access.db.name
+    scratch = f"{live}_restore_{m.id}".lower()
+    before = f"{live}_before_{m.id}".lower()
+    maint = access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
+    timings = restore_into(ctx, m, scratch, maint)
+    try:
+        # prove the copy before the swap
+        rev, tables = inspect_copy(access, scratch)
         if rev != m.revision:
             raise OpsError(f"restored copy is at revision {rev}, manifest says {m.revision}; live DB untouched")
         missing = sorted(set(m.tables) - tables)
@@ -143,19 +183,15 @@ def restore_backup(ctx, m) -> dict:
             _drop_db(maint, scratch)
         except Exception:  # noqa: BLE001
             pass
-        if is_temp:
-            target.remove(path)
         raise
-    if is_temp:
-        target.remove(path)
     t_restored = time.monotonic()
     swap(ctx, maint, live, scratch, before)
     access.dispose()
     return {
         "id": m.id,
         "previous_db": before,
-        "verify_s": round(t_verified - t0, 3),
-        "restore_s": round(t_restored - t_verified, 3),
+        "verify_s": timings["verify_s"],
+        "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
 
