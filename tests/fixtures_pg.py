@@ -123,3 +123,32 @@ def local_env(tmp_path, sandbox_dir, sandbox_port, monkeypatch):
             c.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     except Exception:
         pass
+
+
+@pytest.fixture
+def migrations_copy(tmp_path, monkeypatch):
+    """A copy of the project's migrations/ selected via VETAI_OPS_MIGRATIONS, to plant revisions in."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "migrations"
+    dst = tmp_path / "migrations"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("VETAI_OPS_MIGRATIONS", str(dst))
+
+    class M:
+        path = dst
+
+        @staticmethod
+        def add(rev: str, down: str, upgrade: str, downgrade: str = "pass", header: str = "") -> Path:
+            body = (
+                f'"""planted revision {rev}"""\n{header}\nfrom alembic import op\nimport sqlalchemy as sa\n\n'
+                f'revision = "{rev}"\ndown_revision = "{down}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+                f"def upgrade() -> None:\n" + "".join(f"    {line}\n" for line in upgrade.strip().splitlines())
+                + "\n\ndef downgrade() -> None:\n" + "".join(f"    {line}\n" for line in downgrade.strip().splitlines())
+            )
+            f = dst / "versions" / f"{rev}_planted.py"
+            f.write_text(body)
+            return f
+
+    return M

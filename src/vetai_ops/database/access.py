@@ -112,10 +112,10 @@ class DbAccess:
 
     # ------------------------------------------------------------ DB-host side
     def bin(self, tool: str) -> str:
+        if self.db.bin_dir:
+            return str(Path(self.db.bin_dir).expanduser() / tool)
         if self.cluster is not None:
             return self.cluster.bin(tool)
-        if self.db.bin_dir:
-            return str(Path(self.db.bin_dir) / tool)
         return tool
 
     def pg_args(self, dbname: str | None = None) -> list[str]:
