@@ -155,6 +155,10 @@ def _run_step(ctx: RunContext, spec: StepSpec, phase: str) -> dict:
     ctx.emit("step_started", "", step=spec.label)
     try:
         summary = fn(ctx, **spec.options)
+    except StopPipeline as e:
+        rec.update(status="ok", duration_s=round(time.monotonic() - t0, 3), summary=str(e))
+        ctx.emit("step_finished", str(e), step=spec.label, duration_s=rec["duration_s"])
+        raise
     except BaseException as e:
         msg = redact(short_error(e))
         rec.update(status="failed", duration_s=round(time.monotonic() - t0, 3), error=msg)

@@ -86,7 +86,7 @@ def print_json(obj: Any) -> None:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title, title_justify="left")
+    t = Table(title=title, title_justify="left", show_header=any(columns))
     for c in columns:
         t.add_column(c)
     for r in rows:
@@ -99,11 +99,17 @@ def render_plan(p: dict, c: Console = out) -> None:
             f"db host {p.get('db_host')}, app hosts {', '.join(p.get('app_hosts') or []) or '-'}, database {p.get('database')}")
     c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
             + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""))
+    findings = [f if isinstance(f, dict) else f.__dict__ for f in p.get("findings", [])]
     for rev in p.get("pending", []):
-        c.print(f"  [cyan]+ {rev}[/]")
-    for f in p.get("findings", []):
-        f = f if isinstance(f, dict) else f.__dict__
-        tag = "ack" if f.get("acknowledged") else f.get("severity", "warning")
-        c.print(f"    [yellow]{tag}[/] {f.get('revision')} {f.get('rule')}: {f.get('message')}")
+        mine = [f for f in findings if f.get("revision") == rev]
+        by_rule: dict[str, int] = {}
+        for f in mine:
+            by_rule[f.get("rule")] = by_rule.get(f.get("rule"), 0) + 1
+        summary = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in sorted(by_rule.items()))
+        c.print(f"  [cyan]+ {rev}[/]" + (f"  [dim]{summary}[/]" if summary else ""))
+        for f in mine:
+            if f.get("acknowledged") or f.get("severity") == "error":
+                tag = "acknowledged" if f.get("acknowledged") else "blocking"
+                c.print(f"      [yellow]{tag}[/] {f.get('operation') or f.get('rule')} ({f.get('file')}:{f.get('line')})")
     if p.get("first_deploy_seeds"):
         c.print("  first deploy: demo data will be seeded")

@@ -95,6 +95,11 @@ def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False,
                   json_, verbose)
     if json_:
         render.print_json({"ok": True, "report": report})
+    elif report.get("outcome") == "success":
+        render.out.print(
+            f"deployed {report['env']}: {report.get('from_rev') or 'base'} -> {report.get('to_rev') or 'base'}"
+            + (f"; backup {report['backup_id']} at {report.get('backup_url')}" if report.get("backup_id") else "")
+        )
 
 
 @task(help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})

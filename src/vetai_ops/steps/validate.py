@@ -13,6 +13,8 @@ from ..paths import project_root, versions_dir
 from ..pipeline import env_flag
 from . import step
 
+SET_BY_MIGRATE = {"squawk:require-lock-timeout", "squawk:require-statement-timeout", "squawk:require-timeout-settings"}
+
 APPLIED_DDL = """
 CREATE TABLE IF NOT EXISTS vetai_ops_applied (
     revision text PRIMARY KEY,
@@ -92,6 +94,8 @@ def validate(ctx, render: bool = True, **_):
             + " ".join(f"--allow='{f.operation or f.rule}'" for f in blocking),
         )
     ack = [f for f in report.findings if f.acknowledged and f.revision in pending]
+    # the migrate step sets lock_timeout / statement_timeout itself: squawk's advice is already followed
+    report.findings = [f for f in report.findings if f.rule not in SET_BY_MIGRATE]
     ctx.state.update(
         from_rev=current,
         to_rev=target if pending else current,
