@@ -200,6 +200,147 @@ def backups_list(c, env=None, json_=False):
                  [[b["id"], b["revision"], f"{b['size'] / 2**20:.1f} MiB", b["sha256"][:12], b["reason"], b["age"]] for b in items])
 
 
+@task(name="verify", help={"to": "backup id, a unique prefix of one, or 'latest' (default)", "env": H_ENV,
+                          "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def backups_verify(c, to="latest", env=None, json_=False, verbose=False):
+    """Restore a backup into a scratch DB, check revision/tables/rows, drop it, record the result."""
+    from ..ops.verify import verify_backup
+
+    res = verify_backup(env, to, sink=render.ConsoleSink(render.err, verbose=verbose))
+    if json_:
+        render.print_json(res)
+        return
+    v = res["verification"]
+    render.table(f"backup {res['id']} verified in {v['duration_s']:.1f}s (revision {v['revision'] or 'base'})",
+                 ["table", "rows"], [[t, n] for t, n in sorted(v["rows"].items())])
+    render.out.print(f"[green]ok[/]: {len(v['tables'])} tables, {sum(v['rows'].values())} rows; recorded in the manifest")
+
+
+@task(name="prune", help={"keep_last": "always keep the newest N backups (>= 1; default 10)",
+                         "keep_days": "always keep backups younger than D days (default 30)",
+                         "env": H_ENV, "yes": "really delete on a protected env (otherwise a dry run there)",
+                         "dry_run": "only show what would be removed", "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=False, json_=False, verbose=False):
+    """Retention: keep the newest N and the last D days (never the newest verified); remove the rest."""
+    from ..ops.prune import prune
+
+    res = prune(env, keep_last, keep_days, yes=yes, dry_run=dry_run, sink=render.ConsoleSink(render.err, verbose=verbose))
+    if json_:
+        render.print_json(res)
+        return
+    verb = "would remove" if res["dry_run"] else "removed"
+    render.table(f"{verb} ({res['env']}, keep last {res['keep_last']}, keep {res['keep_days']:g} days)",
+                 ["kind", "name", "age", "reason"], [[r["kind"], r["name"], r["age"], r["reason"]] for r in res["removed"]])
+    render.out.print(f"{len(res['removed'])} to remove, {len(res['kept'])} kept"
+                     + (f"; dry run ({res['dry_run_reason']}): nothing was deleted"
+                        + ("; add --yes to delete" if res["dry_run_reason"] != "--dry-run" else "") if res["dry_run"] else ""))
+
+
+# ------------------------------------------------------------------ adopt
+
+
+def _confirm_adopt(env_name: str, report: dict) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    render.err.print(f"[bold]adopt[/] {report['database']} on {env_name}: TypeORM {report.get('typeorm_last')} "
+                     f"({report.get('typeorm_applied')} migrations) = Alembic revision {report.get('revision')}; "
+                     "the live schema matches it. This writes alembic_version (alembic stamp).")
+    render.err.print(f"[bold]Type the environment name ({env_name}) to continue:[/] ", end="")
+    try:
+        return input().strip() == env_name
+    except EOFError:
+        return False
+
+
+@task(help={"env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def adopt(c, env=None, yes=False, json_=False, verbose=False):
+    """Take over a TypeORM-built DB: map its migrations table, check the schema, alembic stamp."""
+    from ..ops.adopt import adopt as do_adopt
+
+    res = do_adopt(env, yes=yes, sink=render.ConsoleSink(render.err, verbose=verbose),
+                   confirm=_confirm_adopt if sys.stdin.isatty() else None)
+    if json_:
+        render.print_json(res)
+        return
+    pend = res.get("pending") or []
+    render.out.print(f"adopted {res['database']} at revision {res['stamped']} (TypeORM {res['typeorm_last']}); "
+                     + (f"{len(pend)} pending: run `invoke deploy --env={res['env']}`" if pend else "up to date with head"))
+
+
+# ------------------------------------------------------------------ migrations.*
+
+
+@task(name="new", help={"message": "what the revision does (becomes the docstring and the file name)"})
+@ops
+def migrations_new(c, message=None):
+    """Create a new revision file with the next readable id (0014 after 0013)."""
+    from ..ops.revisions import new_revision
+
+    r = new_revision(message)
+    render.out.print(f"created {r['id']} (after {r['down_revision']}): {r['file']}")
+
+
+@task(name="history", help={"env": "also mark which revisions this env has applied", "json": H_JSON})
+@ops
+def migrations_history(c, env=None, json_=False):
+    """The Alembic history, newest first: id, parent, message, file."""
+    from ..ops.revisions import history as hist
+
+    rows = hist(env)
+    if json_:
+        render.print_json(rows)
+        return
+    cols = ["id", "parent", "message", "file"] + (["applied"] if env else [])
+    render.table("migrations", cols,
+                 [[r["id"] + (" (head)" if r["head"] else ""), r["down_revision"], r["message"], r["file"]]
+                  + ([("current" if r["current"] else "yes") if r["applied"] else ""] if env else []) for r in rows])
+
+
+def _backup_first(env: str | None, backup: bool) -> bool:
+    _, e = _load_env(env)
+    return bool(backup or e.protected)
+
+
+@task(name="upgrade", help={"env": H_ENV, "to": "revision to upgrade to (default: head)", "yes": H_YES,
+                           "dry_run": "show the plan and stop", "backup": "take a backup first even on an unprotected env",
+                           "allow": "acknowledge a destructive operation (repeatable)", "json": H_JSON,
+                           "verbose": H_VERBOSE}, iterable=["allow"])
+@ops
+def migrations_upgrade(c, env=None, to="head", yes=False, dry_run=False, backup=False, allow=None, json_=False,
+                       verbose=False):
+    """Alembic upgrade to --to, with the lock, validation, confirmation, and a backup first on protected envs."""
+    from ..ops.revisions import resolve_target, upgrade_playbook
+    from ..pipeline import run_playbook
+
+    target = resolve_target(to)
+    opts = {"target": target, "yes": yes, "dry_run": dry_run, "allow": allow or [],
+            "backup_first": _backup_first(env, backup)}
+    report = run_playbook("migrations.upgrade", env, options=opts, sink=render.ConsoleSink(render.err, verbose=verbose),
+                          confirm=_confirm if sys.stdin.isatty() else None, playbook=upgrade_playbook())
+    if json_:
+        render.print_json({"ok": True, "report": report})
+
+
+@task(name="downgrade", help={"env": H_ENV, "to": "revision to go down to (required; 'base' for an empty schema)",
+                             "yes": "required on protected envs (a downgrade can drop data)",
+                             "dry_run": "show the plan and stop", "backup": "take a backup first even on an unprotected env",
+                             "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def migrations_downgrade(c, env=None, to=None, yes=False, dry_run=False, backup=False, json_=False, verbose=False):
+    """Alembic downgrade to --to: lock, a backup first on protected envs, refused there without --yes."""
+    from ..ops.revisions import downgrade_playbook
+    from ..pipeline import run_playbook
+
+    opts = {"to": to, "yes": yes, "dry_run": dry_run, "backup_first": _backup_first(env, backup)}
+    report = run_playbook("migrations.downgrade", env, options=opts, sink=render.ConsoleSink(render.err, verbose=verbose),
+                          confirm=_confirm if sys.stdin.isatty() else None, playbook=downgrade_playbook())
+    if json_:
+        render.print_json({"ok": True, "report": report})
+
+
 # ------------------------------------------------------------------ sandbox.*
 
 
@@ -235,7 +376,15 @@ def build_collection() -> Collection:
         ns.add_task(t)
     backups = Collection("backups")
     backups.add_task(backups_list, name="list")
+    backups.add_task(backups_verify, name="verify")
+    backups.add_task(backups_prune, name="prune")
     ns.add_collection(backups)
+    ns.add_task(adopt)
+    migrations = Collection("migrations")
+    for name, t in (("new", migrations_new), ("history", migrations_history), ("upgrade", migrations_upgrade),
+                    ("downgrade", migrations_downgrade)):
+        migrations.add_task(t, name=name)
+    ns.add_collection(migrations)
     sandbox = Collection("sandbox")
     sandbox.add_task(sandbox_up, name="up")
     sandbox.add_task(sandbox_down, name="down")

@@ -1,0 +1,152 @@
+"""``invoke backups.prune``: retention for backups and the databases restores leave behind.
+
+Kept:
+- the newest ``keep_last`` complete backups, and every backup younger than ``keep_days``;
+- ALWAYS the newest backup whose latest verification succeeded (``backups.verify``).
+Removed (manifest first, so a half-pruned backup becomes an incomplete dump, never a
+listed backup without its bytes): manifest, dump and run log of every other backup.
+
+Also removed:
+- incomplete dumps (no manifest) older than one hour (younger ones may be in progress);
+- ``<db>_before_<id>`` databases (the previous live DB kept by a restore) by the same
+  rule: keep the newest ``keep_last`` and those retired less than ``keep_days`` ago. A
+  before-DB's age is the time of the last run that restored ``<id>`` (deploy_history
+  of the live DB), else the backup id's time.
+
+Protected envs: dry-run unless ``yes``. ``dry_run`` always wins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import text
+
+from ..errors import ConfigError
+from ..store.catalog import ID_RE, id_time
+from . import drop_database, op_context
+
+INCOMPLETE_GRACE = timedelta(hours=1)
+
+
+def _age(t: datetime, now: datetime) -> str:
+    secs = int((now - t).total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= n:
+            return f"{secs // n}{unit}"
+    return f"{secs}s"
+
+
+def _verified(m) -> bool:
+    return bool(m.verifications and m.verifications[-1].get("ok"))
+
+
+def plan_backups(backups: list, keep_last: int, keep_days: float, now: datetime) -> tuple[list[dict], list[dict]]:
+    """(kept, removed) rows for complete backups, newest first."""
+    cutoff = now - timedelta(days=keep_days)
+    newest_verified = next((m.id for m in backups if _verified(m)), None)
+    kept, removed = [], []
+    for i, m in enumerate(backups):
+        t = id_time(m.id)
+        reasons = []
+        if i < keep_last:
+            reasons.append(f"newest {keep_last}")
+        if t >= cutoff:
+            reasons.append(f"younger than {keep_days:g}d")
+        if m.id == newest_verified:
+            reasons.append("newest verified")
+        row = {"kind": "backup", "name": m.id, "age": _age(t, now), "revision": m.revision, "size": m.size,
+               "verified": _verified(m)}
+        if reasons:
+            kept.append({**row, "reason": ", ".join(reasons)})
+        else:
+            removed.append({**row, "reason": f"older than {keep_days:g}d and not among the newest {keep_last}"})
+    return kept, removed
+
+
+def _before_dbs(ctx, now: datetime) -> list[tuple[str, str, datetime]]:
+    """(database, backup id, retired at) of ``<db>_before_<id>`` databases, newest first."""
+    live = ctx.access.db.name
+    prefix = f"{live}_before_".lower()
+    with ctx.access.maintenance_engine().connect() as c:
+        names = c.execute(text("select datname from pg_database where starts_with(datname, :p)"), {"p": prefix}).scalars().all()
+    restored_at: dict[str, datetime] = {}
+    try:
+        with ctx.access.engine().connect() as c:
+            if c.execute(text("select to_regclass('public.deploy_history')")).scalar():
+                for bid, t in c.execute(text(
+                        "select backup_id, max(finished_at) from deploy_history where backup_id is not null"
+                        " and (action = 'rollback' or outcome like '%restored%') group by 1")):
+                    restored_at[bid] = t
+    except Exception:  # noqa: BLE001 - the live DB may be unreachable mid-incident: fall back to id times
+        pass
+    out = []
+    for n in names:
+        bid = n[len(prefix):].upper()
+        if not ID_RE.match(bid):
+            continue
+        out.append((n, bid, restored_at.get(bid) or id_time(bid)))
+    out.sort(key=lambda r: r[2], reverse=True)
+    return out
+
+
+def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool = False, dry_run: bool = False,
+          sink=None, now: datetime | None = None) -> dict:
+    try:
+        keep_last, keep_days = int(keep_last), float(keep_days)
+    except (TypeError, ValueError):
+        raise ConfigError("--keep-last must be an integer and --keep-days a number") from None
+    if keep_last < 1:
+        raise ConfigError(f"--keep-last={keep_last}: at least one backup must be kept", "use --keep-last=1 or more")
+    if keep_days < 0:
+        raise ConfigError(f"--keep-days={keep_days:g} is negative", "use 0 or more days")
+    now = now or datetime.now(timezone.utc)
+    with op_context(env_name, "prune", sink=sink) as ctx:
+        env = ctx.env
+        effective_dry = dry_run or (env.protected and not yes)
+        cat, store = ctx.catalog, ctx.store
+        kept, removed = plan_backups(cat.list(), keep_last, keep_days, now)
+        # incomplete dumps: no manifest, older than the grace period
+        for key in cat.incomplete():
+            bid = key[len(cat.env) + 1:].split(".", 1)[0]
+            t = id_time(bid)
+            if now - t >= INCOMPLETE_GRACE:
+                removed.append({"kind": "incomplete", "name": key, "age": _age(t, now), "reason": "dump without manifest"})
+            else:
+                kept.append({"kind": "incomplete", "name": key, "age": _age(t, now), "reason": "may be in progress (< 1h)"})
+        cutoff = now - timedelta(days=keep_days)
+        for i, (dbname, bid, t) in enumerate(_before_dbs(ctx, now)):
+            row = {"kind": "database", "name": dbname, "age": _age(t, now)}
+            if i < keep_last or t >= cutoff:
+                kept.append({**row, "reason": f"newest {keep_last}" if i < keep_last else f"younger than {keep_days:g}d"})
+            else:
+                removed.append({**row, "reason": f"previous live DB older than {keep_days:g}d"})
+        done = []
+        if not effective_dry:
+            for r in removed:
+                if r["kind"] == "backup":
+                    m = cat.read_manifest(r["name"])
+                    store.delete(cat.manifest_key(m.id))  # first: from now on it is not a backup
+                    store.delete(m.dump_key)
+                    store.delete(m.log_key or cat.log_key(m.id))
+                elif r["kind"] == "incomplete":
+                    store.delete(r["name"])
+                    bid = r["name"][len(cat.env) + 1:].split(".", 1)[0]
+                    if not store.exists(cat.manifest_key(bid)):
+                        store.delete(cat.log_key(bid))
+                else:
+                    drop_database(ctx, r["name"])
+                done.append(r["name"])
+                ctx.emit("info", f"removed {r['kind']} {r['name']}")
+        return {
+            "env": env.name,
+            "protected": env.protected,
+            "dry_run": effective_dry,
+            "dry_run_reason": ("--dry-run" if dry_run else "protected env without --yes") if effective_dry else None,
+            "keep_last": keep_last,
+            "keep_days": keep_days,
+            "store": store.location,
+            "removed": removed,
+            "kept": kept,
+            "done": done,
+        }

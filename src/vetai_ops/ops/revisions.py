@@ -1,0 +1,105 @@
+"""``invoke migrations.*``: thin, safe wrappers over Alembic.
+
+- ``new``: ``alembic revision`` through the command API, with the next readable id
+  (``0014`` after ``0013``) instead of a random hex one;
+- ``history``: the ScriptDirectory walk (id, parent, message, file), optionally marking
+  what an env has applied;
+- ``upgrade`` / ``downgrade``: run as playbooks built here, so they get the pipeline's
+  advisory lock, journal, confirmation, a backup first on protected envs (or with
+  ``--backup``) and, when a revision fails after that backup, the restore of it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..config import Playbook, StepSpec
+from ..database import migrations as mig
+from ..errors import ConfigError
+
+
+def next_id() -> str:
+    nums = [int(r.revision) for r in mig.script_directory().walk_revisions() if re.fullmatch(r"\d+", r.revision)]
+    width = max([4] + [len(r.revision) for r in mig.script_directory().walk_revisions() if r.revision.isdigit()])
+    return f"{(max(nums) if nums else 0) + 1:0{width}d}"
+
+
+def new_revision(message: str | None) -> dict:
+    from alembic import command
+
+    message = (message or "").strip()
+    if not message:
+        raise ConfigError("-m/--message is required: what the revision does", 'e.g. invoke migrations.new -m "add pets.allergies"')
+    parent = mig.head()
+    rid = next_id()
+    script = command.revision(mig.alembic_config(), message=message, rev_id=rid)
+    sc = script if not isinstance(script, list) else script[0]
+    return {"id": sc.revision, "down_revision": sc.down_revision, "message": message, "file": str(sc.path),
+            "parent": parent}
+
+
+def history(env_name: str | None = None) -> list[dict]:
+    """Newest first: id, down_revision, message, file, head; with an env also applied/current."""
+    sd = mig.script_directory()
+    current = None
+    applied: set[str] = set()
+    if env_name:
+        from ..status import context
+
+        with context(env_name) as ctx:
+            with ctx.access.engine().connect() as conn:
+                current = mig.current(conn)
+        if current and mig.known(current):
+            applied = set(mig.chain(None, current))
+    heads = set(sd.get_heads())
+    out = []
+    for sc in sd.walk_revisions():
+        doc = (sc.doc or "").strip().splitlines()
+        row = {"id": sc.revision, "down_revision": sc.down_revision, "message": doc[0] if doc else "",
+               "file": Path(sc.path).name, "head": sc.revision in heads}
+        if env_name:
+            row["applied"] = sc.revision in applied
+            row["current"] = sc.revision == current
+        out.append(row)
+    return out
+
+
+def upgrade_playbook() -> Playbook:
+    return Playbook(
+        name="migrations.upgrade",
+        description="lock -> validate (to --to) -> preflight -> plan -> confirm -> backup (protected) -> migrate -> post-check",
+        steps=[StepSpec(step="lock"), StepSpec(step="validate"), StepSpec(step="preflight"), StepSpec(step="plan"),
+               StepSpec(step="confirm"),
+               StepSpec(step="backup", options={"reason": "pre-upgrade"}, when="backup_first"),
+               StepSpec(step="migrate", when="run_migrations"),
+               StepSpec(step="postcheck", options={"http": False})],
+        on_failure_after="backup",
+        on_failure=[StepSpec(step="restore", options={"backup": "this_run"}),
+                    StepSpec(step="postcheck", options={"rows": False, "http": False})],
+        path="(built in: vetai_ops.ops.revisions.upgrade_playbook)",
+    )
+
+
+def downgrade_playbook() -> Playbook:
+    return Playbook(
+        name="migrations.downgrade",
+        description="lock -> plan (protected needs --yes) -> confirm -> backup (protected) -> downgrade -> post-check",
+        steps=[StepSpec(step="lock"), StepSpec(step="downgrade_plan"), StepSpec(step="confirm"),
+               StepSpec(step="backup", options={"reason": "pre-downgrade"}, when="backup_first"),
+               StepSpec(step="downgrade"),
+               StepSpec(step="postcheck", options={"http": False, "rows": False})],
+        on_failure_after="backup",
+        on_failure=[StepSpec(step="restore", options={"backup": "this_run"}),
+                    StepSpec(step="postcheck", options={"rows": False, "http": False})],
+        path="(built in: vetai_ops.ops.revisions.downgrade_playbook)",
+    )
+
+
+def resolve_target(to: str | None) -> str | None:
+    """--to for upgrade: a known revision id, or head (default)."""
+    if not to or to == "head":
+        return None
+    if not mig.known(to):
+        raise ConfigError(f"--to={to!r} is not a revision of this history", "see `invoke migrations.history`")
+    return to

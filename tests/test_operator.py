@@ -1,0 +1,365 @@
+"""The operator's verbs on real PostgreSQL (the embedded local env): backups.verify,
+backups.prune, adopt (TypeORM-built DBs), migrations.*, confirmation on protected envs,
+--json and --help coverage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, pool, text
+
+from vetai_ops.schema.typeorm import TYPEORM_MIGRATIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env_extra=None):
+    """The real invoke CLI, with no terminal on stdin (like cron / CI)."""
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+
+
+def manifest(le, bid) -> dict:
+    return json.loads((le.backups / "local" / f"{bid}.json").read_text())
+
+
+def databases(le) -> set[str]:
+    return set(le.cluster().psql(f"select datname from pg_database where datname like '{le.dbname}%'").split())
+
+
+def fingerprint(le) -> str:
+    """Revision + schema + data of the live DB (changes if anything but deploy_history changes)."""
+    schema = le.psql(
+        "select md5(string_agg(table_name || '.' || column_name || ':' || data_type || is_nullable, ','"
+        " order by table_name, column_name)) from information_schema.columns"
+        " where table_schema = 'public' and table_name <> 'deploy_history'")
+    pets = le.psql("select string_agg(id::text || name, ',' order by id) from pets") \
+        if le.psql("select to_regclass('public.pets')") else ""
+    return f"{_current(le)}|{schema}|{pets}"
+
+
+# ------------------------------------------------------------------ backups.verify
+
+
+def test_verify_ok_records_result_and_leaves_live_db_alone(local_env):
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    live_before = fingerprint(local_env)
+    dbs_before = databases(local_env)
+
+    r = cli("backups.verify", f"--to={bid}", "--env=local", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["ok"] and res["id"] == bid
+    v = manifest(local_env, bid)["verifications"][-1]
+    assert set(v) >= {"at", "ok", "revision", "tables", "rows", "duration_s", "error"}
+    assert v["ok"] is True and v["error"] is None
+    assert v["revision"] == manifest(local_env, bid)["revision"]
+    assert "pets" in v["tables"] and v["rows"]["pets"] == int(local_env.psql("select count(*) from pets")) > 0
+    # scratch DB dropped, live DB untouched
+    assert databases(local_env) == dbs_before
+    assert fingerprint(local_env) == live_before
+    # backups.list shows it verified; a second verification is appended
+    from vetai_ops.status import list_backups
+
+    assert [b["verified"] for b in list_backups("local") if b["id"] == bid] == [True]
+    r = cli("backups.verify", "--to=latest", "--env=local")
+    assert r.returncode == 0, r.stderr
+    assert "pets" in r.stdout
+    assert len(manifest(local_env, bid)["verifications"]) == 2
+
+
+def test_verify_corrupt_byte_fails_and_records_ok_false(local_env):
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    m = manifest(local_env, bid)
+    dump = local_env.backups / "local" / Path(m["dump_key"]).name
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    dbs_before = databases(local_env)
+
+    r = cli("backups.verify", f"--to={bid}", "--env=local")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and "failed verification" in r.stderr and "sha256" in r.stderr
+    v = manifest(local_env, bid)["verifications"][-1]
+    assert v["ok"] is False and "corrupt" in v["error"]
+    assert databases(local_env) == dbs_before
+    from vetai_ops.status import list_backups
+
+    assert [b["verified"] for b in list_backups("local") if b["id"] == bid] == [False]
+    r = cli("backups.verify", f"--to={bid}", "--env=local", "--json")
+    assert r.returncode != 0 and json.loads(r.stdout)["ok"] is False
+
+
+# ------------------------------------------------------------------ backups.prune
+
+
+def _fake_backup(le, real_id: str, bid: str, verified: bool | None = None) -> None:
+    """A copy of a real backup under an older id (as if taken back then)."""
+    d = le.backups / "local"
+    m = manifest(le, real_id)
+    shutil.copy(d / Path(m["dump_key"]).name, d / f"{bid}.dump")
+    m.update(id=bid, dump_key=f"local/{bid}.dump", log_key=f"local/{bid}.log.jsonl", verifications=[])
+    if verified is not None:
+        m["verifications"] = [{"at": "2020-01-01T00:00:00Z", "ok": verified, "revision": m["revision"], "tables": [],
+                               "rows": {}, "duration_s": 1.0, "error": None}]
+    (d / f"{bid}.json").write_text(json.dumps(m))
+    (d / f"{bid}.log.jsonl").write_text("{}\n")
+
+
+def test_prune_keeps_newest_and_last_verified_removes_old_and_incomplete(local_env):
+    from vetai_ops.store.catalog import new_id
+
+    local_env.run("deploy", yes=True)  # one pre-deploy backup
+    real = local_env.run("backup")["backup_id"]
+    for i, bid in enumerate(["20200101T000000Z", "20200102T000000Z", "20200103T000000Z", "20200104T000000Z"]):
+        _fake_backup(local_env, real, bid, verified=True if bid == "20200102T000000Z" else
+                     (False if bid == "20200104T000000Z" else None))
+    d = local_env.backups / "local"
+    (d / "20200105T000000Z.dump").write_bytes(b"PGDMP interrupted")  # incomplete, old
+    fresh = new_id(time.time() - 120)  # 2 minutes ago, no manifest yet
+    (d / f"{fresh}.dump.partial").write_bytes(b"PGDMP in progress")  # incomplete, may be running
+    for bid in ("20200101t000000z", "20200103t000000z", "20200104t000000z"):
+        local_env.cluster().psql(f'CREATE DATABASE "{local_env.dbname}_before_{bid}"')
+    files_before = sorted(p.name for p in d.iterdir())
+
+    r = cli("backups.prune", "--keep-last=2", "--keep-days=7", "--env=local", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["dry_run"] is True
+    assert sorted(p.name for p in d.iterdir()) == files_before  # dry run deleted nothing
+    removed = {(x["kind"], x["name"]) for x in plan["removed"]}
+    assert removed == {
+        ("backup", "20200101T000000Z"), ("backup", "20200103T000000Z"), ("backup", "20200104T000000Z"),
+        ("incomplete", "local/20200105T000000Z.dump"),
+        ("database", f"{local_env.dbname}_before_20200101t000000z"),
+    }
+    kept = {x["name"]: x["reason"] for x in plan["kept"]}
+    assert "newest verified" in kept["20200102T000000Z"]  # older than everything kept, but the last verified one
+    assert real in kept and f"local/{fresh}.dump.partial" in kept
+
+    r = cli("backups.prune", "--keep-last=2", "--keep-days=7", "--env=local")
+    assert r.returncode == 0, r.stderr
+    assert "20200101T000000Z" in r.stdout  # the table of what was removed
+    names = {p.name for p in d.iterdir()}
+    for bid in ("20200101T000000Z", "20200103T000000Z", "20200104T000000Z"):
+        assert not any(n.startswith(bid) for n in names), bid
+    assert {"20200102T000000Z.json", "20200102T000000Z.dump", f"{real}.json", f"{real}.dump",
+            f"{fresh}.dump.partial"} <= names
+    assert "20200105T000000Z.dump" not in names
+    dbs = databases(local_env)
+    assert f"{local_env.dbname}_before_20200101t000000z" not in dbs
+    assert {f"{local_env.dbname}_before_20200103t000000z", f"{local_env.dbname}_before_20200104t000000z"} <= dbs
+    from vetai_ops.status import list_backups
+
+    assert len(list_backups("local")) == 3
+
+
+def test_prune_refuses_keep_last_zero(local_env):
+    r = cli("backups.prune", "--keep-last=0", "--env=local")
+    assert r.returncode != 0 and "at least one backup" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------ adopt
+
+
+def _typeorm_built(le, upto: int) -> None:
+    """A DB as TypeORM would have left it after the guide's first ``upto`` migrations."""
+    from vetai_ops.database import migrations as mig
+
+    eng = create_engine(le.cluster().url(le.dbname), poolclass=pool.NullPool)
+    with eng.connect() as conn:
+        mig.upgrade(conn, TYPEORM_MIGRATIONS[upto - 1].revision)
+        conn.commit()
+    with eng.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text('CREATE TABLE "migrations" ("id" SERIAL NOT NULL, "timestamp" bigint NOT NULL, '
+                          '"name" character varying NOT NULL, CONSTRAINT "PK_8c82d7f526340ab734260ea46be" PRIMARY KEY ("id"))'))
+        for m in TYPEORM_MIGRATIONS[:upto]:
+            conn.execute(text('INSERT INTO migrations ("timestamp", name) VALUES (:t, :n)'), {"t": m.timestamp, "n": m.name})
+    eng.dispose()
+
+
+def _current(le) -> str:
+    return le.psql("select coalesce((select version_num from alembic_version), 'none')") \
+        if le.psql("select to_regclass('public.alembic_version')") else "no table"
+
+
+def test_adopt_at_13th_then_deploy_has_nothing_pending(local_env):
+    from vetai_ops.database import migrations as mig
+
+    _typeorm_built(local_env, 13)
+    local_env.psql("INSERT INTO users (email, password_hash, full_name, role) "
+                   "VALUES ('vet@example.com', 'x', 'Ana García', 'veterinarian')")
+    r = cli("adopt", "--env=local", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["ok"] and res["stamped"] == "0013" and res["typeorm_last"] == "ConsolidateSchema1750200000000"
+    assert res["differences"] == [] and res["pending"] == []
+    assert _current(local_env) == "0013" == mig.head()
+    assert databases(local_env) == {local_env.dbname}  # the reference DB is gone
+    # the adopted revisions' file hashes are recorded (Flyway-style checks work from now on)
+    assert int(local_env.psql("select count(*) from vetai_ops_applied")) == 13
+    rep = local_env.run("deploy", yes=True)
+    assert rep["outcome"] == "success" and rep.get("revisions", []) == []
+    assert local_env.psql("select count(*) from users") == "1"  # no demo seeds: not a first deploy
+    # adopting twice is refused
+    r = cli("adopt", "--env=local")
+    assert r.returncode != 0 and "already managed by Alembic" in r.stderr
+
+
+def test_adopt_at_9th_then_deploy_to_head(local_env):
+    _typeorm_built(local_env, 9)
+    r = cli("adopt", "--env=local")
+    assert r.returncode == 0, r.stderr
+    assert "0009" in r.stdout and "4 pending" in r.stdout
+    assert _current(local_env) == "0009"
+    rep = local_env.run("deploy", yes=True)
+    assert rep["outcome"] == "success"
+    assert [x["revision"] for x in rep["revisions"]] == ["0010", "0011", "0012", "0013"]
+    assert _current(local_env) == "0013"
+
+
+def test_adopt_mismatch_is_refused_naming_the_difference(local_env):
+    _typeorm_built(local_env, 13)
+    local_env.psql("ALTER TABLE pets DROP COLUMN microchip")
+    before = fingerprint(local_env)
+    r = cli("adopt", "--env=local")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "does not match Alembic revision 0013" in r.stderr
+    assert "pets.microchip" in r.stderr and "missing in the live database" in r.stderr
+    assert _current(local_env) == "no table" and fingerprint(local_env) == before
+    assert databases(local_env) == {local_env.dbname}
+    r = cli("adopt", "--env=local", "--json")
+    out = json.loads(r.stdout)
+    assert out["ok"] is False and any("pets.microchip" in d for d in out["report"]["differences"])
+
+
+def test_adopt_refuses_unknown_or_missing_migrations(local_env):
+    local_env.cluster()
+    r = cli("adopt", "--env=local")
+    assert r.returncode != 0 and "no TypeORM 'migrations' table" in r.stderr
+    _typeorm_built(local_env, 5)
+    local_env.psql("INSERT INTO migrations (\"timestamp\", name) VALUES (1760000000000, 'AddSpaceship1760000000000')")
+    r = cli("adopt", "--env=local")
+    assert r.returncode != 0 and "unknown TypeORM migration 'AddSpaceship1760000000000'" in r.stderr
+    assert _current(local_env) == "no table"
+
+
+# ------------------------------------------------------------------ protected envs, no terminal
+
+
+def _protect(le) -> Path:
+    p = le.root / "protected.yml"
+    p.write_text(le.inventory.read_text().replace("  local:\n", "  local:\n    protected: true\n"))
+    return p
+
+
+def test_protected_env_without_terminal_or_yes_is_refused(local_env):
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    local_env.psql("INSERT INTO users (email, password_hash, full_name, role) "
+                   "VALUES ('late@example.com', 'x', 'Late Row', 'staff')")
+    inv = {"VETAI_OPS_INVENTORY": str(_protect(local_env))}
+    before = fingerprint(local_env)
+    users = local_env.psql("select count(*) from users")
+    files = sorted(p.name for p in (local_env.backups / "local").iterdir())
+
+    r = cli("rollback", f"--to={bid}", "--env=local", env_extra=inv)
+    assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr and "Traceback" not in r.stderr
+    r = cli("migrations.downgrade", "--to=0011", "--env=local", env_extra=inv)
+    assert r.returncode != 0 and "needs --yes" in r.stderr
+    local_env.psql("DELETE FROM alembic_version")  # make a deploy have something to do
+    local_env.psql("INSERT INTO alembic_version VALUES ('0013')")
+    r = cli("deploy", "--env=local", env_extra=inv)
+    assert r.returncode != 0 and "no terminal" in r.stderr
+    # prune is a dry run there unless --yes
+    r = cli("backups.prune", "--keep-last=1", "--keep-days=0", "--env=local", "--json", env_extra=inv)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["dry_run"] is True and res["removed"] and res["done"] == []
+
+    assert fingerprint(local_env) == before
+    assert local_env.psql("select count(*) from users") == users
+    assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_%'") == "0"
+    assert sorted(p.name for p in (local_env.backups / "local").iterdir()) == files
+
+
+# ------------------------------------------------------------------ migrations.*
+
+
+def test_migrations_history_json():
+    r = cli("migrations.history", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [x["id"] for x in rows] == [f"{i:04d}" for i in range(13, 0, -1)]
+    assert rows[0]["head"] and rows[0]["file"].startswith("0013_") and rows[0]["message"]
+    assert rows[-1]["down_revision"] is None and rows[0]["down_revision"] == "0012"
+
+
+def test_migrations_new_uses_next_readable_id(tmp_path):
+    mdir = tmp_path / "migrations"
+    shutil.copytree(ROOT / "migrations", mdir, ignore=shutil.ignore_patterns("__pycache__"))
+    r = cli("migrations.new", "-m", "add pets allergies", env_extra={"VETAI_OPS_MIGRATIONS": str(mdir)})
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.name for p in (mdir / "versions").glob("0014_*.py"))
+    assert files == ["0014_add_pets_allergies.py"], files
+    body = (mdir / "versions" / files[0]).read_text()
+    assert 'revision = "0014"' in body.replace("'", '"') and 'down_revision = "0013"' in body.replace("'", '"')
+    r = cli("migrations.history", "--json", env_extra={"VETAI_OPS_MIGRATIONS": str(mdir)})
+    assert json.loads(r.stdout)[0]["id"] == "0014"
+    r = cli("migrations.new", env_extra={"VETAI_OPS_MIGRATIONS": str(mdir)})
+    assert r.returncode != 0 and "--message is required" in r.stderr
+
+
+def test_migrations_downgrade_and_upgrade(local_env):
+    local_env.run("deploy", yes=True)
+    r = cli("migrations.downgrade", "--to=0011", "--env=local", "--json")
+    assert r.returncode == 0, r.stderr
+    assert _current(local_env) == "0011"
+    assert local_env.psql("select string_agg(revision, ',' order by revision) from vetai_ops_applied") == \
+        ",".join(f"{i:04d}" for i in range(1, 12))
+    r = cli("migrations.history", "--env=local", "--json")
+    rows = {x["id"]: x for x in json.loads(r.stdout)}
+    assert rows["0011"]["current"] and rows["0011"]["applied"] and not rows["0012"]["applied"]
+    r = cli("migrations.downgrade", "--to=0012", "--env=local")
+    assert r.returncode != 0 and "not below" in r.stderr
+    r = cli("migrations.upgrade", "--to=0012", "--env=local")
+    assert r.returncode == 0, r.stderr
+    assert _current(local_env) == "0012"
+    r = cli("migrations.upgrade", "--env=local", "--backup")
+    assert r.returncode == 0, r.stderr
+    assert _current(local_env) == "0013"
+    reasons = [json.loads(p.read_text())["reason"] for p in (local_env.backups / "local").glob("*.json")]
+    assert "pre-upgrade" in reasons
+
+
+# ------------------------------------------------------------------ the task surface
+
+
+def test_every_flag_is_documented_and_read_commands_have_json():
+    from vetai_ops.cli import ns
+
+    undocumented = []
+    for name in ns.task_names:
+        t = ns[name]
+        for arg in t.get_arguments():
+            if not (arg.help or "").strip():
+                undocumented.append(f"{name} --{arg.name}")
+        assert (t.__doc__ or t.body.__doc__ or "").strip(), name
+    assert undocumented == []
+    for name in ("status", "backups.list", "history", "plan", "validate", "migrations.history", "backups.verify",
+                 "backups.prune", "adopt"):
+        assert "json" in [a.name.rstrip("_") for a in ns[name].get_arguments()], name
+    r = cli("--help", "backups.verify")
+    assert r.returncode == 0 and "--to" in r.stdout and "--json" in r.stdout
