@@ -212,8 +212,9 @@ def backups_verify(c, to="latest", env=None, json_=False, verbose=False):
         render.print_json(res)
         return
     v = res["verification"]
-    render.table(f"backup {res['id']} verified in {v['duration_s']:.1f}s (revision {v['revision'] or 'base'})",
-                 ["table", "rows"], [[t, n] for t, n in sorted(v["rows"].items())])
+    if v["rows"]:
+        render.table(f"backup {res['id']} verified in {v['duration_s']:.1f}s (revision {v['revision'] or 'base'})",
+                     ["table", "rows"], [[t, n] for t, n in sorted(v["rows"].items())])
     render.out.print(f"[green]ok[/]: {len(v['tables'])} tables, {sum(v['rows'].values())} rows; recorded in the manifest")
 
 
@@ -231,8 +232,10 @@ def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=Fa
         render.print_json(res)
         return
     verb = "would remove" if res["dry_run"] else "removed"
-    render.table(f"{verb} ({res['env']}, keep last {res['keep_last']}, keep {res['keep_days']:g} days)",
-                 ["kind", "name", "age", "reason"], [[r["kind"], r["name"], r["age"], r["reason"]] for r in res["removed"]])
+    if res["removed"]:
+        render.table(f"{verb} ({res['env']}, keep last {res['keep_last']}, keep {res['keep_days']:g} days)",
+                     ["kind", "name", "age", "reason"],
+                     [[r["kind"], r["name"], r["age"], r["reason"]] for r in res["removed"]])
     render.out.print(f"{len(res['removed'])} to remove, {len(res['kept'])} kept"
                      + (f"; dry run ({res['dry_run_reason']}): nothing was deleted"
                         + ("; add --yes to delete" if res["dry_run_reason"] != "--dry-run" else "") if res["dry_run"] else ""))
@@ -295,7 +298,7 @@ def migrations_history(c, env=None, json_=False):
         return
     cols = ["id", "parent", "message", "file"] + (["applied"] if env else [])
     render.table("migrations", cols,
-                 [[r["id"] + (" (head)" if r["head"] else ""), r["down_revision"], r["message"], r["file"]]
+                 [[r["id"] + (" (head)" if r["head"] else ""), r["down_revision"], r["message"].split(":")[0][:60], r["file"]]
                   + ([("current" if r["current"] else "yes") if r["applied"] else ""] if env else []) for r in rows])
 
 
