@@ -1,10 +1,17 @@
 """Restore: never touch the live DB until the restored copy is proven.
 
-1. the backup's bytes are materialised as a seekable archive on the DB host (the
-   store's own file when host and store are this machine and it is uncompressed;
-   otherwise spooled store -> operator -> host, decompressed on the way), while the
-   sha256 of the stored bytes is computed; a mismatch stops here.
-2. ``pg_restore -j N`` into a new database ``<db>_restore_<id>``.
+1-2. ``pg_restore`` into a new database ``<db>_restore_<id>``, by one of (see
+   :func:`restore_plan`; measured in bench/README.md):
+   - ``file``: the store's own file when host and store are this machine and it is
+     uncompressed: sha256 checked first, then ``pg_restore -j N`` on it;
+   - ``stream`` (default on hosts with <= 2 cores, and for small dumps): store ->
+     operator (sha256) -> host ``zstd -d | pg_restore`` (single job, no spool, no disk);
+     the checksum is compared when the stream ends, BEFORE the copy is checked or
+     swapped in; a mismatch drops the new database;
+   - ``spool``: a seekable archive spooled to the DB host's /tmp (free space checked),
+     decompressed on the way while the sha256 is computed (a mismatch stops there),
+     then ``pg_restore -j N`` (more cores, big dumps, or ``backup.restore_jobs`` > 1).
+   Either way nothing but the new database is written before the checksum matched.
 3. check it: Alembic revision == manifest, every table of the manifest present.
 4. swap by rename: block new connections, terminate sessions, live -> ``<db>_before_<id>``,
    restored -> live. Any failure before the rename leaves the live DB as it was (the
@@ -23,6 +30,27 @@ from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError
 from . import step
 
 CHUNK = 1 << 20
+# restore_plan: stream (single job) below these, spool + pg_restore -j N above
+STREAM_MAX_CORES = 2  # on 2 cores, -j2 gains less than the spool costs (bench/README.md)
+STREAM_BELOW_BYTES = 64 << 20  # small dumps: the spool and worker start-up dominate
+
+
+def restore_plan(ctx, m) -> tuple[str, int]:
+    """(mode, jobs): ``file`` (store file on this machine), ``stream`` or ``spool``."""
+    target, cfg = ctx.db_target, ctx.env.backup.restore_jobs
+    local = ctx.store.local_path(m.dump_key)
+    if target.is_local and local and m.compression in ("gzip", "none"):
+        return "file", cfg or max(1, min(8, target.cpu_count()))
+    if cfg is not None:
+        return ("stream", 1) if cfg <= 1 else ("spool", cfg)
+    cores = target.cpu_count()
+    if cores <= STREAM_MAX_CORES or m.size < STREAM_BELOW_BYTES:
+        return "stream", 1
+    return "spool", max(1, min(8, cores))
+
+
+def _has(target, tool: str) -> bool:
+    return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
 
 
 def _q(name: str) -> str:
@@ -119,13 +147,26 @@ def restore_into(ctx, m, dbname: str, maint=None) -> dict:
     access, target = ctx.access, ctx.db_target
     maint = maint or access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
     t0 = time.monotonic()
+    mode, jobs = restore_plan(ctx, m)
+    if mode == "stream":
+        try:
+            _drop_db(maint, dbname)
+            with maint.connect() as c:
+                c.execute(text(f"CREATE DATABASE {_q(dbname)}"))
+            _stream_restore(ctx, m, dbname)
+        except BaseException:
+            try:
+                _drop_db(maint, dbname)
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+        return {"verify_s": 0.0, "restore_s": round(time.monotonic() - t0, 3), "mode": "stream"}
     path, is_temp = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
         _drop_db(maint, dbname)
         with maint.connect() as c:
             c.execute(text(f"CREATE DATABASE {_q(dbname)}"))
-        jobs = ctx.env.backup.restore_jobs or max(1, min(8, target.cpu_count()))
         argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
                 *access.pg_args(dbname), path]
         ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
@@ -145,7 +186,57 @@ def restore_into(ctx, m, dbname: str, maint=None) -> dict:
     finally:
         if is_temp:
             target.remove(path)
-    return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3)}
+    return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3), "mode": mode}
+
+
+def _stream_restore(ctx, m, dbname: str) -> None:
+    """store -> operator (sha256) -> host ``[zstd -d |] pg_restore`` into ``dbname``.
+
+    Bounded memory (one chunk at a time). The sha256 of the stored bytes is compared
+    when the stream ends; on a write/decoder failure the rest is still hashed so that
+    a corrupt backup is reported as corrupt, not as a pg_restore error."""
+    from ..targets import pipeline
+
+    access, target, store = ctx.access, ctx.db_target, ctx.store
+    restore = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", *access.pg_args(dbname)]
+    dec = None
+    argv = restore
+    if m.compression == "zstd":
+        if _has(target, "zstd"):
+            argv = pipeline(["zstd", "-d", "-q", "-c"], restore)  # decompress on the host: its own core
+        else:
+            import zstandard
+
+            dec = zstandard.ZstdDecompressor().decompressobj()  # here; sends uncompressed bytes
+    ctx.emit("info", f"pg_restore (streamed, 1 job) into {dbname} on {target.name}")
+    sha = hashlib.sha256()
+    moved = 0
+    broken: list[BaseException] = []
+    with access.pg_env() as penv:
+        proc = target.start(argv, env=penv, stdin=True)
+        try:
+            with store.open_read(m.dump_key) as src:
+                for b in iter(lambda: src.read(CHUNK), b""):
+                    sha.update(b)
+                    moved += len(b)
+                    if not broken:
+                        try:
+                            proc.stdin.write(dec.decompress(b) if dec is not None else b)
+                        except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
+                            broken.append(e)
+                    ctx.progress("restore", moved, m.size, id=m.id)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        rc = proc.wait()
+    _check(m, sha.hexdigest(), ctx)  # a corrupt backup is reported as such, whatever broke first
+    if rc != 0 or broken:
+        detail = proc.stderr_text().strip()[-600:] or (str(broken[0]) if broken else "")
+        raise CommandFailed(
+            f"pg_restore into {dbname} failed on {target.name} (exit {rc}): {detail}",
+            returncode=rc or 1,
+        )
 
 
 def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
