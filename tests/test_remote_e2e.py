@@ -1,0 +1,262 @@
+"""Production path on the real test bed: the DB host and an app host are OpenSSH sshd
+processes on loopback addresses, PostgreSQL speaks scram over TCP as seen from the DB
+host, backups go to a real S3 endpoint (moto server) through boto3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.remote
+
+ROOT = Path(__file__).resolve().parents[1]
+PW_VAR = "VETAI_TEST_DB_PASSWORD"
+
+
+class RemoteEnv:
+    def __init__(self, tmp: Path, bed, pg, s3, known_hosts: str | None = None):
+        self.bed, self.pg, self.s3 = bed, pg, s3
+        self.dbname = "prod_" + uuid.uuid4().hex[:8]
+        self.bucket = s3.create_bucket()
+        self.inventory = tmp / "inventory.yml"
+        self.tmp = tmp
+        self.known_hosts = known_hosts or bed.known_hosts
+        pg.cluster.psql(f'CREATE DATABASE "{self.dbname}"')
+        self.write()
+
+    def write(self, **extra):
+        app = self.bed.hosts[1] if len(self.bed.hosts) > 1 else self.bed.hosts[0]
+        lines = [
+            "default_env: prod",
+            "environments:",
+            "  prod:",
+            "    protected: true",
+            f"    ssh: {{user: {self.bed.user}, port: {self.bed.port}, key_file: '{self.bed.key_file}', known_hosts: '{self.known_hosts}'}}",
+            f"    hosts: {{db: ['{self.bed.hosts[0]}'], app: ['{app}']}}",
+            f"    database: {{name: {self.dbname}, user: vetai, host: 127.0.0.1, port: {self.pg.port}, password_env: {PW_VAR},"
+            f" bin_dir: '{self.pg.cluster.bindir}'}}",
+            f"    storage: {{type: s3, bucket: {self.bucket}, prefix: prod, region: us-east-1, endpoint_url: '{self.s3.endpoint_url}'}}",
+        ]
+        for k, v in extra.items():
+            lines.append(f"    {k}: {v}")
+        self.inventory.write_text("\n".join(lines) + "\n")
+
+    def env_vars(self) -> dict:
+        return {"VETAI_OPS_INVENTORY": str(self.inventory), PW_VAR: self.pg.password, "VETAI_OPS_LOGS": str(self.tmp / "logs")}
+
+    def cli(self, *args, timeout=300):
+        env = dict(os.environ, **self.env_vars())
+        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def psql(self, sql: str) -> str:
+        return self.pg.cluster.psql(sql, db=self.dbname)
+
+    def objects(self) -> list[str]:
+        resp = self.s3.client().list_objects_v2(Bucket=self.bucket)
+        return sorted(o["Key"] for o in resp.get("Contents", []))
+
+    def uploads(self) -> list:
+        return self.s3.client().list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+
+    def revision(self) -> str:
+        if not self.psql("select to_regclass('public.alembic_version')"):
+            return "base"
+        return self.psql("select coalesce((select version_num from alembic_version), 'base')")
+
+
+@pytest.fixture
+def remote_env(tmp_path, ssh_bed, pg_tcp, s3_server, monkeypatch):
+    if not s3_server.running:
+        s3_server.start()
+    re_ = RemoteEnv(tmp_path, ssh_bed, pg_tcp, s3_server)
+    for k, v in re_.env_vars().items():
+        monkeypatch.setenv(k, v)
+    yield re_
+    for h in ssh_bed.hosts:
+        if not ssh_bed.alive(h):
+            ssh_bed.restart(h)
+    pg_tcp.cluster.psql(f"select pg_terminate_backend(pid) from pg_stat_activity where datname like '{re_.dbname}%'")
+    for db in pg_tcp.cluster.psql(f"select datname from pg_database where datname like '{re_.dbname}%'").split():
+        pg_tcp.cluster.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def add_bulk(re_, rows=150_000):
+    """~10 MB of hard-to-compress rows so streams take long enough to interfere with."""
+    re_.psql(f"create table bulk as select i, md5(random()::text) || md5(random()::text) || md5(random()::text) as x "
+             f"from generate_series(1, {rows}) i")
+
+
+def test_deploy_backup_rollback_over_ssh_and_s3(remote_env):
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert remote_env.revision() == "0013"
+    keys = remote_env.objects()
+    manifests = [k for k in keys if k.endswith(".json")]
+    assert len(manifests) == 1 and manifests[0].startswith("prod/prod/")
+    s3 = remote_env.s3.client()
+    man = json.loads(s3.get_object(Bucket=remote_env.bucket, Key=manifests[0])["Body"].read())
+    body = s3.get_object(Bucket=remote_env.bucket, Key="prod/" + man["dump_key"])["Body"].read()
+    assert len(body) == man["size"] and hashlib.sha256(body).hexdigest() == man["sha256"]
+    assert man["revision"] is None and man["reason"] == "pre-deploy"
+    head = s3.head_object(Bucket=remote_env.bucket, Key="prod/" + man["dump_key"])
+    assert head.get("ServerSideEncryption") == "AES256"
+    assert remote_env.pg.password not in json.dumps(man)
+
+    # a manual backup at head, then damage, then rollback to it
+    r = remote_env.cli("backup", "--env=prod", "--json")
+    assert r.returncode == 0, r.stderr
+    bid = json.loads(r.stdout)["id"]
+    pets = remote_env.psql("select string_agg(name, ',' order by name) from pets")
+    remote_env.psql("delete from pets; create table oops (x int)")
+    r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert remote_env.psql("select string_agg(name, ',' order by name) from pets") == pets
+    assert remote_env.psql("select to_regclass('public.oops')") == ""
+    r = remote_env.cli("status", "--env=prod", "--json")
+    s = json.loads(r.stdout)
+    assert s["current"] == "0013" and s["last_backup"]["id"] == bid
+    assert remote_env.pg.password not in r.stdout
+    logs = (remote_env.tmp / "logs" / "migration.log").read_text()
+    assert remote_env.pg.password not in logs
+
+
+def test_password_never_in_ps_on_the_host(remote_env):
+    remote_env.cli("deploy", "--env=prod", "--yes")
+    add_bulk(remote_env)
+    seen, leaked, stop = [], [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            if "pg_dump" in out:
+                seen.append(1)
+            if remote_env.pg.password in out:
+                leaked.append(out)
+            time.sleep(0.01)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        r = remote_env.cli("backup", "--env=prod")
+    finally:
+        stop.set()
+        t.join()
+    assert r.returncode == 0, r.stderr
+    assert seen, "the sampler never saw pg_dump running"
+    assert not leaked
+
+
+@pytest.mark.parametrize("kind", ["wrong", "unknown"])
+def test_host_keys_are_checked(remote_env, kind, tmp_path):
+    kh = tmp_path / "known_hosts"
+    if kind == "wrong":
+        remote_env.bed.known_hosts_with_wrong_key(kh)
+    else:
+        remote_env.bed.known_hosts_without(kh, remote_env.bed.hosts[0])
+    remote_env.known_hosts = str(kh)
+    remote_env.write()
+    r = remote_env.cli("status", "--env=prod")
+    assert r.returncode != 0 and "host key" in r.stderr.lower() and "Traceback" not in r.stderr
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode != 0 and "host key" in r.stderr.lower()
+    assert remote_env.revision() == "base" and remote_env.objects() == []
+
+
+def test_host_key_changed_between_runs(remote_env, tmp_path):
+    r = remote_env.cli("status", "--env=prod")
+    assert r.returncode == 0, r.stderr
+    kh = tmp_path / "known_hosts"
+    remote_env.bed.known_hosts_with_wrong_key(kh)
+    remote_env.known_hosts = str(kh)
+    remote_env.write()
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode != 0 and "host key" in r.stderr.lower()
+    assert remote_env.revision() == "base" and remote_env.objects() == []
+
+
+def test_protected_env_refuses_without_terminal_or_yes(remote_env):
+    r = remote_env.cli("deploy", "--env=prod")
+    assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr
+    assert remote_env.revision() == "base" and remote_env.objects() == []
+
+
+def test_s3_down_before_backup_refuses_to_migrate(remote_env):
+    remote_env.s3.stop()
+    try:
+        r = remote_env.cli("deploy", "--env=prod", "--yes")
+    finally:
+        remote_env.s3.start()
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert remote_env.revision() == "base"
+    assert [k for k in remote_env.objects() if k.endswith(".json")] == [] and remote_env.uploads() == []
+
+
+def _run_while(remote_env, action, trigger, args):
+    """Run the CLI in the background; when trigger() says so, call action(); return the result."""
+    env = dict(os.environ, **remote_env.env_vars())
+    p = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    end = time.time() + 60
+    fired = False
+    while time.time() < end and p.poll() is None:
+        if trigger():
+            action()
+            fired = True
+            break
+        time.sleep(0.01)
+    out, err = p.communicate(timeout=180)
+    return p.returncode, out, err, fired
+
+
+def _dump_running() -> bool:
+    return "pg_dump" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def test_s3_stopped_during_backup_leaves_nothing(remote_env):
+    add_bulk(remote_env, rows=400_000)
+    rc, out, err, fired = _run_while(remote_env, remote_env.s3.stop, _dump_running, ["deploy", "--env=prod", "--yes"])
+    remote_env.s3.start()
+    assert fired, "pg_dump was never seen running"
+    assert rc != 0 and "Traceback" not in err
+    assert remote_env.revision() == "base"  # protected env: no migration without a backup
+    assert [k for k in remote_env.objects() if k.endswith(".json")] == []
+    assert remote_env.uploads() == []
+
+
+def test_sshd_killed_mid_backup(remote_env):
+    add_bulk(remote_env, rows=400_000)
+    host = remote_env.bed.hosts[0]
+    rc, out, err, fired = _run_while(remote_env, lambda: remote_env.bed.kill(host), _dump_running,
+                                     ["deploy", "--env=prod", "--yes"])
+    remote_env.bed.restart(host)
+    assert fired
+    assert rc != 0 and "Traceback" not in err
+    assert remote_env.revision() == "base"
+    assert [k for k in remote_env.objects() if k.endswith(".json")] == []
+    assert remote_env.uploads() == []
+
+
+def test_rollback_refuses_a_flipped_byte_in_s3(remote_env):
+    assert remote_env.cli("deploy", "--env=prod", "--yes").returncode == 0
+    r = remote_env.cli("backup", "--env=prod", "--json")
+    bid = json.loads(r.stdout)["id"]
+    s3 = remote_env.s3.client()
+    key = f"prod/prod/{bid}.dump"
+    data = bytearray(s3.get_object(Bucket=remote_env.bucket, Key=key)["Body"].read())
+    data[len(data) // 3] ^= 0x40
+    s3.put_object(Bucket=remote_env.bucket, Key=key, Body=bytes(data))
+    remote_env.psql("delete from vaccinations")
+    r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes")
+    assert r.returncode != 0 and "corrupt" in r.stderr
+    assert remote_env.psql("select count(*) from vaccinations") == "0"
+    assert remote_env.psql(f"select count(*) from pg_database where datname like '{remote_env.dbname}_restore%'") == "0"
