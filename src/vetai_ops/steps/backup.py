@@ -50,6 +50,32 @@ class HashingReader:
         return True
 
 
+class Every:
+    """Rate-limit progress events to one per ``interval`` seconds (plus ``final()``):
+    the run keeps every event it emits (ctx.events), so one event per chunk would make
+    memory grow with the dump size; this keeps it bounded by wall time instead."""
+
+    def __init__(self, emit, interval: float = 0.5):
+        self._emit = emit
+        self._interval = interval
+        self._next = 0.0
+        self._last = None
+
+    def __call__(self, *args, **kw) -> None:
+        self._last = (args, kw)
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._interval
+            self._emit(*args, **kw)
+            self._last = None
+
+    def final(self) -> None:
+        if self._last is not None:
+            args, kw = self._last
+            self._last = None
+            self._emit(*args, **kw)
+
+
 def git_commit() -> str | None:
     try:
         r = subprocess.run(["git", "-C", str(project_root()), "rev-parse", "--short=12", "HEAD"],
@@ -106,10 +132,11 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
     argv, compression, on_operator = dump_command(ctx)
     key = catalog.dump_key(bid)
     moved = [0]
+    tick = Every(ctx.progress)
 
     def progress(n: int) -> None:
         moved[0] += n
-        ctx.progress("backup", moved[0], None, id=bid)
+        tick("backup", moved[0], None, id=bid)
 
     ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
     with access.pg_env() as penv:
@@ -124,6 +151,7 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
             ctx.store.delete(key)
             raise
         rc = proc.wait()
+    tick.final()
     if rc != 0:
         ctx.store.delete(key)
         raise CommandFailed(

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError
 from . import step
+from .backup import Every
 
 CHUNK = 1 << 20
 # restore_plan: stream (single job) below these, spool + pg_restore -j N above
@@ -81,6 +82,7 @@ def materialise(ctx, m) -> tuple[str, bool]:
         writer = None  # decompress in-process: no dependency on a zstd binary here
     sha = hashlib.sha256()
     moved = 0
+    tick = Every(ctx.progress)
     broken: list[BaseException] = []  # a write/decompress failure: keep hashing, report after the checksum
 
     def feed(sink, b: bytes) -> None:
@@ -102,7 +104,7 @@ def materialise(ctx, m) -> tuple[str, bool]:
                         sha.update(b)
                         feed(lambda x: out.write(dec.decompress(x)), b)
                         moved += len(b)
-                        ctx.progress("restore", moved, m.size, id=m.id)
+                        tick("restore", moved, m.size, id=m.id)
             else:
                 proc = target.start(writer, stdin=True)
                 try:
@@ -110,7 +112,7 @@ def materialise(ctx, m) -> tuple[str, bool]:
                         sha.update(b)
                         feed(proc.stdin.write, b)
                         moved += len(b)
-                        ctx.progress("restore", moved, m.size, id=m.id)
+                        tick("restore", moved, m.size, id=m.id)
                 except BaseException:
                     proc.kill()
                     raise
@@ -211,6 +213,7 @@ def _stream_restore(ctx, m, dbname: str) -> None:
     ctx.emit("info", f"pg_restore (streamed, 1 job) into {dbname} on {target.name}")
     sha = hashlib.sha256()
     moved = 0
+    tick = Every(ctx.progress)
     broken: list[BaseException] = []
     with access.pg_env() as penv:
         proc = target.start(argv, env=penv, stdin=True)
@@ -224,12 +227,13 @@ def _stream_restore(ctx, m, dbname: str) -> None:
                             proc.stdin.write(dec.decompress(b) if dec is not None else b)
                         except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
                             broken.append(e)
-                    ctx.progress("restore", moved, m.size, id=m.id)
+                    tick("restore", moved, m.size, id=m.id)
         except BaseException:
             proc.kill()
             proc.wait()
             raise
         rc = proc.wait()
+    tick.final()
     _check(m, sha.hexdigest(), ctx)  # a corrupt backup is reported as such, whatever broke first
     if rc != 0 or broken:
         detail = proc.stderr_text().strip()[-600:] or (str(broken[0]) if broken else "")
