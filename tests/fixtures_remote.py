@@ -1,1 +1,343 @@
-"""SSH + S3 test bed fixtures (sshd on 127.0.0.x, scram PostgreSQL on TCP, moto server)."""
+"""SSH + S3 test bed fixtures (sshd on 127.0.0.x, scram PostgreSQL on TCP, moto server).
+
+All session-scoped and made of real parts:
+
+- ``ssh_bed``   OpenSSH sshd processes, one per loopback "host" (127.0.0.2, .3, .4),
+                generated ed25519 host keys + client key, a known_hosts file.
+- ``pg_tcp``    a PostgreSQL cluster listening on 127.0.0.1 with scram password auth
+                (superuser ``vetai``), i.e. the "production DB" as seen from the DB host.
+- ``s3_server`` moto's S3 HTTP server (ThreadedMotoServer) on 127.0.0.1; AWS_* test
+                credentials in os.environ for the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from fixtures_pg import free_port
+from vetai_ops.config import SSHConfig, Storage
+from vetai_ops.database.cluster import Cluster, resolve_bindir
+
+SSHD = "/usr/sbin/sshd"
+SSH_HOSTS = 3
+
+
+# ---------------------------------------------------------------------------- ssh
+
+
+def _keygen(path: Path, comment: str) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
+    return Path(str(path) + ".pub").read_text().split()[1]  # base64 blob
+
+
+def _hostkey_path(root: Path, host: str) -> Path:
+    return root / ("host_key_" + host.replace(".", "_"))
+
+
+def _port_free(addr: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((addr, port))
+            return True
+        except OSError:
+            return False
+
+
+def _wait_listening(addr: str, port: int, proc: subprocess.Popen, timeout: float = 10) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return False
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex((addr, port)) == 0:
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@dataclass
+class SSHBed:
+    root: Path
+    hosts: list[str]
+    port: int
+    key_file: str
+    known_hosts: str
+    user: str = "root"
+    host_pub: dict[str, str] = field(default_factory=dict)  # host -> base64 ed25519 public key
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    # -- config / targets
+    def ssh_config(self, **overrides) -> SSHConfig:
+        kw = dict(user=self.user, port=self.port, key_file=self.key_file, known_hosts=self.known_hosts,
+                  connect_timeout=5.0)
+        kw.update(overrides)
+        return SSHConfig(**kw)
+
+    def target(self, host: str | None = None, *, protected: bool = True, **overrides):
+        from vetai_ops.targets.ssh import SSHTarget
+
+        return SSHTarget(host or self.hosts[0], self.ssh_config(**overrides), protected=protected)
+
+    def known_hosts_name(self, host: str) -> str:
+        return host if self.port == 22 else f"[{host}]:{self.port}"
+
+    def known_hosts_with_wrong_key(self, path: str | os.PathLike) -> str:
+        """Write a known_hosts at ``path`` listing every host with a DIFFERENT ed25519 key."""
+        wrong = self.root / "wrong_host_key"
+        if not wrong.exists():
+            _keygen(wrong, "wrong-host-key")
+        blob = Path(str(wrong) + ".pub").read_text().split()[1]
+        Path(path).write_text("".join(f"{self.known_hosts_name(h)} ssh-ed25519 {blob}\n" for h in self.hosts))
+        return str(path)
+
+    def known_hosts_without(self, path: str | os.PathLike, host: str) -> str:
+        """A known_hosts at ``path`` with every host but ``host`` (to test unknown keys)."""
+        Path(path).write_text("".join(
+            f"{self.known_hosts_name(h)} ssh-ed25519 {self.host_pub[h]}\n" for h in self.hosts if h != host))
+        return str(path)
+
+    # -- processes
+    def _config_path(self, host: str) -> Path:
+        return self.root / f"sshd_{host}.conf"
+
+    def _write_config(self, host: str) -> None:
+        self._config_path(host).write_text(
+            f"ListenAddress {host}:{self.port}\n"
+            f"HostKey {_hostkey_path(self.root, host)}\n"
+            f"PidFile {self.root / ('sshd_' + host + '.pid')}\n"
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\n"
+            "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "PubkeyAuthentication yes\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
+            "UseDNS no\nPrintMotd no\nMaxSessions 50\nMaxStartups 50:30:100\n"
+        )
+
+    def _start(self, host: str) -> bool:
+        self._write_config(host)
+        log = open(self.root / f"sshd_{host}.log", "ab")
+        p = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self._config_path(host))],
+                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        if _wait_listening(host, self.port, p):
+            self.procs[host] = p
+            return True
+        with contextlib.suppress(Exception):
+            p.kill()
+            p.wait(5)
+        return False
+
+    def kill(self, host: str) -> None:
+        """Kill that host's sshd: the listener AND every session it forked (mid-stream faults)."""
+        p = self.procs.pop(host, None)
+        if p is None:
+            return
+        pids = [p.pid] + _descendants(p.pid)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        p.wait(5)
+
+    def restart(self, host: str) -> None:
+        self.kill(host)
+        deadline = time.time() + 10
+        while not self._start(host):
+            if time.time() > deadline:
+                raise RuntimeError(f"sshd for {host}:{self.port} did not come back; see {self.root}/sshd_{host}.log")
+            time.sleep(0.1)
+
+    def alive(self, host: str) -> bool:
+        p = self.procs.get(host)
+        return p is not None and p.poll() is None
+
+    def stop_all(self) -> None:
+        for h in list(self.procs):
+            self.kill(h)
+
+
+@pytest.fixture(scope="session")
+def ssh_bed(tmp_path_factory):
+    """Real OpenSSH sshd on 127.0.0.2..: ``.hosts .port .key_file .known_hosts .user
+    .ssh_config() .target(host) .kill(host) .restart(host) .known_hosts_with_wrong_key(path)``."""
+    if not os.path.exists(SSHD):
+        pytest.skip(f"{SSHD} not found: install openssh-server (apt-get install -y openssh-server)")
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    root = tmp_path_factory.mktemp("sshbed")
+    os.chmod(root, 0o755)
+    hosts = [f"127.0.0.{i}" for i in range(2, 2 + SSH_HOSTS)]
+    client_key = root / "client_key"
+    _keygen(client_key, "vetai-ops-tests")
+    shutil.copy(str(client_key) + ".pub", root / "authorized_keys")
+    host_pub = {h: _keygen(_hostkey_path(root, h), f"host-{h}") for h in hosts}
+
+    candidates = [2222] + [free_port() for _ in range(20)]
+    bed = None
+    for port in candidates:
+        if not all(_port_free(h, port) for h in hosts):
+            continue
+        bed = SSHBed(root, hosts, port, str(client_key), str(root / "known_hosts"), host_pub=host_pub)
+        if all(bed._start(h) for h in hosts):
+            break
+        bed.stop_all()  # lost a race for the port: try the next one
+        bed = None
+    if bed is None:
+        pytest.fail(f"could not start sshd on {hosts}; see logs in {root}")
+    Path(bed.known_hosts).write_text(
+        "".join(f"{bed.known_hosts_name(h)} ssh-ed25519 {host_pub[h]}\n" for h in hosts))
+    try:
+        yield bed
+    finally:
+        bed.stop_all()
+
+
+# ---------------------------------------------------------------------------- postgres over TCP
+
+
+@dataclass
+class PgTCP:
+    cluster: Cluster
+    password: str
+    host: str = "127.0.0.1"
+    user: str = "vetai"
+
+    @property
+    def port(self) -> int:
+        return self.cluster.port
+
+    def conninfo(self, db: str = "postgres", *, host: str | None = None, port: int | None = None) -> dict:
+        """psycopg.connect(**kwargs) arguments (password as a separate value, never in a URL)."""
+        return dict(host=host or self.host, port=port or self.port, user=self.user, password=self.password,
+                    dbname=db, connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def pg_tcp():
+    """PostgreSQL on 127.0.0.1:<port>, scram auth over TCP, superuser ``vetai`` / random password."""
+    password = "pw-" + secrets.token_urlsafe(18)
+    # not under pytest's tmp tree: it is 0700 under root and the server runs unprivileged
+    c = Cluster(Path(tempfile.mkdtemp(prefix="vetai-pgtcp-")), free_port(), resolve_bindir(), superuser="vetai",
+                listen="127.0.0.1", password=password)
+    c.start()
+    try:
+        yield PgTCP(c, password)
+    finally:
+        c.destroy()
+
+
+# ---------------------------------------------------------------------------- S3 (moto server)
+
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",  # never look for instance credentials (no traffic off loopback)
+}
+_AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+class S3Server(str):
+    """moto's S3 HTTP endpoint in this process; the object IS the endpoint URL string
+    (``Storage(endpoint_url=s3_server)`` works) with helpers attached. ``stop()`` really
+    closes the port (connections are refused, like a dead endpoint); ``start()`` brings it
+    back with the same state (moto keeps buckets in memory across restarts)."""
+
+    def __new__(cls, port: int):
+        return super().__new__(cls, f"http://127.0.0.1:{port}")
+
+    def __init__(self, port: int):
+        self.port = port
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.region = "us-east-1"
+        self._srv = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        if self._srv is not None:
+            return
+        srv = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        srv.start()
+        self._srv = srv
+
+    def stop(self) -> None:
+        srv, self._srv = self._srv, None
+        if srv is None:
+            return
+        srv.stop()  # shutdown() ends serve_forever but leaves the socket listening...
+        with contextlib.suppress(Exception):
+            srv._server.server_close()  # ...so close it: clients get "connection refused"
+
+    @property
+    def running(self) -> bool:
+        return self._srv is not None
+
+    def client(self):
+        import boto3
+
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, region_name=self.region)
+
+    def create_bucket(self, name: str | None = None) -> str:
+        name = name or f"vetai-test-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def storage(self, bucket: str | None = None, **kw) -> Storage:
+        """A Storage model (type s3) pointing at this endpoint; creates a fresh bucket if none given."""
+        args = dict(type="s3", bucket=bucket or self.create_bucket(), region=self.region,
+                    endpoint_url=self.endpoint_url)
+        args.update(kw)
+        return Storage(**args)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto S3 at ``.endpoint_url``; ``.create_bucket() .storage(**kw) .client() .stop() .start()``."""
+    pytest.importorskip("moto.server", reason="moto[s3,server] + flask + flask-cors are needed for the S3 tests")
+    saved = {k: os.environ.get(k) for k in (*_AWS_ENV, *_AWS_UNSET)}
+    os.environ.update(_AWS_ENV)
+    for k in _AWS_UNSET:
+        os.environ.pop(k, None)
+    server = S3Server(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

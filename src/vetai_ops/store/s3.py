@@ -26,6 +26,7 @@ from ..secrets import redact
 from .base import ProgressFn
 
 MB = 1024 * 1024
+CHUNK = MB
 NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 NO_BUCKET = ("NoSuchBucket",)
 
@@ -44,6 +45,10 @@ def _detail(e: BaseException) -> str:
     return redact(str(e)).strip()
 
 
+class _SourceInterrupted(Exception):
+    """Carries a BaseException raised by the source out of s3transfer's threads."""
+
+
 class _CountingReader:
     """What s3transfer reads from: counts bytes, reports progress, remembers reader errors."""
 
@@ -51,19 +56,47 @@ class _CountingReader:
         self._r = reader
         self._progress = progress
         self.total = 0
+        self.eof = False
         self.error: BaseException | None = None
 
     def read(self, n: int = -1) -> bytes:
+        # s3transfer takes a short read from a non-seekable stream as END OF FILE (it
+        # would silently store a truncated dump): pipes and raw sockets return short
+        # reads all the time, so fill the request completely unless the source is at EOF.
+        if n is None or n < 0:
+            parts = []
+            while chunk := self._read1(CHUNK):
+                parts.append(chunk)
+            return b"".join(parts)
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._read1(n - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+    def _read1(self, n: int) -> bytes:
+        if self.eof:
+            return b""
         try:
             data = self._r.read(n)
-        except BaseException as e:
+        except Exception as e:
             self.error = e
             raise
-        if data:
-            self.total += len(data)
-            if self._progress:
-                self._progress(len(data))
-        return data or b""
+        except BaseException as e:
+            # s3transfer's worker threads only handle Exception: a KeyboardInterrupt /
+            # SystemExit raised here would leave its future pending forever (a hang).
+            # Hand it an Exception; put_stream re-raises the original after cleanup.
+            self.error = e
+            raise _SourceInterrupted(repr(e)) from e
+        if not data:
+            self.eof = True
+            return b""
+        self.total += len(data)
+        if self._progress:
+            self._progress(len(data))
+        return data
 
 
 class _Body:
@@ -190,44 +223,78 @@ class S3Store:
             self._cleanup_failed_upload(full)
             raise
         except BaseException as e:
-            self._cleanup_failed_upload(full)
+            leftover = self._cleanup_failed_upload(full)
+            if isinstance(e, _SourceInterrupted) and wrapped.error is not None:
+                raise wrapped.error from None  # KeyboardInterrupt / SystemExit from the source
+            if leftover is None:
+                after = "nothing was stored (no object, no multipart parts)"
+            else:
+                after = (f"the cleanup could not reach S3 ({leftover}), so an incomplete multipart upload may remain"
+                         " under that key; it is never listed as a backup, and `backups.prune` (or a bucket"
+                         " lifecycle rule AbortIncompleteMultipartUpload) removes it")
             if isinstance(e, StoreError):
+                e.message += f"; {after}"
                 raise
             if wrapped.error is e or (wrapped.error is not None and not isinstance(e, (ClientError, BotoCoreError))):
                 src = wrapped.error or e
                 raise StoreError(
                     f"upload to {self.url(key)} aborted after {wrapped.total} bytes: the source stream failed "
-                    f"({type(src).__name__}: {redact(str(src))}); no object and no multipart parts were left"
+                    f"({type(src).__name__}: {redact(str(src))}); {after}"
                 ) from src
             if isinstance(e, (ClientError, BotoCoreError)):
                 err = self._error("upload", key, e)
-                err.message += f" after {wrapped.total} bytes; the multipart upload was aborted and nothing was stored"
+                err.message += f" after {wrapped.total} bytes; {after}"
                 raise err from None
             raise
         return wrapped.total
 
-    def _cleanup_failed_upload(self, full: str) -> None:
-        """Leave nothing under ``full``: abort any multipart upload for it, delete any object.
+    def _cleanup_failed_upload(self, full: str) -> str | None:
+        """Leave nothing under ``full``: abort every multipart upload for it, delete any object.
 
-        s3transfer aborts its own multipart upload on failure; this double-checks (a
-        cancelled transfer, a lost abort request) and is safe when there is nothing to do.
-        Errors here are swallowed: the original failure is what the operator must see.
+        s3transfer aborts its own multipart upload when a part or the source fails; this
+        double-checks (a cancelled transfer, a lost abort, a completion whose answer was
+        lost) and is a no-op when there is nothing to do. Returns None when S3 confirmed
+        the key is clean, else a short reason (the endpoint is unreachable, ...). Never
+        raises: the original failure is what the operator must see.
         """
         c = self.client
-        with contextlib.suppress(Exception):
+        try:
             kwargs = {"Bucket": self.bucket, "Prefix": full}
             while True:
                 resp = c.list_multipart_uploads(**kwargs)
                 for up in resp.get("Uploads", []):
                     if up.get("Key") == full:
-                        with contextlib.suppress(Exception):
-                            c.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=up["UploadId"])
+                        c.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=up["UploadId"])
                 if not resp.get("IsTruncated"):
                     break
                 kwargs["KeyMarker"] = resp.get("NextKeyMarker")
                 kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker")
-        with contextlib.suppress(Exception):
             c.delete_object(Bucket=self.bucket, Key=full)
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            return _code(e)
+        return None
+
+    def abort_incomplete_uploads(self, prefix: str = "", *, older_than_s: float | None = None) -> int:
+        """Abort in-progress multipart uploads under ``prefix`` (all, or those older than
+        ``older_than_s`` seconds, so a concurrent backup is left alone). Returns how many.
+        For prune: removes parts left when S3 was unreachable during a failed upload."""
+        import datetime as _dt
+
+        now = _dt.datetime.now(_dt.timezone.utc)
+        n = 0
+        for up in self.multipart_uploads(prefix):
+            init = up.get("Initiated")
+            if older_than_s is not None and init is not None and (now - init).total_seconds() < older_than_s:
+                continue
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                n += 1
+            except ClientError as e:
+                if _code(e) not in ("NoSuchUpload", "404"):
+                    raise self._error("abort multipart upload", self._rel(up["Key"]), e) from None
+            except BotoCoreError as e:
+                raise self._error("abort multipart upload", self._rel(up["Key"]), e) from None
+        return n
 
     def multipart_uploads(self, key: str = "") -> list[dict]:
         """In-progress multipart uploads under ``key`` (prefix); for checks and tests."""
@@ -274,11 +341,15 @@ class S3Store:
         with self.open_read(key) as f:
             return f.read()
 
+    page_size = 1000  # list_objects_v2 MaxKeys (S3's maximum)
+
     def list_keys(self, prefix: str = "") -> list[str]:
         full = self._full(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
         out: list[str] = []
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": self.page_size})
+            for page in pages:
                 for obj in page.get("Contents", []):
                     out.append(self._rel(obj["Key"]))
         except (ClientError, BotoCoreError) as e:
