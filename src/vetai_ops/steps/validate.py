@@ -130,7 +130,16 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             {"s": long_xact_seconds},
         ).mappings().all()
         counts = _row_counts(conn)
+        from ..database.orphans import added_foreign_keys, find_orphans
+
+        orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
     ctx.state.update(server_version=version, db_size=size, row_counts_before=counts)
+    if orphans:
+        desc = "; ".join(f"{fk.revision}: {n} rows of {fk.table}({', '.join(fk.columns)}) have no {fk.ref_table} "
+                         f"(constraint {fk.name or '?'}; find them with: {fk.query().replace('count(*)', 'c.*')})"
+                         for fk, n in orphans)
+        raise GateRefused(f"pending foreign keys would fail on orphan rows: {desc}",
+                          "fix or delete those rows (or make the revision clean them up), then deploy again")
     if longx and ctx.state.get("pending"):
         desc = ", ".join(f"pid {r['pid']} ({r['usename']}, {r['state']}, {r['secs']}s)" for r in longx)
         raise GateRefused(

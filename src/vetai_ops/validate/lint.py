@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import json
 import logging
 import re
@@ -54,6 +55,9 @@ def _config(alembic_ini: Path):
         candidate = Path(alembic_ini).resolve().parent / location
         if candidate.exists():
             cfg.set_main_option("script_location", str(candidate))
+    override = os.environ.get("VETAI_OPS_MIGRATIONS")  # the same history the rest of vetai-ops uses
+    if override:
+        cfg.set_main_option("script_location", override)
     return cfg
 
 
