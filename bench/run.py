@@ -567,7 +567,7 @@ def render(result: dict) -> tuple[str, list]:
             cells = [name, fmt(row["wall_s"]), fmt(rate, 0), fmt(row["size"] / MB, 1) if row.get("size") else "-", rss,
                      fmt(row["wall_s"] / base) + "x" if base and ("dump" in name or "backup" in name) else "-", note]
             t.add_row(*cells)
-            md.append("| " + " | ".join(cells) + " |")
+            md.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         md.append("")
         tables.append(t)
     if result.get("validate"):
