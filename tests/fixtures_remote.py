@@ -69,6 +69,22 @@ def _wait_listening(addr: str, port: int, proc: subprocess.Popen, timeout: float
     return False
 
 
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM the sshd listener if pytest dies without teardown (timeout, kill -9)."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for d in os.listdir("/proc"):
@@ -144,13 +160,18 @@ class SSHBed:
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "PubkeyAuthentication yes\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
             "UseDNS no\nPrintMotd no\nMaxSessions 50\nMaxStartups 50:30:100\n"
+            # bash sources ~/.bashrc for commands run by sshd when SHLVL < 2: on dev/CI images
+            # root's .bashrc runs `pyenv init` (0.1 s per command, and a stale pyenv lock
+            # stalls every command for a minute). Hosts of the bed run clean shells.
+            "SetEnv SHLVL=1\n"
         )
 
     def _start(self, host: str) -> bool:
         self._write_config(host)
         log = open(self.root / f"sshd_{host}.log", "ab")
         p = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self._config_path(host))],
-                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=_die_with_parent)
         log.close()
         if _wait_listening(host, self.port, p):
             self.procs[host] = p
@@ -161,11 +182,12 @@ class SSHBed:
         return False
 
     def kill(self, host: str) -> None:
-        """Kill that host's sshd: the listener AND every session it forked (mid-stream faults)."""
+        """Kill that host's sshd: the listener AND every per-connection sshd it forked, so
+        open connections drop mid-stream (the commands they ran lose their pipes and end)."""
         p = self.procs.pop(host, None)
         if p is None:
             return
-        pids = [p.pid] + _descendants(p.pid)
+        pids = [p.pid] + [d for d in _descendants(p.pid) if _comm(d) == "sshd"]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

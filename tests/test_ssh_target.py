@@ -266,3 +266,20 @@ def test_killed_sshd_mid_stream_is_an_error_then_recovers(ssh_bed):
         if not ssh_bed.alive(host):
             ssh_bed.restart(host)
         t.close()
+
+
+def test_warn_policy_only_for_unprotected_envs(ssh_bed, tmp_path):
+    host = ssh_bed.hosts[1]
+    kh = ssh_bed.known_hosts_without(tmp_path / "kh", host)
+    # protected: "warn" is ignored, unknown keys are refused
+    with pytest.raises(HostKeyError):
+        ssh_bed.target(host, known_hosts=kh, host_key_policy="warn", protected=True).run(["true"])
+    t = ssh_bed.target(host, known_hosts=kh, host_key_policy="warn", protected=False)
+    with pytest.warns(UserWarning, match="host key"):
+        assert t.run(["echo", "ok"]).stdout == b"ok\n"
+    t.close()
+    assert ssh_bed.known_hosts_name(host) not in open(kh).read()  # never saved
+    # a CHANGED key is refused even when unprotected with "warn"
+    wrong = ssh_bed.known_hosts_with_wrong_key(tmp_path / "wrong")
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        ssh_bed.target(host, known_hosts=wrong, host_key_policy="warn", protected=False).run(["true"])
