@@ -69,3 +69,20 @@ def test_orphan_rows_for_a_pending_foreign_key(local_env, migrations_copy):
     with pytest.raises(Exception, match="schema"):
         local_env.run("deploy", yes=True)
     assert local_env.psql("select version_num from alembic_version") == "0013"
+
+
+def test_acknowledged_destructive_revision_forces_a_verified_backup(local_env, migrations_copy):
+    local_env.run("deploy", yes=True)
+    migrations_copy.add("0014", "0013", 'op.drop_column("pets", "color")',
+                        'op.add_column("pets", sa.Column("color", sa.String(40)))')
+    # acknowledged on the command line: the gate passes, the backup is restore-tested first;
+    # the models still have pets.color, so the post-check catches the drift and restores
+    with pytest.raises(Exception, match="schema"):
+        local_env.run("deploy", yes=True, allow=["drop_column pets.color"])
+    mans = [json.loads(p.read_text()) for p in (local_env.backups / "local").glob("*.json")]
+    newest = max(mans, key=lambda m: m["id"])
+    assert newest["verifications"] and newest["verifications"][-1]["ok"] is True
+    assert local_env.psql("select count(*) from information_schema.columns where table_name = 'pets' and column_name = 'color'") == "1"
+    # without the acknowledgement nothing runs
+    with pytest.raises(GateRefused, match="drop_column pets.color"):
+        local_env.run("deploy", yes=True)

@@ -4,9 +4,7 @@ beyond glue; everything runs through the pipeline and the rooms below it."""
 from __future__ import annotations
 
 import functools
-import os
 import sys
-import time
 import traceback
 
 from invoke import Collection, Exit, task
@@ -108,8 +106,6 @@ def backup(c, env=None, json_=False, verbose=False):
     """pg_dump streamed through sha256 into the store; the manifest is written last."""
     report = _run("backup", env, {}, json_, verbose)
     if json_:
-        from ..store.catalog import Manifest  # noqa: F401
-
         render.print_json({"ok": True, "id": report.get("backup_id"), "url": report.get("backup_url"), "report": report})
     else:
         render.out.print(f"backup {report.get('backup_id')} -> {report.get('backup_url')}")

@@ -24,7 +24,6 @@ from sqlalchemy.engine import Engine
 from .. import secrets
 from ..config import Environment
 from ..errors import ConfigError, OpsError
-from ..paths import project_root
 
 
 def password_for(env: Environment) -> str | None:

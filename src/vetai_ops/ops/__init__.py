@@ -33,8 +33,6 @@ def op_context(env_name: str | None, action: str, sink: EventSink | None = None,
 
 
 def drop_database(ctx: RunContext, name: str) -> None:
-    from sqlalchemy import text
+    from ..steps.verify import drop_database as _drop
 
-    maint = ctx.access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
-    with maint.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {_q(name)} WITH (FORCE)"))
+    _drop(ctx, name)

@@ -29,5 +29,5 @@ def get_step(name: str) -> Callable:
 
 
 def _load() -> None:
-    from . import backup, checks, confirm, lock, migrate, restart, restore, seed, validate  # noqa: F401
+    from . import backup, checks, confirm, lock, migrate, restart, restore, seed, validate, verify  # noqa: F401
     from . import downgrade  # noqa: F401

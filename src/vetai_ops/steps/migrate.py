@@ -32,7 +32,6 @@ def migrate(ctx, **_):
         now = time.monotonic()
         dur = round(now - clock["t"], 3)
         clock["t"] = now
-        rev = step.up_revision_id if step.is_upgrade else step.down_revision_ids[0] if step.down_revision_ids else None
         conn = ctx.connection
         if step.is_upgrade:
             fname, sha = files.get(step.up_revision_id, ("?", "?"))
