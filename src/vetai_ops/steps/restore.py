@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 
@@ -137,6 +138,22 @@ def _check(m, got: str, ctx) -> None:
         )
 
 
+@contextlib.contextmanager
+def _fresh_database(maint, name: str):
+    """A new empty database ``name`` (replacing a leftover one); dropped again if the block fails."""
+    _drop_db(maint, name)
+    with maint.connect() as c:
+        c.execute(text(f"CREATE DATABASE {_q(name)}"))
+    try:
+        yield
+    except BaseException:
+        try:
+            _drop_db(maint, name)
+        except Exception:  # noqa: BLE001 - the original failure matters more
+            pass
+        raise
+
+
 def _drop_db(maint, name: str) -> None:
     with maint.connect() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS {_q(name)} WITH (FORCE)"))
@@ -151,40 +168,23 @@ def restore_into(ctx, m, dbname: str, maint=None) -> dict:
     t0 = time.monotonic()
     mode, jobs = restore_plan(ctx, m)
     if mode == "stream":
-        try:
-            _drop_db(maint, dbname)
-            with maint.connect() as c:
-                c.execute(text(f"CREATE DATABASE {_q(dbname)}"))
+        with _fresh_database(maint, dbname):
             _stream_restore(ctx, m, dbname)
-        except BaseException:
-            try:
-                _drop_db(maint, dbname)
-            except Exception:  # noqa: BLE001
-                pass
-            raise
         return {"verify_s": 0.0, "restore_s": round(time.monotonic() - t0, 3), "mode": "stream"}
     path, is_temp = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
-        _drop_db(maint, dbname)
-        with maint.connect() as c:
-            c.execute(text(f"CREATE DATABASE {_q(dbname)}"))
-        argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
-                *access.pg_args(dbname), path]
-        ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
-        with access.pg_env() as penv:
-            res = target.run(argv, env=penv, check=False)
-        if res.returncode != 0:
-            raise CommandFailed(
-                f"pg_restore into {dbname} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
-                returncode=res.returncode,
-            )
-    except BaseException:
-        try:
-            _drop_db(maint, dbname)
-        except Exception:  # noqa: BLE001
-            pass
-        raise
+        with _fresh_database(maint, dbname):
+            argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
+                    *access.pg_args(dbname), path]
+            ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
+            with access.pg_env() as penv:
+                res = target.run(argv, env=penv, check=False)
+            if res.returncode != 0:
+                raise CommandFailed(
+                    f"pg_restore into {dbname} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
+                    returncode=res.returncode,
+                )
     finally:
         if is_temp:
             target.remove(path)
