@@ -97,8 +97,13 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def render_plan(p: dict, c: Console = out) -> None:
     c.print(f"[bold]plan[/] env [bold]{p['env']}[/]{' (protected)' if p.get('protected') else ''}: "
             f"db host {p.get('db_host')}, app hosts {', '.join(p.get('app_hosts') or []) or '-'}, database {p.get('database')}")
-    c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
-            + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""))
+    if p.get("restore"):
+        c.print(f"  [bold]restore backup {p['restore']}[/] ({p.get('restore_size', 0) / 2**20:.1f} MiB) from {p.get('backup_store')}")
+        c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
+                f"{p.get('database')}_before_{str(p['restore']).lower()}")
+    else:
+        c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
+                + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""))
     findings = [f if isinstance(f, dict) else f.__dict__ for f in p.get("findings", [])]
     for rev in p.get("pending", []):
         mine = [f for f in findings if f.get("revision") == rev]

@@ -103,8 +103,8 @@ def upgrade(conn: Connection, target: str, on_version_apply: Callable | None = N
     command.upgrade(cfg, target)
 
 
-def downgrade(conn: Connection, target: str) -> None:
-    cfg = alembic_config(conn)
+def downgrade(conn: Connection, target: str, on_version_apply: Callable | None = None) -> None:
+    cfg = alembic_config(conn, on_version_apply=on_version_apply)
     command.downgrade(cfg, target)
 
 

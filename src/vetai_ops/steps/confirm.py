@@ -6,8 +6,26 @@ from ..errors import GateRefused, StopPipeline
 from . import step
 
 
+def _rollback_plan(ctx) -> dict:
+    """What a rollback will do, shown before the operator confirms it."""
+    from ..database import migrations as mig
+
+    m = ctx.catalog.resolve(ctx.options.get("to"))
+    with ctx.access.engine().connect() as c:
+        current = mig.current(c)
+    return {
+        "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
+        "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
+        "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,
+        "backup_store": ctx.store.url(m.dump_key), "pending": [], "findings": [],
+    }
+
+
 @step("confirm")
 def confirm(ctx, **_):
+    if ctx.action == "rollback" and "plan" not in ctx.state:
+        ctx.state["plan"] = _rollback_plan(ctx)
+        ctx.emit("plan", "", **ctx.state["plan"])
     plan = ctx.state.get("plan", {})
     if ctx.options.get("dry_run"):
         raise StopPipeline("dry run: nothing changed")

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import text
-
 from ..database import migrations as mig
 from ..errors import ConfigError, GateRefused, StopPipeline
 from . import step
-from .validate import APPLIED_DDL
 
 
 @step("downgrade_plan")
@@ -60,30 +57,8 @@ def downgrade_plan(ctx, **_):
 
 @step("downgrade")
 def downgrade(ctx, **_):
+    from .migrate import run_alembic
+
     target = ctx.state.get("to_rev")
-    timings: list[dict] = []
-    clock = {"t": time.monotonic()}
-    run = ctx
-
-    def on_version_apply(*, ctx, step, heads, run_args):  # noqa: ARG001 - alembic's signature
-        now = time.monotonic()
-        dur = round(now - clock["t"], 3)
-        clock["t"] = now
-        ctx.connection.execute(text("DELETE FROM vetai_ops_applied WHERE revision = :r"), {"r": step.up_revision_id})
-        timings.append({"revision": step.up_revision_id, "upgrade": False, "duration_s": dur})
-        run.emit("revision_applied", f"reverted {step.up_revision_id} {dur:.2f}s", revision=step.up_revision_id,
-                 duration_s=dur)
-
-    from alembic import command
-
-    ctx.state["db_touched"] = True
-    with ctx.access.engine().connect() as conn:
-        conn.execute(text(APPLIED_DDL))
-        conn.commit()
-        db = ctx.env.database
-        mig.set_timeouts(conn, db.lock_timeout, db.statement_timeout)
-        try:
-            command.downgrade(mig.alembic_config(conn, on_version_apply=on_version_apply), target or "base")
-        finally:
-            ctx.state["revisions"] = timings
+    timings = run_alembic(ctx, "downgrade", target)
     return f"{len(timings)} revisions reverted -> {target or 'base'}"

@@ -25,28 +25,38 @@ def migrate(ctx, **_):
     for rev, sha in ctx.state.get("validated_hashes", {}).items():
         if files.get(rev, (None, None))[1] != sha:
             raise GateRefused(f"revision {rev} ({files.get(rev, ('?',))[0]}) changed on disk after validation; nothing applied")
+    timings = run_alembic(ctx, "upgrade", target, files)
+    return f"{len(timings)} revisions applied -> {target}"
+
+
+def run_alembic(ctx, direction: str, target: str | None, files: dict | None = None) -> list[dict]:
+    """Alembic upgrade/downgrade to ``target`` with the env's timeouts, one transaction per
+    revision; each revision's timing is journaled and ``vetai_ops_applied`` is kept in step
+    (its file hash recorded on upgrade, its row removed on downgrade) in that same transaction."""
+    files = files if files is not None else mig.history_hashes()
     timings: list[dict] = []
     clock = {"t": time.monotonic()}
+    run = ctx
 
-    def on_version_apply(*, ctx: object, step, heads, run_args):  # noqa: ARG001 - alembic's signature
+    def on_version_apply(*, ctx, step, heads, run_args):  # noqa: ARG001 - alembic's signature
         now = time.monotonic()
         dur = round(now - clock["t"], 3)
         clock["t"] = now
-        conn = ctx.connection
+        rev = step.up_revision_id
         if step.is_upgrade:
-            fname, sha = files.get(step.up_revision_id, ("?", "?"))
-            conn.execute(
+            fname, sha = files.get(rev, ("?", "?"))
+            ctx.connection.execute(
                 text("INSERT INTO vetai_ops_applied (revision, file, sha256, duration_ms) VALUES (:r, :f, :s, :d)"
                      " ON CONFLICT (revision) DO UPDATE SET file = EXCLUDED.file, sha256 = EXCLUDED.sha256,"
                      " applied_at = now(), duration_ms = EXCLUDED.duration_ms"),
-                {"r": step.up_revision_id, "f": fname, "s": sha, "d": int(dur * 1000)},
+                {"r": rev, "f": fname, "s": sha, "d": int(dur * 1000)},
             )
         else:
-            conn.execute(text("DELETE FROM vetai_ops_applied WHERE revision = :r"), {"r": step.up_revision_id})
-        timings.append({"revision": step.up_revision_id, "upgrade": step.is_upgrade, "duration_s": dur})
-        ctx_run.emit("revision_applied", f"{step.up_revision_id} {dur:.2f}s", revision=step.up_revision_id, duration_s=dur)
+            ctx.connection.execute(text("DELETE FROM vetai_ops_applied WHERE revision = :r"), {"r": rev})
+        timings.append({"revision": rev, "upgrade": step.is_upgrade, "duration_s": dur})
+        verb = "" if step.is_upgrade else "reverted "
+        run.emit("revision_applied", f"{verb}{rev} {dur:.2f}s", revision=rev, duration_s=dur)
 
-    ctx_run = ctx
     ctx.state["db_touched"] = True
     with ctx.access.engine().connect() as conn:
         conn.execute(text(APPLIED_DDL))
@@ -54,7 +64,10 @@ def migrate(ctx, **_):
         db = ctx.env.database
         mig.set_timeouts(conn, db.lock_timeout, db.statement_timeout)
         try:
-            mig.upgrade(conn, target, on_version_apply=on_version_apply)
+            if direction == "upgrade":
+                mig.upgrade(conn, target, on_version_apply=on_version_apply)
+            else:
+                mig.downgrade(conn, target or "base", on_version_apply=on_version_apply)
         finally:
             ctx.state["revisions"] = timings
-    return f"{len(timings)} revisions applied -> {target}"
+    return timings
