@@ -12,6 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from ..events import Event
+from ..units import human_bytes
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -68,7 +69,7 @@ class ConsoleSink:
             now = time.monotonic()
             if now - self._last_plain > 5:
                 self._last_plain = now
-                self.c.print(f"  {e.step}: {done / 2**20:.1f} MiB" + (f" of {total / 2**20:.1f} MiB" if total else ""))
+                self.c.print(f"  {e.step}: {human_bytes(done)}" + (f" of {human_bytes(total)}" if total else ""))
             return
         if self._progress is None:
             self._progress = Progress(
@@ -98,7 +99,7 @@ def render_plan(p: dict, c: Console = out) -> None:
     c.print(f"[bold]plan[/] env [bold]{p['env']}[/]{' (protected)' if p.get('protected') else ''}: "
             f"db host {p.get('db_host')}, app hosts {', '.join(p.get('app_hosts') or []) or '-'}, database {p.get('database')}")
     if p.get("restore"):
-        c.print(f"  [bold]restore backup {p['restore']}[/] ({p.get('restore_size', 0) / 2**20:.1f} MiB) from {p.get('backup_store')}")
+        c.print(f"  [bold]restore backup {p['restore']}[/] ({human_bytes(p.get('restore_size'))}) from {p.get('backup_store')}")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}")
     else:

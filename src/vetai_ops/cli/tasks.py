@@ -12,6 +12,7 @@ from invoke import Collection, Exit, task
 from ..errors import OpsError
 from ..secrets import redact
 from . import render
+from ..units import human_bytes
 
 H_ENV = "environment from the inventory (default: the inventory's default_env, shipped as 'local')"
 H_JSON = "print machine-readable JSON on stdout"
@@ -193,7 +194,7 @@ def backups_list(c, env=None, json_=False):
         render.print_json(items)
         return
     render.table("backups", ["id", "revision", "size", "sha256", "reason", "age"],
-                 [[b["id"], b["revision"], f"{b['size'] / 2**20:.1f} MiB", b["sha256"][:12], b["reason"], b["age"]] for b in items])
+                 [[b["id"], b["revision"] or "base", human_bytes(b['size']), b["sha256"][:12], b["reason"], b["age"]] for b in items])
 
 
 @task(name="verify", help={"to": "backup id, a unique prefix of one, or 'latest' (default)", "env": H_ENV,

@@ -24,6 +24,7 @@ from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import pipeline
 from . import step
+from ..units import human_bytes
 
 CHUNK = 1 << 20
 
@@ -202,4 +203,4 @@ def backup(ctx, reason: str = "manual", **_):
     m = take_backup(ctx, reason=reason)
     ctx.state.update(backup_id=m.id, backup_url=ctx.store.url(m.dump_key), backup_manifest=m)
     ctx.emit("backup", "", id=m.id, size=m.size, sha256=m.sha256, url=ctx.store.url(m.dump_key), revision=m.revision)
-    return f"{m.id} {m.size / 2**20:.1f} MiB sha256 {m.sha256[:12]} ({m.compression})"
+    return f"{m.id} {human_bytes(m.size)} sha256 {m.sha256[:12]} ({m.compression})"

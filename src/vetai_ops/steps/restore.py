@@ -29,6 +29,7 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError
 from . import step
+from ..units import human_bytes
 from .backup import Every
 
 CHUNK = 1 << 20
@@ -328,7 +329,7 @@ def restore(ctx, backup: str | None = None, **_):
         m = ctx.catalog.resolve(ctx.options.get("to"))
         ctx.state["from_rev"] = _current_or_none(ctx)
     ctx.state["db_touched"] = True
-    ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {m.size / 2**20:.1f} MiB) from {ctx.store.url(m.dump_key)}")
+    ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
     summary = restore_backup(ctx, m)
     ctx.state.update(restored_id=m.id, to_rev=m.revision, expect_rev=m.revision, restore_summary=summary)
     if backup != "this_run":
