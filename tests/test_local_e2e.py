@@ -26,7 +26,7 @@ def cli(*args, env_extra=None, input=None):
 def test_deploy_backup_rollback_cycle(local_env):
     rep = local_env.run("deploy", yes=True)
     assert rep["outcome"] == "success"
-    assert rep["to_rev"] == "0013" or rep["to_rev"]  # head of the history
+    assert rep["to_rev"] == "0013"  # head of the history
     assert int(local_env.psql("select count(*) from clients")) > 0, "first deploy seeds demo data"
     pets_before = local_env.psql("select string_agg(id::text || name, ',' order by id) from pets")
 
@@ -159,3 +159,39 @@ def test_bad_inventory_names_file_and_key(tmp_path, monkeypatch, case):
 def test_unknown_env(local_env):
     r = cli("status", "--env=nope")
     assert r.returncode != 0 and "unknown environment 'nope'" in r.stderr and "local" in r.stderr
+
+
+def test_guide_variables(local_env, monkeypatch):
+    # RUN_MIGRATIONS=false: backup and checks run, nothing is applied
+    monkeypatch.setenv("RUN_MIGRATIONS", "false")
+    rep = local_env.run("deploy", yes=True)
+    assert rep["outcome"] == "success" and rep["backup_id"]
+    assert local_env.psql("select to_regclass('public.alembic_version')") == ""
+    monkeypatch.delenv("RUN_MIGRATIONS")
+    # RUN_SEEDS=false on the first deploy: schema but no demo data
+    monkeypatch.setenv("RUN_SEEDS", "false")
+    local_env.run("deploy", yes=True)
+    assert local_env.psql("select version_num from alembic_version") == "0013"
+    assert local_env.psql("select count(*) from clients") == "0"
+    monkeypatch.delenv("RUN_SEEDS")
+    # IS_FIRST_DEPLOY=true later: seeds run (idempotently)
+    monkeypatch.setenv("IS_FIRST_DEPLOY", "true")
+    local_env.run("deploy", yes=True)
+    assert int(local_env.psql("select count(*) from clients")) > 0
+    n = local_env.psql("select count(*) from pets")
+    local_env.run("deploy", yes=True)
+    assert local_env.psql("select count(*) from pets") == n
+
+
+def test_history_journal(local_env):
+    local_env.run("deploy", yes=True)
+    r = cli("history", "--env=local", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert rows[0]["action"] == "deploy" and rows[0]["outcome"] == "success"
+    assert rows[0]["from_revision"] is None and rows[0]["to_revision"] == "0013" and rows[0]["backup_id"]
+    assert "@" in rows[0]["operator"]
+    assert any(s["step"] == "migrate" and s["duration_s"] >= 0 for s in rows[0]["steps"])
+    assert len(rows[0]["revisions"]) == 13
+    log = [json.loads(line) for line in (local_env.root / "logs" / "migration.log").read_text().splitlines()]
+    assert {"run_started", "step_finished", "run_finished"} <= {x["event"] for x in log}
