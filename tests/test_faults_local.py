@@ -135,6 +135,8 @@ def test_health_check_failure_restores(local_env, migrations_copy, health):
         local_env.run("deploy", yes=True)
     rep = ei.value.report
     assert rep["failed_step"] == "postcheck" and "health" in rep["error"] and "503" in rep["error"]
+    assert rep["recovery"]["status"] == "ok"  # the DB is restored; the still-down endpoint is reported
+    assert any("HEALTH STILL FAILING" in d for d in rep["recovery"]["done"])
     assert snapshot(local_env) == before
     health.status = 200
     rep = local_env.run("deploy", yes=True)

@@ -260,3 +260,40 @@ def test_rollback_refuses_a_flipped_byte_in_s3(remote_env):
     assert r.returncode != 0 and "corrupt" in r.stderr
     assert remote_env.psql("select count(*) from vaccinations") == "0"
     assert remote_env.psql(f"select count(*) from pg_database where datname like '{remote_env.dbname}_restore%'") == "0"
+
+
+def test_failing_health_on_app_host_restores_over_ssh(remote_env):
+    """A post-check failure on the app host (fetched over SSH) restores the S3 backup on the DB host."""
+    import http.server
+
+    class H(http.server.BaseHTTPRequestHandler):
+        status = 200
+
+        def do_GET(self):
+            self.send_response(H.status)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/health"
+        remote_env.write(checks=f"{{http: ['{url}'], timeout: 2, retries: 2, retry_delay: 0.1}}")
+        assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
+        remote_env.psql("delete from vaccinations where id in (select id from vaccinations limit 2)")
+        before = remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v")
+        assert remote_env.revision() == "0012"
+        H.status = 503
+        r = remote_env.cli("deploy", "--env=prod", "--yes")
+        assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
+        assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
+        assert remote_env.revision() == "0012"
+        assert remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v") == before
+        H.status = 200
+        r = remote_env.cli("deploy", "--env=prod", "--yes")
+        assert r.returncode == 0, r.stderr
+        assert remote_env.revision() == "0013"
+    finally:
+        srv.shutdown()
