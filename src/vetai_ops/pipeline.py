@@ -87,11 +87,7 @@ class RunContext:
         return self._app_targets
 
     def _make_target(self, host: str):
-        if self.env.ssh is None or host in ("local", "localhost") and self.env.ssh is None:
-            from .targets.local import LocalTarget
-
-            return LocalTarget(host)
-        from .targets.factory import make_target
+        from .targets.factory import make_target  # local without an ssh: block, else SSH
 
         t = make_target(host, self.env.ssh, self.env.protected)
         self._stack.callback(t.close)
