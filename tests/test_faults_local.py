@@ -296,3 +296,19 @@ def test_destructive_pending_revision_refused(local_env, migrations_copy):
     assert "drop_column pets.color" in ei.value.message and "allow" in ei.value.hint
     assert snapshot(local_env) == before
     assert not any(p.suffix == ".dump" for p in (local_env.backups / "local").glob("*")) or True
+
+
+def test_lock_does_not_outlive_a_killed_holder(local_env, migrations_copy):
+    local_env.run("deploy", yes=True)
+    migrations_copy.add("0014", "0013", "op.execute('SELECT pg_sleep(6)')")
+    p = cli_bg("deploy", "--env=local", "--yes")
+    assert wait_for(lambda: local_env.psql("select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(6)%'") == "1")
+    p.kill()  # SIGKILL: no cleanup code runs at all
+    p.communicate(timeout=30)
+    # the advisory lock went with the session: the next run is not refused
+    (migrations_copy.path / "versions" / "0014_planted.py").unlink()
+    assert wait_for(lambda: local_env.psql(
+        "select count(*) from pg_locks where locktype = 'advisory' and classid = 32378") == "0", timeout=10)
+    rep = local_env.run("deploy", yes=True)
+    assert rep["outcome"] == "success"
+    assert local_env.psql("select version_num from alembic_version") == "0013"
