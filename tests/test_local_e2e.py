@@ -195,3 +195,21 @@ def test_history_journal(local_env):
     assert len(rows[0]["revisions"]) == 13
     log = [json.loads(line) for line in (local_env.root / "logs" / "migration.log").read_text().splitlines()]
     assert {"run_started", "step_finished", "run_finished"} <= {x["event"] for x in log}
+
+
+def test_fab_per_host_tasks(local_env):
+    """fabfile.py exposes the same building blocks per host (here: this machine)."""
+    local_env.run("deploy", yes=True)
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-m", "fabric", "--list"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and all(t in r.stdout for t in ("dump", "restore", "health", "restart")), r.stderr
+    r = subprocess.run([sys.executable, "-m", "fabric", "dump", "--env=local"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    bid = r.stdout.split()[1]
+    assert ID_RE.match(bid) and (local_env.backups / "local" / f"{bid}.json").exists()
+    local_env.psql("delete from prescriptions")
+    r = subprocess.run([sys.executable, "-m", "fabric", "restore", "--env=local", f"--to={bid}", "--yes"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(local_env.psql("select count(*) from prescriptions")) > 0

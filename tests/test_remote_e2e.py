@@ -297,3 +297,17 @@ def test_failing_health_on_app_host_restores_over_ssh(remote_env):
         assert remote_env.revision() == "0013"
     finally:
         srv.shutdown()
+
+
+def test_fab_dump_on_a_named_host(remote_env):
+    """`fab -H <db host> dump --env=prod`: the per-host building block, same code as `invoke backup`."""
+    assert remote_env.cli("deploy", "--env=prod", "--yes").returncode == 0
+    env = dict(os.environ, **remote_env.env_vars())
+    r = subprocess.run([sys.executable, "-m", "fabric", "-H", remote_env.bed.hosts[0], "dump", "--env=prod"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    bid = r.stdout.split()[1]
+    assert f"prod/prod/{bid}.json" in remote_env.objects()
+    r = subprocess.run([sys.executable, "-m", "fabric", "-H", remote_env.bed.hosts[1], "health", "--env=prod"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr  # no checks configured: nothing to fail
