@@ -49,8 +49,12 @@ def find_system_bindir() -> Path | None:
 
 
 def pgserver_bindir() -> Path | None:
+    import warnings
+
     try:
-        import pgserver  # type: ignore
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+            warnings.simplefilter("ignore")
+            import pgserver  # type: ignore
     except Exception:
         return None
     d = Path(pgserver.__file__).parent / "pginstall" / "bin"
