@@ -134,10 +134,13 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
     key = catalog.dump_key(bid)
     moved = [0]
     tick = Every(ctx.progress)
+    # an estimate for the progress bar's ETA: the size of this env's last backup
+    previous = [m for m in catalog.list() if m.compression == compression][:1]
+    estimate = previous[0].size if previous else None
 
     def progress(n: int) -> None:
         moved[0] += n
-        tick("backup", moved[0], None, id=bid)
+        tick("backup", moved[0], max(estimate, moved[0]) if estimate else None, id=bid)
 
     ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
     with access.pg_env() as penv:
