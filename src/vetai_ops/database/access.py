@@ -99,6 +99,10 @@ class DbAccess:
     def maintenance_engine(self) -> Engine:
         return self.engine(self.db.maintenance_db)
 
+    def admin_engine(self) -> Engine:
+        """The maintenance DB in AUTOCOMMIT: CREATE/DROP/ALTER DATABASE, the deploy lock."""
+        return self.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
+
     def dispose(self) -> None:
         for e in self._engines.values():
             e.dispose()

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from .introspect import public_columns, public_tables, quote_ident
+
 
 @dataclass
 class ForeignKey:
@@ -22,7 +24,7 @@ class ForeignKey:
     ref_columns: list[str]
 
     def query(self) -> str:
-        q = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+        q = quote_ident
         on = " AND ".join(f"p.{q(r)} = c.{q(col)}" for col, r in zip(self.columns, self.ref_columns))
         notnull = " AND ".join(f"c.{q(col)} IS NOT NULL" for col in self.columns)
         return (f"SELECT count(*) FROM {q(self.table)} c LEFT JOIN {q(self.ref_table)} p ON {on} "
@@ -59,11 +61,10 @@ def find_orphans(conn, fks: list[ForeignKey]) -> list[tuple[ForeignKey, int]]:
     """(fk, orphan count) for each FK whose tables and columns already exist and have orphans."""
     found = []
     for fk in fks:
-        cols = {}
-        for t in (fk.table, fk.ref_table):
-            cols[t] = set(conn.execute(text(
-                "select column_name from information_schema.columns where table_schema = 'public' and table_name = :t"),
-                {"t": t}).scalars())
+        tables = set(public_tables(conn))
+        if fk.table not in tables or fk.ref_table not in tables:
+            continue  # created by an earlier pending revision: no live rows to check
+        cols = {t: public_columns(conn, t) for t in (fk.table, fk.ref_table)}
         if not set(fk.columns) <= cols[fk.table] or not set(fk.ref_columns) <= cols[fk.ref_table]:
             continue  # created by an earlier pending revision: no live rows to check
         n = conn.execute(text(fk.query())).scalar_one()

@@ -15,10 +15,6 @@ from ..events import EventSink
 from ..pipeline import RunContext
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @contextlib.contextmanager
 def op_context(env_name: str | None, action: str, sink: EventSink | None = None,
                options: dict | None = None, confirm: Callable | None = None) -> Iterator[RunContext]:
@@ -33,6 +29,6 @@ def op_context(env_name: str | None, action: str, sink: EventSink | None = None,
 
 
 def drop_database(ctx: RunContext, name: str) -> None:
-    from ..steps.verify import drop_database as _drop
+    from ..database.introspect import drop_database as _drop
 
-    _drop(ctx, name)
+    _drop(ctx.access.admin_engine(), name)

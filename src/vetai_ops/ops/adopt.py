@@ -27,7 +27,8 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import GateRefused
 from ..schema.typeorm import TYPEORM_MIGRATIONS, revision_for_typeorm
-from . import _q, drop_database, op_context
+from ..database.introspect import create_database
+from . import drop_database, op_context
 
 IGNORED_TABLES = set(mig.OPS_TABLES) | {"typeorm_metadata", "query-result-cache"}
 
@@ -182,12 +183,10 @@ def adopt(env_name: str | None, *, yes: bool = False, sink=None, confirm=None) -
 
         # the reference schema: a scratch DB upgraded to `rev`
         ref = f"{access.db.name}_adopt_ref".lower()
-        maint = access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
         t0 = time.monotonic()
         try:
             drop_database(ctx, ref)
-            with maint.connect() as c:
-                c.execute(text(f"CREATE DATABASE {_q(ref)}"))
+            create_database(access.admin_engine(), ref)
             eng = access.engine(ref)
             with eng.connect() as conn:
                 mig.upgrade(conn, rev)

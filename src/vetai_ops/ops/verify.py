@@ -16,7 +16,7 @@ The live database is never connected to: only the maintenance DB and the scratch
 from __future__ import annotations
 
 from ..errors import OpsError
-from ..steps.verify import scratch_name, verify_manifest  # noqa: F401 - re-exported
+from ..steps.verify import verify_manifest
 from . import op_context
 
 

@@ -24,6 +24,7 @@ from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import pipeline
 from . import step
+from ..database.introspect import estimated_rows
 from ..units import human_bytes
 
 CHUNK = 1 << 20
@@ -124,10 +125,7 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
 
         revision = current(conn)
         server_version = conn.execute(text("show server_version")).scalar_one()
-        tables = dict(conn.execute(text(
-            "select c.relname, greatest(c.reltuples, 0)::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-            " where n.nspname = 'public' and c.relkind = 'r'"
-        )).all())
+        tables = estimated_rows(conn)
     pg_dump_version = target.run([access.bin("pg_dump"), "--version"]).text.strip()
     bid = catalog.allocate_id()
     argv, compression, on_operator = dump_command(ctx)

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import OpsError
+from ..database.introspect import public_tables, row_count
 from . import step
 
 ORPHANS_SQL = """
@@ -87,11 +88,11 @@ def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = Tr
         before = ctx.state.get("row_counts_before") or {}
         if rows and before and not ctx.state.get("recovering"):
             tol = ctx.env.checks.row_count_tolerance
+            present = set(public_tables(conn))
             for table, n in before.items():
-                exists = conn.execute(text("select to_regclass(:t)"), {"t": f"public.{table}"}).scalar()
-                if not exists:
+                if table not in present:
                     continue
-                now = conn.execute(text(f'select count(*) from public."{table}"')).scalar_one()
+                now = row_count(conn, table)
                 if now < n * (1 - tol):
                     problems.append(f"table {table} lost rows: {n} before, {now} after")
     still_failing = []

@@ -39,7 +39,7 @@ def lock(ctx, **_):
     access = ctx.access
     dbname = access.db.name
     app = f"vetai-ops {ctx.action} by {ctx.operator}"[:63]
-    eng = access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
+    eng = access.admin_engine()
     conn = eng.connect()
     conn.execute(text("select set_config('application_name', :a, false)"), {"a": app})
     got = conn.execute(text("select pg_try_advisory_lock(:c, :o)"), {"c": LOCK_CLASS, "o": lock_key(dbname)}).scalar()

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 
@@ -29,6 +28,7 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError
 from . import step
+from ..database.introspect import drop_database, new_database, public_tables, quote_ident
 from ..units import human_bytes
 from .backup import Every
 
@@ -54,11 +54,6 @@ def restore_plan(ctx, m) -> tuple[str, int]:
 
 def _has(target, tool: str) -> bool:
     return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
-
-
-def _q(name: str) -> str:
-    """Quote an identifier for PostgreSQL (names are validated by config, this is belt and braces)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def materialise(ctx, m) -> tuple[str, bool]:
@@ -139,43 +134,22 @@ def _check(m, got: str, ctx) -> None:
         )
 
 
-@contextlib.contextmanager
-def _fresh_database(maint, name: str):
-    """A new empty database ``name`` (replacing a leftover one); dropped again if the block fails."""
-    _drop_db(maint, name)
-    with maint.connect() as c:
-        c.execute(text(f"CREATE DATABASE {_q(name)}"))
-    try:
-        yield
-    except BaseException:
-        try:
-            _drop_db(maint, name)
-        except Exception:  # noqa: BLE001 - the original failure matters more
-            pass
-        raise
-
-
-def _drop_db(maint, name: str) -> None:
-    with maint.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {_q(name)} WITH (FORCE)"))
-
-
 def restore_into(ctx, m, dbname: str, maint=None) -> dict:
     """Materialise backup ``m`` (sha256 verified) and ``pg_restore -j N`` it into a NEW
     database ``dbname`` on the DB host. Never touches any other database. On any failure
     ``dbname`` is dropped; the spool file (if any) is always removed. Returns timings."""
     access, target = ctx.access, ctx.db_target
-    maint = maint or access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
+    maint = maint or access.admin_engine()
     t0 = time.monotonic()
     mode, jobs = restore_plan(ctx, m)
     if mode == "stream":
-        with _fresh_database(maint, dbname):
+        with new_database(maint, dbname):
             _stream_restore(ctx, m, dbname)
         return {"verify_s": 0.0, "restore_s": round(time.monotonic() - t0, 3), "mode": "stream"}
     path, is_temp = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
-        with _fresh_database(maint, dbname):
+        with new_database(maint, dbname):
             argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
                     *access.pg_args(dbname), path]
             ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
@@ -250,9 +224,7 @@ def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
     try:
         with eng.connect() as c:
             rev = mig.current(c)
-            tables = set(c.execute(text(
-                "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-                " where n.nspname = 'public' and c.relkind = 'r'")).scalars())
+            tables = set(public_tables(c))
     finally:
         eng.dispose()
     return rev, tables
@@ -264,7 +236,7 @@ def restore_backup(ctx, m) -> dict:
     live = access.db.name
     scratch = f"{live}_restore_{m.id}".lower()
     before = f"{live}_before_{m.id}".lower()
-    maint = access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
+    maint = access.admin_engine()
     timings = restore_into(ctx, m, scratch, maint)
     try:
         # prove the copy before the swap
@@ -276,7 +248,7 @@ def restore_backup(ctx, m) -> dict:
             raise OpsError(f"restored copy lacks tables {', '.join(missing)}; live DB untouched")
     except BaseException:
         try:
-            _drop_db(maint, scratch)
+            drop_database(maint, scratch)
         except Exception:  # noqa: BLE001
             pass
         raise
@@ -295,8 +267,8 @@ def restore_backup(ctx, m) -> dict:
 def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
     """Short swap by rename; on a failure midway, put the live DB back under its name."""
     with maint.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {_q(before)} WITH (FORCE)"))
-        c.execute(text(f"ALTER DATABASE {_q(live)} WITH ALLOW_CONNECTIONS false"))
+        c.execute(text(f"DROP DATABASE IF EXISTS {quote_ident(before)} WITH (FORCE)"))
+        c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false"))
         try:
             c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": live})
             for _ in range(50):
@@ -304,17 +276,17 @@ def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
                 if not n:
                     break
                 time.sleep(0.1)
-            c.execute(text(f"ALTER DATABASE {_q(live)} RENAME TO {_q(before)}"))
+            c.execute(text(f"ALTER DATABASE {quote_ident(live)} RENAME TO {quote_ident(before)}"))
         except BaseException:
-            c.execute(text(f"ALTER DATABASE {_q(live)} WITH ALLOW_CONNECTIONS true"))
+            c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true"))
             raise
         try:
-            c.execute(text(f"ALTER DATABASE {_q(scratch)} RENAME TO {_q(live)}"))
+            c.execute(text(f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(live)}"))
         except BaseException:
-            c.execute(text(f"ALTER DATABASE {_q(before)} RENAME TO {_q(live)}"))
-            c.execute(text(f"ALTER DATABASE {_q(live)} WITH ALLOW_CONNECTIONS true"))
+            c.execute(text(f"ALTER DATABASE {quote_ident(before)} RENAME TO {quote_ident(live)}"))
+            c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true"))
             raise
-        c.execute(text(f"ALTER DATABASE {_q(before)} WITH ALLOW_CONNECTIONS true"))
+        c.execute(text(f"ALTER DATABASE {quote_ident(before)} WITH ALLOW_CONNECTIONS true"))
     ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
 
 

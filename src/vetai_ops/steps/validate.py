@@ -176,18 +176,9 @@ def _free_local(path: str) -> int:
 
 
 def _row_counts(conn) -> dict[str, int]:
-    rows = conn.execute(
-        text(
-            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-            " where n.nspname = 'public' and c.relkind = 'r' order by 1"
-        )
-    ).scalars().all()
-    out = {}
-    for r in rows:
-        if r in ("deploy_history",):
-            continue
-        out[r] = conn.execute(text(f'select count(*) from public."{r}"')).scalar_one()
-    return out
+    from ..database.introspect import row_counts
+
+    return row_counts(conn, exclude=("deploy_history",))
 
 
 @step("plan")

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import text
-
 from ..errors import GateRefused, short_error
 from ..secrets import redact
+from ..database import introspect
+from ..database.introspect import row_counts
 from . import step
 
 
 def drop_database(ctx, name: str) -> None:
-    from .restore import _drop_db
-
-    _drop_db(ctx.access.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT"), name)
+    introspect.drop_database(ctx.access.admin_engine(), name)
 
 
 def scratch_name(db: str, bid: str) -> str:
@@ -30,11 +28,7 @@ def _row_counts(access, dbname: str) -> dict[str, int]:
     eng = access.engine(dbname)
     try:
         with eng.connect() as c:
-            tables = c.execute(text(
-                "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-                " where n.nspname = 'public' and c.relkind = 'r' order by 1")).scalars().all()
-            return {t: c.execute(text(f'select count(*) from public."{t.replace(chr(34), chr(34) * 2)}"')).scalar_one()
-                    for t in tables}
+            return row_counts(c)
     finally:
         eng.dispose()
 
