@@ -91,6 +91,17 @@ def _server_user() -> str | None:
     return "pgserver"
 
 
+def server_can_reach(path: Path) -> bool:
+    """Can the server user (when we are root) traverse to ``path`` (or its nearest existing ancestor)?"""
+    user = _server_user()
+    if not user:
+        return True
+    p = Path(path).resolve()
+    while not p.exists():
+        p = p.parent
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(p)], capture_output=True).returncode == 0
+
+
 @dataclass
 class Cluster:
     """One PostgreSQL cluster in ``root`` (data in root/data, socket in root/run)."""
