@@ -314,3 +314,34 @@ def test_lock_does_not_outlive_a_killed_holder(local_env, migrations_copy):
     rep = local_env.run("deploy", yes=True)
     assert rep["outcome"] == "success"
     assert local_env.psql("select version_num from alembic_version") == "0013"
+
+
+def test_failure_after_backup_without_changes_restores_nothing(local_env):
+    """A deploy that fails after its backup but before writing anything must not swap the
+    backup in: rows written since the backup (here by the failing restart itself) stay."""
+    local_env.run("deploy", yes=True)
+    c = local_env.cluster()
+    script = local_env.root / "restart.sh"
+    script.write_text(f"'{c.bin('psql')}' -h '{c.socket_dir}' -p {c.port} -U vetai -d {local_env.dbname} "
+                      "-c \"insert into clients (first_name, last_name) values ('After', 'Backup')\" && exit 1\n")
+    inv = local_env.inventory.read_text().replace(
+        "    storage:", f"    services: {{restart: [sh, '{script}']}}\n    storage:")
+    local_env.inventory.write_text(inv)
+    with pytest.raises(DeployFailed) as ei:
+        local_env.run("deploy", yes=True)
+    assert ei.value.report["failed_step"] == "restart"
+    assert "not changed by this run" in ei.value.message and "recovery" not in ei.value.report
+    assert local_env.psql("select count(*) from clients where first_name = 'After'") == "1"
+    assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_before_%'") == "0"
+    steps = [s["step"] for s in ei.value.report["steps"]]
+    assert steps[-1] == "restart" and ei.value.report["steps"][-1]["status"] == "failed"  # the failed step is reported
+
+
+def test_skip_backup_failure_says_nothing_was_restored(local_env, migrations_copy):
+    local_env.run("deploy", yes=True, target="0012")
+    migrations_copy.add("0013b", "0013", 'raise RuntimeError("boom")')
+    with pytest.raises(DeployFailed) as ei:
+        local_env.run("deploy", yes=True, skip_backup=True)
+    assert "no backup was taken" in ei.value.message and "recovery" not in ei.value.report
+    assert "None" not in ei.value.message
+    assert local_env.psql("select version_num from alembic_version") == "0013"  # partly migrated, said so

@@ -95,7 +95,7 @@ CASES = [
 def test_every_mode_restores_bit_identically(local_env, modes, monkeypatch, case):
     _, settings, compression, mode, patch = case
     if patch == "no_zstd":
-        monkeypatch.setattr(restore_mod, "_has", lambda target, tool: False)
+        monkeypatch.setattr(restore_mod, "has_command", lambda target, tool: False)
     if patch == "no_local_path":  # the store behaves like S3: no file on this machine
         monkeypatch.setattr(LocalStore, "local_path", lambda self, key: None)
     with_backup_settings(local_env, settings)

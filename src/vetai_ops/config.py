@@ -191,6 +191,14 @@ class Inventory(Strict):
         return self.environments[name]
 
 
+def env_flag(name: str) -> bool | None:
+    """RUN_MIGRATIONS / RUN_SEEDS / IS_FIRST_DEPLOY style overrides: True, False, or None when unset."""
+    v = os.environ.get(name)
+    if v is None or v.strip() == "":
+        return None
+    return v.strip().lower() in ("1", "true", "yes", "on")
+
+
 def inventory_path() -> Path:
     p = os.environ.get("VETAI_OPS_INVENTORY")
     return Path(p).expanduser() if p else project_root() / "playbooks" / "inventory.yml"

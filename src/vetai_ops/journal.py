@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .events import Event
 from .paths import logs_dir
-from .secrets import redact
+from .secrets import redact, redact_data
 
 HISTORY_DDL = """
 CREATE TABLE IF NOT EXISTS deploy_history (
@@ -69,7 +69,7 @@ class FileJournal:
             "message": redact(event.message),
         }
         if event.data:
-            rec["data"] = json.loads(redact(json.dumps(event.data, default=str)))
+            rec["data"] = redact_data(json.loads(json.dumps(event.data, default=str)))
         line = json.dumps(rec, default=str)
         self.lines.append(line)
         if self._f:

@@ -10,7 +10,6 @@ post-check again) and ends in :class:`DeployFailed` carrying a report.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 import uuid
@@ -22,14 +21,7 @@ from .config import Environment, Inventory, Playbook, StepSpec, load_inventory, 
 from .errors import DeployFailed, Interrupted, OpsError, StopPipeline, short_error
 from .events import Event, EventSink, ListSink, NullSink, Tee
 from .journal import FileJournal, operator_id, record_history
-from .secrets import redact
-
-
-def env_flag(name: str) -> bool | None:
-    v = os.environ.get(name)
-    if v is None or v.strip() == "":
-        return None
-    return v.strip().lower() in ("1", "true", "yes", "on")
+from .secrets import redact, redact_data
 
 
 @dataclass
@@ -59,7 +51,7 @@ class RunContext:
 
     # ---------------------------------------------------------------- reporting
     def emit(self, kind: str, message: str = "", step: str | None = None, **data) -> None:
-        self.sink.emit(Event(kind, step or self.state.get("current_step"), redact(message), data))
+        self.sink.emit(Event(kind, step or self.state.get("current_step"), redact(message), redact_data(data)))
 
     def progress(self, step: str, done: int, total: int | None = None, **data) -> None:
         self.sink.emit(Event("progress", step, "", {"done": done, "total": total, **data}))
@@ -137,11 +129,13 @@ def _when(spec: StepSpec, ctx: RunContext) -> bool:
     return not val if neg else val
 
 
-def _run_step(ctx: RunContext, spec: StepSpec, phase: str) -> dict:
+def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dict:
+    """Run one step; its record is in ``records`` from the start, so a failed step is reported too."""
     from .steps import get_step
 
     fn = get_step(spec.step)
     rec = {"step": spec.label, "phase": phase, "status": "running"}
+    records.append(rec)
     if not _when(spec, ctx):
         ctx.emit("step_skipped", f"skipped ({spec.when} is false)", step=spec.label)
         rec.update(status="skipped", duration_s=0.0)
@@ -225,15 +219,15 @@ def run_playbook(
         "outcome": "running",
     }
     ctx.emit("run_started", f"{pb.name} on {env.name}", step=None, playbook=pb.path, run_id=ctx.run_id)
-    armed = False  # on_failure armed once the on_failure_after step succeeded
+    armed = False  # on_failure armed once the on_failure_after step really made a backup
     failure: BaseException | None = None
     with _SignalGuard() as guard:
         try:
             try:
                 for spec in pb.steps:
-                    rec = _run_step(ctx, spec, "main")
-                    report["steps"].append(rec)
-                    if pb.on_failure_after and spec.step == pb.on_failure_after and rec["status"] == "ok":
+                    rec = _run_step(ctx, spec, "main", report["steps"])
+                    if (pb.on_failure_after and spec.step == pb.on_failure_after and rec["status"] == "ok"
+                            and "backup_manifest" in ctx.state):
                         armed = True
                 report["outcome"] = "success"
             except StopPipeline as e:
@@ -245,7 +239,10 @@ def run_playbook(
                 report["error"] = (redact(short_error(e))
                                    if not isinstance(e, KeyboardInterrupt) else "interrupted (SIGINT/SIGTERM)")
                 report["failed_step"] = ctx.state.get("current_step")
-                if armed and pb.on_failure:
+                report["db_changed"] = bool(ctx.state.get("db_changed"))
+                # restore only what this run changed: a failure before any write (verify, a refused
+                # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
+                if armed and report["db_changed"] and pb.on_failure:
                     ctx.state["failure"] = report["error"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
@@ -254,7 +251,7 @@ def run_playbook(
     if failure is not None:
         if isinstance(failure, KeyboardInterrupt):
             raise _interrupted(pb, env, report)
-        if armed:
+        if armed or report["db_changed"]:
             raise DeployFailed(
                 f"{pb.name} on {env.name} failed at {report.get('failed_step')}: {report['error']}; "
                 + _recovery_summary(report),
@@ -277,7 +274,10 @@ def _interrupted(pb, env, report) -> Interrupted:
 def _recovery_summary(report: dict) -> str:
     rec = report.get("recovery")
     if not rec:
-        return "nothing after the backup had run, the database was not changed"
+        if report.get("db_changed"):
+            return ("no backup was taken by this run, so nothing was restored: the database may be partly "
+                    f"changed; check `invoke status --env={report.get('env')}`")
+        return "the database was not changed by this run; nothing to restore"
     if rec.get("status") == "ok":
         return f"recovered: {', '.join(rec.get('done', []))}; backup {report.get('backup_id')} at {report.get('backup_url')}"
     return (
@@ -293,8 +293,7 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
     ctx.emit("warning", f"{report.get('failed_step')} failed; running on_failure", step=None)
     for spec in pb.on_failure:
         try:
-            r = _run_step(ctx, spec, "on_failure")
-            rec["steps"].append(r)
+            r = _run_step(ctx, spec, "on_failure", rec["steps"])
             if r["status"] == "ok":
                 rec["done"].append(spec.label + (f" {r['summary']}" if r.get("summary") else ""))
         except BaseException as e:  # noqa: BLE001

@@ -16,14 +16,33 @@ def register(secret: str | None) -> None:
             _known.add(secret)
 
 
+def forget(secret: str) -> None:
+    """Stop redacting ``secret`` (tests; a process that switches credentials)."""
+    with _lock:
+        _known.discard(secret)
+
+
 _URL_PW = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
 
 
 def redact(text: str) -> str:
+    """Known secrets first (a password may itself contain '@' or ':'), then URL passwords."""
     if not text:
         return text
-    out = _URL_PW.sub(r"\1***\3", str(text))
+    out = str(text)
     with _lock:
         for s in sorted(_known, key=len, reverse=True):
             out = out.replace(s, "***")
-    return out
+    return _URL_PW.sub(r"\1***\3", out)
+
+
+def redact_data(obj):
+    """Redact every string inside a JSON-like structure (dict keys and values, lists).
+    Numbers are left alone: a numeric-looking secret never corrupts a size or a count."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {redact_data(k): redact_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_data(v) for v in obj]
+    return obj

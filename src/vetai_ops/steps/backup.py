@@ -22,7 +22,7 @@ from .. import __version__
 from ..errors import CommandFailed, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
-from ..targets import pipeline
+from ..targets import has_command, pipeline
 from . import step
 from ..database.introspect import estimated_rows
 from ..units import human_bytes
@@ -87,10 +87,6 @@ def git_commit() -> str | None:
         return None
 
 
-def _has(target, tool: str) -> bool:
-    return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
-
-
 def dump_command(ctx) -> tuple[list[str], str, bool]:
     """(argv on the DB host, compression recorded in the manifest, compress on operator?)."""
     access, cfg = ctx.access, ctx.env.backup
@@ -100,7 +96,7 @@ def dump_command(ctx) -> tuple[list[str], str, bool]:
     dump = base + ["-Z0"]
     if cfg.compression == "none":
         return dump, "none", False
-    if cfg.compress_on == "host" and _has(ctx.db_target, "zstd"):
+    if cfg.compress_on == "host" and has_command(ctx.db_target, "zstd"):
         return pipeline(dump, ["zstd", "-q", "-c", "-T0", f"-{cfg.zstd_level}"]), "zstd", False
     return dump, "zstd", True
 

@@ -11,6 +11,7 @@ def _rollback_plan(ctx) -> dict:
     from ..database import migrations as mig
 
     m = ctx.catalog.resolve(ctx.options.get("to"))
+    ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
     return {
@@ -29,8 +30,6 @@ def confirm(ctx, **_):
     plan = ctx.state.get("plan", {})
     if ctx.options.get("dry_run"):
         raise StopPipeline("dry run: nothing changed")
-    if ctx.action == "deploy" and not plan.get("pending") and not ctx.options.get("run_seeds_forced"):
-        ctx.state["nothing_to_do"] = True
     if not ctx.env.protected or ctx.options.get("yes"):
         return "not required" if not ctx.env.protected else "--yes"
     if ctx.confirm is None:

@@ -63,6 +63,7 @@ def run_alembic(ctx, direction: str, target: str | None, files: dict | None = No
         conn.commit()
         db = ctx.env.database
         mig.set_timeouts(conn, db.lock_timeout, db.statement_timeout)
+        ctx.state["db_changed"] = True  # from here a failure can leave revisions applied: on_failure restores
         try:
             if direction == "upgrade":
                 mig.upgrade(conn, target, on_version_apply=on_version_apply)

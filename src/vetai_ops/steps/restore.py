@@ -29,6 +29,7 @@ from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError
 from . import step
 from ..database.introspect import drop_database, new_database, public_tables, quote_ident
+from ..targets import has_command
 from ..units import human_bytes
 from .backup import Every
 
@@ -41,8 +42,7 @@ STREAM_BELOW_BYTES = 64 << 20  # small dumps: the spool and worker start-up domi
 def restore_plan(ctx, m) -> tuple[str, int]:
     """(mode, jobs): ``file`` (store file on this machine), ``stream`` or ``spool``."""
     target, cfg = ctx.db_target, ctx.env.backup.restore_jobs
-    local = ctx.store.local_path(m.dump_key)
-    if target.is_local and local and m.compression in ("gzip", "none"):
+    if target.host_path(ctx.store.local_path(m.dump_key)) and m.compression in ("gzip", "none"):
         return "file", cfg or max(1, min(8, target.cpu_count()))
     if cfg is not None:
         return ("stream", 1) if cfg <= 1 else ("spool", cfg)
@@ -52,21 +52,56 @@ def restore_plan(ctx, m) -> tuple[str, int]:
     return "spool", max(1, min(8, cores))
 
 
-def _has(target, tool: str) -> bool:
-    return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
+def _decoder(target, m, host_decoder: list[str]) -> tuple[list[str] | None, object | None]:
+    """How a zstd backup is decompressed: on the host when it has zstd (its own core, returns
+    the argv to put in front), else here (returns a zstandard decompressobj). Others: neither."""
+    if m.compression != "zstd":
+        return None, None
+    if has_command(target, "zstd"):
+        return host_decoder, None
+    import zstandard
+
+    return None, zstandard.ZstdDecompressor().decompressobj()
+
+
+def _pump(ctx, m, src, proc, dec) -> tuple[str, list[BaseException]]:
+    """Copy the stored bytes of ``m`` into ``proc.stdin`` (through ``dec`` when given), one
+    chunk at a time, hashing every stored byte. A write or decoder failure stops the writing
+    but not the hashing, so a corrupt backup is reported as corrupt whatever broke first.
+    Returns (sha256 hex of the stored bytes, failures)."""
+    sha = hashlib.sha256()
+    moved = 0
+    tick = Every(ctx.progress)
+    broken: list[BaseException] = []
+    try:
+        for b in iter(lambda: src.read(CHUNK), b""):
+            sha.update(b)
+            moved += len(b)
+            if not broken:
+                try:
+                    proc.stdin.write(dec.decompress(b) if dec is not None else b)
+                except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
+                    broken.append(e)
+            tick("restore", moved, m.size, id=m.id)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    tick.final()
+    return sha.hexdigest(), broken
 
 
 def materialise(ctx, m) -> tuple[str, bool]:
     """A verified, seekable custom-format archive on the DB host. Returns (path, is_temp)."""
     target, store = ctx.db_target, ctx.store
-    local = store.local_path(m.dump_key)
-    if target.is_local and local and m.compression in ("gzip", "none"):
+    on_host = target.host_path(store.local_path(m.dump_key))
+    if on_host and m.compression in ("gzip", "none"):  # the stored file itself, verified in place
         sha = hashlib.sha256()
-        with open(local, "rb") as f:
+        with store.open_read(m.dump_key) as f:
             for b in iter(lambda: f.read(CHUNK), b""):
                 sha.update(b)
         _check(m, sha.hexdigest(), ctx)
-        return local, False
+        return on_host, False
     free = target.free_bytes("/tmp")
     if free < m.size * (4 if m.compression == "zstd" else 1.1):
         raise OpsError(
@@ -74,49 +109,16 @@ def materialise(ctx, m) -> tuple[str, bool]:
             "free space on the DB host",
         )
     path = target.mktemp(".dump")
-    writer = ["zstd", "-d", "-q", "-f", "-o", path] if m.compression == "zstd" else ["sh", "-c", 'cat > "$0"', path]
-    if m.compression == "zstd" and target.is_local:
-        writer = None  # decompress in-process: no dependency on a zstd binary here
-    sha = hashlib.sha256()
-    moved = 0
-    tick = Every(ctx.progress)
-    broken: list[BaseException] = []  # a write/decompress failure: keep hashing, report after the checksum
-
-    def feed(sink, b: bytes) -> None:
-        if broken:
-            return
-        try:
-            sink(b)
-        except (OSError, ValueError, Exception) as e:  # zstd errors, broken pipe from the host
-            broken.append(e)
-
+    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-f", "-o", path])
+    writer = host_dec or ["sh", "-c", 'cat > "$0"', path]
     try:
         with store.open_read(m.dump_key) as src:
-            if writer is None:
-                import zstandard
-
-                dec = zstandard.ZstdDecompressor().decompressobj()
-                with open(path, "wb") as out:
-                    for b in iter(lambda: src.read(CHUNK), b""):
-                        sha.update(b)
-                        feed(lambda x: out.write(dec.decompress(x)), b)
-                        moved += len(b)
-                        tick("restore", moved, m.size, id=m.id)
-            else:
-                proc = target.start(writer, stdin=True)
-                try:
-                    for b in iter(lambda: src.read(CHUNK), b""):
-                        sha.update(b)
-                        feed(proc.stdin.write, b)
-                        moved += len(b)
-                        tick("restore", moved, m.size, id=m.id)
-                except BaseException:
-                    proc.kill()
-                    raise
-                rc = proc.wait()
-                if rc != 0 and not broken:
-                    broken.append(CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}"))
-        _check(m, sha.hexdigest(), ctx)  # a corrupt backup is reported as such, whatever broke first
+            proc = target.start(writer, stdin=True)
+            digest, broken = _pump(ctx, m, src, proc, dec)
+            rc = proc.wait()
+            if rc != 0 and not broken:
+                broken.append(CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}"))
+        _check(m, digest, ctx)  # a corrupt backup is reported as such, whatever broke first
         if broken:
             raise OpsError(f"could not prepare backup {m.id} on {target.name}: {broken[0]}; the live database was not touched")
     except BaseException:
@@ -176,40 +178,14 @@ def _stream_restore(ctx, m, dbname: str) -> None:
 
     access, target, store = ctx.access, ctx.db_target, ctx.store
     restore = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", *access.pg_args(dbname)]
-    dec = None
-    argv = restore
-    if m.compression == "zstd":
-        if _has(target, "zstd"):
-            argv = pipeline(["zstd", "-d", "-q", "-c"], restore)  # decompress on the host: its own core
-        else:
-            import zstandard
-
-            dec = zstandard.ZstdDecompressor().decompressobj()  # here; sends uncompressed bytes
+    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
+    argv = pipeline(host_dec, restore) if host_dec else restore
     ctx.emit("info", f"pg_restore (streamed, 1 job) into {dbname} on {target.name}")
-    sha = hashlib.sha256()
-    moved = 0
-    tick = Every(ctx.progress)
-    broken: list[BaseException] = []
-    with access.pg_env() as penv:
+    with access.pg_env() as penv, store.open_read(m.dump_key) as src:
         proc = target.start(argv, env=penv, stdin=True)
-        try:
-            with store.open_read(m.dump_key) as src:
-                for b in iter(lambda: src.read(CHUNK), b""):
-                    sha.update(b)
-                    moved += len(b)
-                    if not broken:
-                        try:
-                            proc.stdin.write(dec.decompress(b) if dec is not None else b)
-                        except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
-                            broken.append(e)
-                    tick("restore", moved, m.size, id=m.id)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+        digest, broken = _pump(ctx, m, src, proc, dec)
         rc = proc.wait()
-    tick.final()
-    _check(m, sha.hexdigest(), ctx)  # a corrupt backup is reported as such, whatever broke first
+    _check(m, digest, ctx)  # a corrupt backup is reported as such, whatever broke first
     if rc != 0 or broken:
         detail = proc.stderr_text().strip()[-600:] or (str(broken[0]) if broken else "")
         raise CommandFailed(
@@ -266,6 +242,7 @@ def restore_backup(ctx, m) -> dict:
 
 def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
     """Short swap by rename; on a failure midway, put the live DB back under its name."""
+    ctx.state["db_changed"] = True  # from here on the live database is being replaced
     with maint.connect() as c:
         c.execute(text(f"DROP DATABASE IF EXISTS {quote_ident(before)} WITH (FORCE)"))
         c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false"))
@@ -298,7 +275,7 @@ def restore(ctx, backup: str | None = None, **_):
         if m is None:
             raise StoreError("no backup was taken by this run; nothing to restore")
     else:
-        m = ctx.catalog.resolve(ctx.options.get("to"))
+        m = ctx.catalog.resolve(ctx.state.get("rollback_id") or ctx.options.get("to"))
         ctx.state["from_rev"] = _current_or_none(ctx)
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")

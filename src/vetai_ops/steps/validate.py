@@ -10,7 +10,7 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import GateRefused
 from ..paths import project_root, versions_dir
-from ..pipeline import env_flag
+from ..config import env_flag
 from . import step
 
 SET_BY_MIGRATE = {"squawk:require-lock-timeout", "squawk:require-statement-timeout", "squawk:require-timeout-settings"}

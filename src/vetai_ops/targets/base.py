@@ -82,7 +82,16 @@ class Target(Protocol):
     def cpu_count(self) -> int:
         """Cores on the host (for pg_restore -j)."""
 
+    def host_path(self, operator_path: str | None) -> str | None:
+        """The path under which this host reads a file of the operator's machine, or None
+        when it cannot (another machine): lets a restore use a stored file without a copy."""
+
     def close(self) -> None: ...
+
+
+def has_command(target: "Target", tool: str) -> bool:
+    """Is ``tool`` on the host's PATH?"""
+    return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
 
 
 def shell_join(argv: Sequence[str], env: dict[str, str] | None = None) -> str:

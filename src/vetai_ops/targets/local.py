@@ -129,5 +129,8 @@ class LocalTarget:
     def cpu_count(self) -> int:
         return os.cpu_count() or 1
 
+    def host_path(self, operator_path: str | None) -> str | None:
+        return operator_path  # this machine is the operator's
+
     def close(self) -> None:
         pass

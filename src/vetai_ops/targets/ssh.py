@@ -439,6 +439,9 @@ class SSHTarget:
         except ValueError:
             return 1
 
+    def host_path(self, operator_path: str | None) -> str | None:
+        return None  # another machine: the operator's files are not there
+
     # ------------------------------------------------------------ tunnels
 
     @contextlib.contextmanager
