@@ -12,19 +12,11 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from vetai_ops.database.migrations import include_object  # tables owned by vetai-ops stay out
 from vetai_ops.schema.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-# tables owned by vetai-ops itself, never part of the app schema diff
-OPS_TABLES = {"deploy_history", "vetai_ops_applied", "migrations"}
-
-
-def include_object(obj, name, type_, reflected, compare_to):
-    if type_ == "table" and name in OPS_TABLES:
-        return False
-    return True
 
 
 def _url() -> str:

@@ -8,17 +8,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from vetai_ops.schema.models import Base
 from vetai_ops.schema.seeds import SEED_TABLES, is_empty, seed_demo
 from vetai_ops.schema.typeorm import TYPEORM_MIGRATIONS, revision_for_typeorm, typeorm_for_revision
 
 ROOT = Path(__file__).resolve().parents[1]
-EXCLUDED = {"deploy_history", "vetai_ops_applied", "migrations", "alembic_version"}
 APP_TABLES = {
     "users", "clients", "veterinarians", "pets", "appointments", "ai_diagnoses", "medical_records",
     "prescriptions", "vaccinations", "attachments", "notifications",
@@ -60,11 +57,10 @@ def _tables(conn) -> set[str]:
 
 
 def _diff(conn) -> list:
-    def include_object(obj, name, type_, reflected, compare_to):
-        return not (type_ == "table" and name in EXCLUDED)
+    """The post-check's own comparison (Alembic compare_metadata against the models)."""
+    from vetai_ops.database.migrations import schema_diff
 
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object})
-    return compare_metadata(ctx, Base.metadata)
+    return schema_diff(conn)
 
 
 @pytest.fixture

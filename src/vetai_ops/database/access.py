@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from .. import secrets
 from ..config import Environment
-from ..errors import ConfigError, OpsError
+from ..errors import ConfigError, OpsError, short_error
 
 
 def password_for(env: Environment) -> str | None:
@@ -156,8 +156,8 @@ def check_reachable(access: DbAccess) -> str:
             return c.execute(text("show server_version")).scalar_one()
     except OpsError:
         raise
-    except Exception as e:  # psycopg/sqlalchemy errors: first line, redacted
-        msg = secrets.redact(str(getattr(e, "orig", e)).strip().splitlines()[0] if str(e).strip() else repr(e))
+    except Exception as e:  # psycopg/sqlalchemy errors: the server's first line, redacted
+        msg = secrets.redact(short_error(e))
         raise OpsError(
             f"database {access.db.name!r} of env {access.env.name!r} is not reachable: {msg}",
             "check that PostgreSQL runs and the inventory's database section (name, user, host, port, password_env)",

@@ -17,7 +17,7 @@ import pwd
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OpsError
@@ -111,7 +111,7 @@ class Cluster:
     bindir: Path
     superuser: str = "postgres"
     listen: str = ""  # "" = Unix socket only; "127.0.0.1" to also listen on TCP
-    password: str | None = None  # superuser password (for scram over TCP)
+    password: str | None = field(default=None, repr=False)  # superuser password (scram over TCP); never in repr
     auth: str = "trust"  # local socket auth; TCP always scram-sha-256
 
     @property

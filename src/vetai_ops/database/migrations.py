@@ -112,14 +112,17 @@ def stamp(conn: Connection, rev: str) -> None:
     command.stamp(alembic_config(conn), rev)
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's include_object hook: tables owned by vetai-ops (and TypeORM's journal)
+    are never part of the app schema (env.py's autogenerate and the post-check share it)."""
+    return not (type_ == "table" and name in OPS_TABLES)
+
+
 def schema_diff(conn: Connection) -> list:
     """Differences between the live schema and the SQLAlchemy models (empty = match)."""
     from ..schema.models import Base
 
-    def include(obj, name, type_, reflected, compare_to):
-        return not (type_ == "table" and name in OPS_TABLES)
-
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include})
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object})
     return compare_metadata(ctx, Base.metadata)
 
 

@@ -103,7 +103,10 @@ class LocalStore:
         return out
 
     def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"backup object missing: {self._path(key)}") from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

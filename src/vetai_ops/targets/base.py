@@ -89,6 +89,16 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
+STDERR_LIMIT = 1 << 20  # keep at most the last 1 MiB of a command's stderr
+
+
+def keep_tail(buf: bytearray, chunk: bytes, limit: int = STDERR_LIMIT) -> None:
+    """Append, keeping only the last ``limit`` bytes: the line that says what failed comes last."""
+    buf.extend(chunk)
+    if len(buf) > limit:
+        del buf[:-limit]
+
+
 def has_command(target: "Target", tool: str) -> bool:
     """Is ``tool`` on the host's PATH?"""
     return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0

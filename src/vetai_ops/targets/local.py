@@ -10,7 +10,7 @@ from typing import Sequence
 
 from ..errors import CommandFailed, TargetError
 from ..secrets import redact
-from .base import Result
+from .base import Result, keep_tail
 
 
 class LocalProcess:
@@ -26,8 +26,7 @@ class LocalProcess:
     def _drain(self) -> None:
         assert self._p.stderr is not None
         for chunk in iter(lambda: self._p.stderr.read(65536), b""):
-            if len(self._err) < 1 << 20:
-                self._err.extend(chunk)
+            keep_tail(self._err, chunk)
 
     @property
     def pid(self) -> int:

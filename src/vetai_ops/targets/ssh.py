@@ -34,9 +34,8 @@ from paramiko.sftp_file import SFTPFile
 from ..config import SSHConfig
 from ..errors import CommandFailed, HostKeyError, TargetError
 from ..secrets import redact
-from .base import Result, shell_join
+from .base import keep_tail, Result, shell_join
 
-STDERR_LIMIT = 1 << 20  # keep at most 1 MiB of a command's stderr
 KEEPALIVE_S = 30
 
 
@@ -87,8 +86,7 @@ class SSHProcess:
                 chunk = self._ch.recv_stderr(65536)
                 if not chunk:
                     break
-                if len(self._err) < STDERR_LIMIT:
-                    self._err.extend(chunk[: STDERR_LIMIT - len(self._err)])
+                keep_tail(self._err, chunk)
         except Exception:
             pass
 
@@ -268,6 +266,12 @@ class SSHTarget:
         except TargetError:
             raise
         except (paramiko.SSHException, OSError, EOFError) as e:
+            t = self._conn.transport if self._conn is not None else None
+            if t is not None and t.is_active():
+                # the server refused one more channel (MaxSessions): the connection and the
+                # commands and tunnels running over it are fine; do not tear them down
+                raise TargetError(f"{self.address} refused a new SSH session: {e}",
+                                  "raise sshd's MaxSessions or run fewer commands at once") from None
             # the connection died (host rebooted, sshd killed): one reconnect attempt
             with self._lock:
                 self._drop()
