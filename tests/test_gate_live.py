@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vetai_ops.errors import GateRefused
+from vetai_ops.errors import DeployFailed, GateRefused
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,8 +66,9 @@ def test_orphan_rows_for_a_pending_foreign_key(local_env, migrations_copy):
     assert backups(local_env) == before
     # once the orphans are fixed the gate passes (the post-check then sees the unknown column: restored)
     local_env.psql("update pets set referrer_id = null")
-    with pytest.raises(Exception, match="schema"):
+    with pytest.raises(DeployFailed, match="schema") as ei:
         local_env.run("deploy", yes=True)
+    assert ei.value.report["recovery"]["status"] == "ok"
     assert local_env.psql("select version_num from alembic_version") == "0013"
 
 
@@ -77,8 +78,9 @@ def test_acknowledged_destructive_revision_forces_a_verified_backup(local_env, m
                         'op.add_column("pets", sa.Column("color", sa.String(40)))')
     # acknowledged on the command line: the gate passes, the backup is restore-tested first;
     # the models still have pets.color, so the post-check catches the drift and restores
-    with pytest.raises(Exception, match="schema"):
+    with pytest.raises(DeployFailed, match="schema") as ei:
         local_env.run("deploy", yes=True, allow=["drop_column pets.color"])
+    assert ei.value.report["recovery"]["status"] == "ok"
     mans = [json.loads(p.read_text()) for p in (local_env.backups / "local").glob("*.json")]
     newest = max(mans, key=lambda m: m["id"])
     assert newest["verifications"] and newest["verifications"][-1]["ok"] is True
@@ -86,3 +88,12 @@ def test_acknowledged_destructive_revision_forces_a_verified_backup(local_env, m
     # without the acknowledgement nothing runs
     with pytest.raises(GateRefused, match="drop_column pets.color"):
         local_env.run("deploy", yes=True)
+
+
+def test_validate_env_reports_a_blocking_pending_revision(local_env, migrations_copy):
+    local_env.run("deploy", yes=True)
+    migrations_copy.add("0014", "0013", 'op.drop_table("notifications")', "pass")
+    r = cli("validate", "--env=local", "--json")
+    data = json.loads(r.stdout)
+    assert r.returncode != 0 and data["ok"] is False
+    assert any(f["operation"] == "drop_table notifications" for f in data["blocking"])

@@ -311,3 +311,17 @@ def test_fab_dump_on_a_named_host(remote_env):
     r = subprocess.run([sys.executable, "-m", "fabric", "-H", remote_env.bed.hosts[1], "health", "--env=prod"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr  # no checks configured: nothing to fail
+
+
+def test_prune_aborts_multipart_debris(remote_env, monkeypatch):
+    """Parts of an upload that failed while S3 was unreachable are removed by backups.prune."""
+    from datetime import timedelta
+
+    from vetai_ops.ops import prune as prune_mod
+
+    remote_env.s3.client().create_multipart_upload(Bucket=remote_env.bucket, Key="prod/prod/20200101T000000Z.dump")
+    assert len(remote_env.uploads()) == 1
+    monkeypatch.setattr(prune_mod, "INCOMPLETE_GRACE", timedelta(0))  # the debris is "old enough" now
+    res = prune_mod.prune("prod", keep_last=1, keep_days=7, yes=True)
+    assert remote_env.uploads() == []
+    assert "1 incomplete upload(s)" in res["done"]

@@ -42,7 +42,8 @@ def run_validate(env: str | None, migrations: str | None, json_out: bool, render
     if env:
         data["current"] = current
         data["pending"] = sorted(pending or [])
-    ok = report.ok and not live_errors
+    # with --env, a pending destructive revision that deploy would refuse is not "valid" either
+    ok = report.ok and not live_errors and not (env and report.blocking)
     data["ok"] = ok
     if json_out:
         render.print_json(data)

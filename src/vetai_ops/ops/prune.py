@@ -138,6 +138,11 @@ def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool =
                     drop_database(ctx, r["name"])
                 done.append(r["name"])
                 ctx.emit("info", f"removed {r['kind']} {r['name']}")
+            # parts of uploads that failed while the store was unreachable (S3 multipart debris)
+            aborted = store.abort_incomplete_uploads(f"{cat.env}/", older_than_s=INCOMPLETE_GRACE.total_seconds())
+            if aborted:
+                done.append(f"{aborted} incomplete upload(s)")
+                ctx.emit("info", f"aborted {aborted} incomplete upload(s) in {store.location}")
         return {
             "env": env.name,
             "protected": env.protected,

@@ -154,25 +154,13 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             f"database is {size // 2**20} MiB",
             "free space on the DB host before deploying",
         )
-    if ctx.store.kind == "local":
-        free = _free_local(ctx.store.location)
-        if free < size:
-            raise GateRefused(
-                f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
-                "free space there or use S3 storage",
-            )
+    free = ctx.store.free_bytes()
+    if free is not None and free < size:
+        raise GateRefused(
+            f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
+            "free space there or use S3 storage",
+        )
     return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions"
-
-
-def _free_local(path: str) -> int:
-    import os
-    from pathlib import Path
-
-    p = Path(path)
-    while not p.exists():
-        p = p.parent
-    st = os.statvfs(p)
-    return st.f_bavail * st.f_frsize
 
 
 def _row_counts(conn) -> dict[str, int]:

@@ -48,3 +48,10 @@ class BackupStore(Protocol):
 
     def local_path(self, key: str) -> str | None:
         """A filesystem path of the object on this machine, if it has one."""
+
+    def free_bytes(self) -> int | None:
+        """Room left for new backups, or None when the store has no practical limit (S3)."""
+
+    def abort_incomplete_uploads(self, prefix: str = "", *, older_than_s: float | None = None) -> int:
+        """Remove the debris of interrupted uploads that the store itself keeps (S3 multipart
+        parts); returns how many. A folder keeps none: its partial files are incomplete dumps."""

@@ -120,3 +120,13 @@ class LocalStore:
 
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))
+
+    def free_bytes(self) -> int | None:
+        p = self.root
+        while not p.exists():
+            p = p.parent
+        st = os.statvfs(p)
+        return st.f_bavail * st.f_frsize
+
+    def abort_incomplete_uploads(self, prefix: str = "", *, older_than_s: float | None = None) -> int:
+        return 0

@@ -274,6 +274,9 @@ class S3Store:
             return _code(e)
         return None
 
+    def free_bytes(self) -> int | None:
+        return None  # a bucket has no practical size limit
+
     def abort_incomplete_uploads(self, prefix: str = "", *, older_than_s: float | None = None) -> int:
         """Abort in-progress multipart uploads under ``prefix`` (all, or those older than
         ``older_than_s`` seconds, so a concurrent backup is left alone). Returns how many.
