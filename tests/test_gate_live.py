@@ -97,3 +97,28 @@ def test_validate_env_reports_a_blocking_pending_revision(local_env, migrations_
     data = json.loads(r.stdout)
     assert r.returncode != 0 and data["ok"] is False
     assert any(f["operation"] == "drop_table notifications" for f in data["blocking"])
+
+
+def test_broken_history_is_a_clear_refusal(local_env, migrations_copy):
+    local_env.run("deploy", yes=True)
+    migrations_copy.add("0014", "9999", "pass")  # parent does not exist
+    r = cli("deploy", "--env=local", "--yes")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "KeyError" not in r.stderr.split("(")[0]
+    assert "invoke validate" in r.stderr
+    r = cli("validate", "--json")
+    assert r.returncode != 0
+    errs = json.loads(r.stdout)["errors"]
+    assert any(e["revision"] == "0014" and "9999" in e["message"] for e in errs)
+
+
+def test_destructive_operation_in_a_helper_function_is_refused(local_env, migrations_copy):
+    """The AST walk only sees upgrade()'s own body; the rendered SQL shows what will run."""
+    local_env.run("deploy", yes=True)
+    f = migrations_copy.add("0014", "0013", "_cleanup()", 'op.add_column("pets", sa.Column("color", sa.String(40)))')
+    f.write_text(f.read_text() + '\n\ndef _cleanup():\n    op.drop_column("pets", "color")\n')
+    before = backups(local_env)
+    with pytest.raises(GateRefused, match="drop_column pets.color"):
+        local_env.run("deploy", yes=True)
+    assert backups(local_env) == before
+    assert local_env.psql("select count(*) from information_schema.columns where table_name = 'pets' "
+                          "and column_name = 'color'") == "1"

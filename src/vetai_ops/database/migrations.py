@@ -33,9 +33,14 @@ def alembic_config(connection: Connection | None = None, **attributes) -> Config
 
 def script_directory() -> ScriptDirectory:
     try:
-        return ScriptDirectory.from_config(alembic_config())
+        sd = ScriptDirectory.from_config(alembic_config())
+        sd.get_heads()  # builds the revision map now: a broken graph fails here, with a clear message
+        return sd
     except Exception as e:
-        raise OpsError(f"the migration history in {migrations_dir()} does not load: {e}") from None
+        raise OpsError(
+            f"the migration history in {migrations_dir()} does not load ({type(e).__name__}: {e})",
+            "run `invoke validate` to see which revision and file are at fault",
+        ) from None
 
 
 def head() -> str | None:

@@ -224,7 +224,8 @@ class _UpgradeVisitor(ast.NodeVisitor):
         index = _text(args.get("index_name"))
         self.add(node, "non-concurrent-index", f"create_index {table}.{index}",
                  f"creates index {index} on existing table {table} without postgresql_concurrently=True "
-                 "(blocks writes while it builds)")
+                 "(blocks writes while it builds); env.py runs each revision in a transaction, so put a "
+                 "concurrent index inside `with op.get_context().autocommit_block():`")
 
     def _execute(self, node, args, table):
         sql = args.get("sqltext")

@@ -15,6 +15,7 @@ from .lint import lint_sql, render_sql, script_directory_heads
 from .model import Finding, Report, ValidationIssue
 from .parse import RevisionFile, read_revision, revision_paths
 from .rules import scan_revision
+from .sqlcheck import ParseError, analyse_sql
 
 
 def validate_history(
@@ -103,9 +104,45 @@ def _render_and_lint(report: Report, alembic_ini: Path, pending: set[str] | None
     wanted = set(report.revisions) if pending is None else set(pending) & set(report.revisions)
     if not wanted:
         return
-    rendered = render_sql(alembic_ini, None, "heads")
-    report.sql = {rid: rendered[rid] for rid in report.order() if rid in wanted and rid in rendered}
+    # render only from just below the first wanted revision: an old revision that cannot be
+    # rendered offline must not switch off the lint of the pending ones
+    order = report.order()
+    first = next(rid for rid in order if rid in wanted)
+    parents = report.revisions[first].down_revisions
+    start = parents[0] if pending is not None and len(parents) == 1 else None
+    rendered = render_sql(alembic_ini, start, "heads")
+    report.sql = {rid: rendered[rid] for rid in order if rid in wanted and rid in rendered}
+    for rid in sorted(wanted - set(report.sql)):
+        report.findings.append(Finding(
+            str(report.revisions[rid].file), rid, "render-failed",
+            "Alembic offline mode could not render this revision's SQL: squawk lint and the orphan-row "
+            "check did not see it; review it by hand (`alembic upgrade <prev>:<rev> --sql`)"))
     report.findings.extend(lint_sql(report.sql, {rid: str(report.revisions[rid].file) for rid in report.sql}))
+    report.findings.extend(_destructive_in_sql(report))
+
+
+# data-losing kinds: what the AST rules would block had they seen the call (drop_index loses no data)
+_SQL_DESTRUCTIVE_KINDS = ("drop_table", "drop_column", "change_column_type", "rename_column", "rename_table",
+                          "truncate", "delete")
+
+
+def _destructive_in_sql(report: Report) -> list[Finding]:
+    """Destructive statements in the rendered SQL that the AST walk did not see (operations
+    inside helper functions, loops, other modules): the SQL that will run is what counts."""
+    seen = {(f.revision, f.operation) for f in report.findings if f.operation}
+    out = []
+    for rid, sql in report.sql.items():
+        try:
+            stmts = analyse_sql(sql)
+        except ParseError:
+            continue
+        for st in stmts:
+            for op in st.destructive:
+                if op.startswith(_SQL_DESTRUCTIVE_KINDS) and (rid, op) not in seen:
+                    seen.add((rid, op))
+                    out.append(Finding(str(report.revisions[rid].file), rid, "destructive-sql",
+                                       f"the rendered SQL does {op}: {st.text[:120]}", None, operation=op))
+    return out
 
 
 def _judge(findings: list[Finding], files: dict[str, RevisionFile], pending: set[str] | None,
