@@ -213,3 +213,18 @@ def test_fab_per_host_tasks(local_env):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert int(local_env.psql("select count(*) from prescriptions")) > 0
+
+
+def test_second_rollback_to_the_same_backup_keeps_both_previous_databases(local_env):
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    local_env.psql("insert into clients (first_name, last_name) values ('First', 'Retired')")
+    local_env.run("rollback", to=bid, yes=True)
+    local_env.psql("insert into clients (first_name, last_name) values ('Second', 'Retired')")
+    local_env.run("rollback", to=bid, yes=True)
+    kept = local_env.psql(f"select string_agg(datname, ' ' order by datname) from pg_database "
+                          f"where datname like '{local_env.dbname}_before_%'").split()
+    assert len(kept) == 2
+    c = local_env.cluster()
+    found = sorted(c.psql("select first_name from clients where last_name = 'Retired'", db=k) for k in kept)
+    assert found == ["First", "Second"]  # neither retired database was dropped

@@ -44,12 +44,15 @@ def _iso(ts: float) -> str:
 class FileJournal:
     """Appends every event of a run to logs/migration.log (one JSON object a line)."""
 
-    def __init__(self, run_id: str, action: str, env: str, path: Path | None = None):
+    def __init__(self, run_id: str, action: str, env: str, path: Path | None = None, enabled: bool = True):
         self.run_id = run_id
         self.action = action
         self.env = env
         self.path = path or logs_dir() / "migration.log"
         self.lines: list[str] = []
+        self._f = None
+        if not enabled:  # read-only views: nothing is written
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "a", buffering=1)

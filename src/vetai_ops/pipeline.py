@@ -33,6 +33,7 @@ class RunContext:
     sink: EventSink = field(default_factory=NullSink)
     confirm: Callable[[str, dict], bool] | None = None  # face-provided prompt
     state: dict[str, Any] = field(default_factory=dict)
+    journaled: bool = True  # False for read-only views (status, history, lists)
 
     def __post_init__(self):
         self.run_id = uuid.uuid4().hex[:12]
@@ -46,7 +47,7 @@ class RunContext:
         self._access = None
         self._cluster = None
         self.events = ListSink()
-        self.journal = FileJournal(self.run_id, self.action, self.env.name)
+        self.journal = FileJournal(self.run_id, self.action, self.env.name, enabled=self.journaled)
         self.sink = Tee(self.sink, self.events, self.journal)
 
     # ---------------------------------------------------------------- reporting
@@ -114,6 +115,20 @@ class RunContext:
     def close(self) -> None:
         self._stack.close()
         self.journal.close()
+
+
+@contextlib.contextmanager
+def run_context(env_name: str | None, action: str, *, journaled: bool = True, sink: EventSink | None = None,
+                options: dict | None = None, confirm: Callable | None = None):
+    """A RunContext for one operation outside a playbook (status views, verify, prune, adopt);
+    its connections, tunnels and lock are released on exit."""
+    inv = load_inventory()
+    ctx = RunContext(inv, inv.env(env_name), action, dict(options or {}), sink or NullSink(), confirm,
+                     journaled=journaled)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 # ------------------------------------------------------------------- runner

@@ -3,28 +3,18 @@ for wiring (targets, store, DB access) but run no playbook and take no lock."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import datetime, timezone
-from typing import Iterator
 
-from .config import load_inventory
 from .database import migrations as mig
 from .journal import read_history
-from .pipeline import RunContext
+from .pipeline import run_context
 from .store.catalog import id_time
 
 
-@contextlib.contextmanager
-def context(env_name: str | None, action: str = "status") -> Iterator[RunContext]:
-    inv = load_inventory()
-    ctx = RunContext(inv, inv.env(env_name), action)
-    ctx.journal.close()
-    ctx.journal._f = None  # read-only views are not journaled
-    try:
-        yield ctx
-    finally:
-        ctx._stack.close()
+def context(env_name: str | None, action: str = "status"):
+    """Read-only views: a RunContext that writes no journal."""
+    return run_context(env_name, action, journaled=False)
 
 
 def age(bid: str) -> str:

@@ -7,25 +7,16 @@ They report through ``ctx.emit`` and never print; the face renders.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
+from typing import Callable
 
-from ..config import load_inventory
 from ..events import EventSink
-from ..pipeline import RunContext
+from ..pipeline import RunContext, run_context
 
 
-@contextlib.contextmanager
 def op_context(env_name: str | None, action: str, sink: EventSink | None = None,
-               options: dict | None = None, confirm: Callable | None = None) -> Iterator[RunContext]:
+               options: dict | None = None, confirm: Callable | None = None):
     """A journaled RunContext for one operation (closed, with its lock if any, on exit)."""
-    inv = load_inventory()
-    kwargs = {"sink": sink} if sink is not None else {}
-    ctx = RunContext(inv, inv.env(env_name), action, dict(options or {}), confirm=confirm, **kwargs)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
+    return run_context(env_name, action, sink=sink, options=options, confirm=confirm)
 
 
 def drop_database(ctx: RunContext, name: str) -> None:

@@ -229,6 +229,11 @@ def restore_backup(ctx, m) -> dict:
             pass
         raise
     t_restored = time.monotonic()
+    with maint.connect() as c:  # a database kept by an earlier restore of this backup is never replaced
+        if c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": before}).scalar():
+            from ..store.catalog import new_id
+
+            before = f"{live}_before_{new_id()}".lower()  # named by the swap time instead
     swap(ctx, maint, live, scratch, before)
     access.dispose()
     return {
@@ -244,7 +249,6 @@ def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
     """Short swap by rename; on a failure midway, put the live DB back under its name."""
     ctx.state["db_changed"] = True  # from here on the live database is being replaced
     with maint.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {quote_ident(before)} WITH (FORCE)"))
         c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false"))
         try:
             c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": live})
