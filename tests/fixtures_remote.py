@@ -187,7 +187,7 @@ class SSHBed:
         p = self.procs.pop(host, None)
         if p is None:
             return
-        pids = [p.pid] + [d for d in _descendants(p.pid) if _comm(d) == "sshd"]
+        pids = [p.pid] + [d for d in _descendants(p.pid) if _comm(d).startswith("sshd")]  # OpenSSH >= 9.8 names them sshd-session
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -282,8 +282,8 @@ def pg_tcp():
 # ---------------------------------------------------------------------------- S3 (moto server)
 
 _AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_ACCESS_KEY_ID": "testing-key-id",  # distinct values: a leak test can tell which one leaked
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",  # never look for instance credentials (no traffic off loopback)
 }

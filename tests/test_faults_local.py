@@ -79,11 +79,16 @@ def test_failing_revision_restores_pre_deploy_state(local_env, migrations_copy):
     assert "boom in 0015" in log
     # the run's log sits next to the backup it made
     assert (local_env.backups / "local" / f"{rep['backup_id']}.log.jsonl").exists()
-    # fix the revision; the next deploy succeeds
+    # a revision that applies but leaves a schema the models do not know: drift caught, restored
     migrations_copy.add("0015", "0014", 'op.create_table("half", sa.Column("x", sa.Integer))', 'op.drop_table("half")')
-    with pytest.raises(DeployFailed, match="schema"):  # models do not know promo_codes: drift is caught and restored
+    with pytest.raises(DeployFailed, match="schema"):
         local_env.run("deploy", yes=True)
     assert snapshot(local_env) == before
+    # without the planted revisions the next deploy succeeds
+    for rev in ("0014", "0015"):
+        (migrations_copy.path / "versions" / f"{rev}_planted.py").unlink()
+    assert local_env.run("deploy", yes=True)["outcome"] == "success"
+    assert snapshot(local_env)["revision"] == "0013"
 
 
 # ------------------------------------------------------------------ 2. post-check fails (health)

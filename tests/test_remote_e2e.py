@@ -308,9 +308,34 @@ def test_fab_dump_on_a_named_host(remote_env):
     assert r.returncode == 0, r.stderr
     bid = r.stdout.split()[1]
     assert f"prod/prod/{bid}.json" in remote_env.objects()
-    r = subprocess.run([sys.executable, "-m", "fabric", "-H", remote_env.bed.hosts[1], "health", "--env=prod"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr  # no checks configured: nothing to fail
+    import http.server
+
+    class H(http.server.BaseHTTPRequestHandler):
+        status = 200
+
+        def do_GET(self):
+            self.send_response(H.status)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/health"
+        remote_env.write(checks=f"{{http: ['{url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
+        fab_health = [sys.executable, "-m", "fabric", "-H", remote_env.bed.hosts[1], "health", "--env=prod"]
+        r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        assert f"health {url} on {remote_env.bed.hosts[1]}: ok" in r.stderr
+        H.status = 500
+        r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode != 0 and "health checks failed" in r.stderr and "500" in r.stderr
+    finally:
+        srv.shutdown()
 
 
 def test_prune_aborts_multipart_debris(remote_env, monkeypatch):

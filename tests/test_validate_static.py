@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -487,10 +486,8 @@ def alembic_project(tmp_path):
     return tmp_path
 
 
-needs_squawk = pytest.mark.skipif(shutil.which("squawk") is None, reason="squawk-cli not installed")
 
 
-@needs_squawk
 def test_render_and_squawk_find_drop_column(alembic_project):
     ini = alembic_project / "alembic.ini"
     sql = render_sql(ini, None, "head")
@@ -505,7 +502,6 @@ def test_render_and_squawk_find_drop_column(alembic_project):
     assert sql["r2"].splitlines()[drop[0].line - 1].strip() == drop[0].operation
 
 
-@needs_squawk
 def test_validate_history_render_lints_pending_only(alembic_project):
     versions = alembic_project / "migrations" / "versions"
     report = validate_history(versions, pending={"r2"}, render=True, alembic_ini=alembic_project / "alembic.ini",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -149,6 +148,3 @@ def operator_id() -> str:
         user = str(os.getuid())
     return f"{user}@{socket.gethostname()}"
 
-
-def now() -> float:
-    return time.time()

@@ -31,7 +31,7 @@ def _env_for(c, env: str | None, role: str):
     return inv, e
 
 
-def _one(c, env, role, steps, options=None, on_failure=None):
+def _one(c, env, role, steps, options=None):
     inv, e = _env_for(c, env, role)
     pb = Playbook(name=f"fab-{steps[0]}", steps=[StepSpec(step=s) for s in steps], on_failure_after=None)
     return run_playbook(pb.name, e.name, options=options or {}, sink=render.ConsoleSink(render.err),

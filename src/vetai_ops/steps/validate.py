@@ -93,7 +93,7 @@ def validate(ctx, render: bool = True, **_):
             "if intended, add `# vetai-ops: allow <operation>` to the revision file, or pass "
             + " ".join(f"--allow='{f.operation or f.rule}'" for f in blocking),
         )
-    ack = [f for f in report.findings if f.acknowledged and f.revision in pending]
+    ack = [f for f in report.findings if f.acknowledged and f.destructive and f.revision in pending]
     # the migrate step sets lock_timeout / statement_timeout itself: squawk's advice is already followed
     report.findings = [f for f in report.findings if f.rule not in SET_BY_MIGRATE]
     ctx.state.update(

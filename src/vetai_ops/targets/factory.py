@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..config import SSHConfig
 from .base import Target
 
-LOCAL_NAMES = ("local", "localhost")
 
 
 def make_target(host: str, ssh: SSHConfig | None, protected: bool) -> Target:
