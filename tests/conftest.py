@@ -14,3 +14,4 @@ os.environ.setdefault("VETAI_OPS_HOME", str(ROOT))
 
 from fixtures_pg import *  # noqa: E402,F401,F403
 from fixtures_remote import *  # noqa: E402,F401,F403
+from fixtures_http import *  # noqa: E402,F401,F403

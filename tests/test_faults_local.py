@@ -4,13 +4,10 @@ a clear report, a non-zero exit, and a following deploy that succeeds."""
 
 from __future__ import annotations
 
-import http.server
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -92,35 +89,6 @@ def test_failing_revision_restores_pre_deploy_state(local_env, migrations_copy):
 
 
 # ------------------------------------------------------------------ 2. post-check fails (health)
-
-
-class Health:
-    def __init__(self):
-        self.status = 200
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(outer.status)
-                self.end_headers()
-                self.wfile.write(b"ok" if outer.status == 200 else b"down")
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/health"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-
-
-@pytest.fixture
-def health():
-    h = Health()
-    yield h
-    h.close()
 
 
 def _with_checks(le, url, retries=2):

@@ -262,44 +262,26 @@ def test_rollback_refuses_a_flipped_byte_in_s3(remote_env):
     assert remote_env.psql(f"select count(*) from pg_database where datname like '{remote_env.dbname}_restore%'") == "0"
 
 
-def test_failing_health_on_app_host_restores_over_ssh(remote_env):
+def test_failing_health_on_app_host_restores_over_ssh(remote_env, health):
     """A post-check failure on the app host (fetched over SSH) restores the S3 backup on the DB host."""
-    import http.server
-
-    class H(http.server.BaseHTTPRequestHandler):
-        status = 200
-
-        def do_GET(self):
-            self.send_response(H.status)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{srv.server_address[1]}/health"
-        remote_env.write(checks=f"{{http: ['{url}'], timeout: 2, retries: 2, retry_delay: 0.1}}")
-        assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
-        remote_env.psql("delete from vaccinations where id in (select id from vaccinations limit 2)")
-        before = remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v")
-        assert remote_env.revision() == "0012"
-        H.status = 503
-        r = remote_env.cli("deploy", "--env=prod", "--yes")
-        assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
-        assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
-        assert remote_env.revision() == "0012"
-        assert remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v") == before
-        H.status = 200
-        r = remote_env.cli("deploy", "--env=prod", "--yes")
-        assert r.returncode == 0, r.stderr
-        assert remote_env.revision() == "0013"
-    finally:
-        srv.shutdown()
+    remote_env.write(checks=f"{{http: ['{health.url}'], timeout: 2, retries: 2, retry_delay: 0.1}}")
+    assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
+    remote_env.psql("delete from vaccinations where id in (select id from vaccinations limit 2)")
+    before = remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v")
+    assert remote_env.revision() == "0012"
+    health.status = 503
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
+    assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
+    assert remote_env.revision() == "0012"
+    assert remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v") == before
+    health.status = 200
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert remote_env.revision() == "0013"
 
 
-def test_fab_dump_on_a_named_host(remote_env):
+def test_fab_dump_on_a_named_host(remote_env, health):
     """`fab -H <db host> dump --env=prod`: the per-host building block, same code as `invoke backup`."""
     assert remote_env.cli("deploy", "--env=prod", "--yes").returncode == 0
     env = dict(os.environ, **remote_env.env_vars())
@@ -308,34 +290,17 @@ def test_fab_dump_on_a_named_host(remote_env):
     assert r.returncode == 0, r.stderr
     bid = r.stdout.split()[1]
     assert f"prod/prod/{bid}.json" in remote_env.objects()
-    import http.server
-
-    class H(http.server.BaseHTTPRequestHandler):
-        status = 200
-
-        def do_GET(self):
-            self.send_response(H.status)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{srv.server_address[1]}/health"
-        remote_env.write(checks=f"{{http: ['{url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
-        fab_health = [sys.executable, "-m", "fabric", "-H", remote_env.bed.hosts[1], "health", "--env=prod"]
-        r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL)
-        assert r.returncode == 0, r.stderr
-        assert f"health {url} on {remote_env.bed.hosts[1]}: ok" in r.stderr
-        H.status = 500
-        r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL)
-        assert r.returncode != 0 and "health checks failed" in r.stderr and "500" in r.stderr
-    finally:
-        srv.shutdown()
+    url = health.url
+    remote_env.write(checks=f"{{http: ['{url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
+    fab_health = [sys.executable, "-m", "fabric", "-H", remote_env.bed.hosts[1], "health", "--env=prod"]
+    r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert f"health {url} on {remote_env.bed.hosts[1]}: ok" in r.stderr
+    health.status = 500
+    r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and "health checks failed" in r.stderr and "500" in r.stderr
 
 
 def test_prune_aborts_multipart_debris(remote_env, monkeypatch):
