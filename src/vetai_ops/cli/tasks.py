@@ -55,9 +55,9 @@ def ops(fn):
 
 
 def _confirm(env_name: str, plan: dict) -> bool:
+    """Ask to type the env name. The plan itself was already shown by the run's plan event."""
     if not sys.stdin.isatty():
         return False
-    render.render_plan(plan, render.err) if plan else None
     render.err.print(f"[bold]Type the environment name ({env_name}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
