@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 import os
 import uuid
 
@@ -31,7 +32,9 @@ def server_dir(prefix: str):
     import tempfile
     from pathlib import Path
 
-    return Path(tempfile.mkdtemp(prefix=f"vetai-{prefix}-"))
+    d = Path(tempfile.mkdtemp(prefix=f"vetai-{prefix}-"))
+    d.chmod(0o755)  # mkdtemp makes it 0700: the server user could not reach it (the sandbox would relocate)
+    return d
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +64,11 @@ def sandbox_dir():
 
     d = server_dir("sandbox")
     yield d
-    if (d / "data").exists():
-        Cluster(d, 0, resolve_bindir()).stop("immediate")
-    shutil.rmtree(d, ignore_errors=True)
+    pointer = d / "LOCATION"  # never expected here, but a relocated cluster must not outlive the suite
+    for root in ([Path(pointer.read_text().strip())] if pointer.exists() else []) + [d]:
+        if (root / "data").exists():
+            Cluster(root, 0, resolve_bindir()).stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
