@@ -228,3 +228,36 @@ def test_second_rollback_to_the_same_backup_keeps_both_previous_databases(local_
     c = local_env.cluster()
     found = sorted(c.psql("select first_name from clients where last_name = 'Retired'", db=k) for k in kept)
     assert found == ["First", "Second"]  # neither retired database was dropped
+
+
+def test_retired_database_name_never_replaces_a_kept_one(local_env, monkeypatch):
+    """Two restores of one backup within the second the backup was taken: the swap-time name
+    equals the backup's own; the third choice gets a counter instead of colliding (CI saw this)."""
+    from sqlalchemy import create_engine
+
+    from vetai_ops.steps import restore
+    from vetai_ops.store import catalog
+
+    c = local_env.cluster()
+    live = local_env.dbname
+    monkeypatch.setattr(catalog, "new_id", lambda now=None: "20261125T170950Z")
+    for name in (f"{live}_before_20261125t170950z", f"{live}_before_20261125t170950z_2"):
+        c.psql(f'CREATE DATABASE "{name}"')
+    maint = create_engine(c.url("postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        got = restore._unused_name(maint, f"{live}_before_20261125t170950z", live)
+        assert got == f"{live}_before_20261125t170950z_3"
+        assert restore._unused_name(maint, f"{live}_before_20200101t000000z", live) == \
+            f"{live}_before_20200101t000000z"
+    finally:
+        maint.dispose()
+        for name in (f"{live}_before_20261125t170950z", f"{live}_before_20261125t170950z_2"):
+            c.psql(f'DROP DATABASE "{name}"')
+
+
+def test_database_names_that_would_be_truncated_are_refused():
+    from vetai_ops.config import Database
+
+    Database(name="a" * 36)
+    with pytest.raises(ValueError, match="max 36"):
+        Database(name="a" * 37)

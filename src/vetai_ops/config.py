@@ -18,7 +18,9 @@ from .errors import ConfigError
 from .paths import project_root
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-DBNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+# 36 = 63 (PostgreSQL's identifier limit) - len("_before_<16-char id>_NN"): the names of the
+# scratch and retired databases derived from it must not be truncated by the server
+DBNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,35}$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
@@ -78,7 +80,7 @@ class Database(Strict):
     @classmethod
     def _dbname(cls, v):
         if not DBNAME_RE.match(v):
-            raise ValueError(f"invalid database name {v!r}: use letters, digits and '_' (max 41 chars)")
+            raise ValueError(f"invalid database name {v!r}: use letters, digits and '_' (max 36 chars, so the derived _restore_/_before_ names fit PostgreSQL's 63)")
         return v
 
     @field_validator("user")

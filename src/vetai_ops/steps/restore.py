@@ -229,11 +229,7 @@ def restore_backup(ctx, m) -> dict:
             pass
         raise
     t_restored = time.monotonic()
-    with maint.connect() as c:  # a database kept by an earlier restore of this backup is never replaced
-        if c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": before}).scalar():
-            from ..store.catalog import new_id
-
-            before = f"{live}_before_{new_id()}".lower()  # named by the swap time instead
+    before = _unused_name(maint, before, live)
     swap(ctx, maint, live, scratch, before)
     access.dispose()
     return {
@@ -243,6 +239,24 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+def _unused_name(maint, before: str, live: str) -> str:
+    """A database kept by an earlier restore is never replaced: when ``before`` is taken, name
+    the retired database by the swap time, then add ``_2``, ``_3``... (two restores of one
+    backup can happen within the same second as that backup was taken)."""
+    from ..store.catalog import new_id
+
+    stamp = f"{live}_before_{new_id()}".lower()
+    candidates = [before, stamp] + [f"{stamp}_{n}" for n in range(2, 100)]
+    with maint.connect() as c:
+        taken = set(c.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                              {"p": f"{live.lower()}\\_before\\_%"}).scalars())
+    for name in candidates:
+        if name not in taken:
+            return name
+    raise OpsError(f"more than 100 databases named {live}_before_* exist; drop old ones "
+                   f"(they are the databases retired by earlier restores)")
 
 
 def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
