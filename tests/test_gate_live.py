@@ -122,3 +122,27 @@ def test_destructive_operation_in_a_helper_function_is_refused(local_env, migrat
     assert backups(local_env) == before
     assert local_env.psql("select count(*) from information_schema.columns where table_name = 'pets' "
                           "and column_name = 'color'") == "1"
+
+
+def test_revision_edited_between_validation_and_migrate_is_refused(local_env, migrations_copy):
+    """What was validated is what runs: a pending revision file rewritten after the gate passed
+    (here: while the backup was being taken) is refused by migrate before anything is applied."""
+    from vetai_ops.events import ListSink
+    from vetai_ops.pipeline import run_playbook
+
+    local_env.run("deploy", yes=True, target="0012")
+    f = next((migrations_copy.path / "versions").glob("0013_*.py"))
+
+    class EditAfterBackup(ListSink):
+        def emit(self, event):
+            super().emit(event)
+            if event.kind == "step_finished" and event.step == "backup":
+                f.write_text(f.read_text() + "\n# edited while the deploy was running\n")
+
+    sink = EditAfterBackup()
+    with pytest.raises(DeployFailed, match=r"0013 .*changed on disk after validation.*nothing to restore"):
+        run_playbook("deploy", "local", options={"yes": True}, sink=sink)
+    assert local_env.psql("select version_num from alembic_version") == "0012"
+    kinds = [(e.kind, e.step) for e in sink.events]
+    assert ("step_failed", "migrate") in kinds
+    assert not any(step and step.startswith("on_failure") or step == "restore" for _, step in kinds)

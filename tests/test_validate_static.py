@@ -17,7 +17,6 @@ from vetai_ops.validate import (
     Finding,
     Report,
     ValidationIssue,
-    file_hashes,
     lint_sql,
     render_sql,
     validate_history,
@@ -244,16 +243,6 @@ def test_annotated_metadata_and_revision_info(tmp_path):
     info = report.revisions["a1"]
     assert (info.file, info.branch_labels, info.message, info.has_downgrade) == (path, ("core",), "revision a1", True)
     assert len(info.sha256) == 64
-
-
-def test_file_hashes(tmp_path):
-    chain(tmp_path, "a1", "b2")
-    hashes = file_hashes(tmp_path)
-    assert set(hashes) == {"a1", "b2"}
-    assert hashes["a1"][0] == "a1_rev.py"
-    before = hashes["b2"][1]
-    (tmp_path / "b2_rev.py").write_text((tmp_path / "b2_rev.py").read_text() + "# edited\n")
-    assert file_hashes(tmp_path)["b2"][1] != before
 
 
 # --- findings: one failing and one passing upgrade() each -----------------------------------

@@ -21,10 +21,18 @@ from ..paths import migrations_dir, project_root
 OPS_TABLES = {"deploy_history", "vetai_ops_applied", "migrations", "alembic_version"}
 
 
-def alembic_config(connection: Connection | None = None, **attributes) -> Config:
-    ini = project_root() / "alembic.ini"
+def alembic_config(connection: Connection | None = None, *, ini: Path | None = None, **attributes) -> Config:
+    """The one Alembic Config of vetai-ops. The project's alembic.ini (the default) points at
+    the history in use (``VETAI_OPS_MIGRATIONS`` or migrations/); another ``ini`` (a foreign
+    project handed to the validator) keeps its own script location, resolved next to it."""
+    own = project_root() / "alembic.ini"
+    ini = Path(ini or own)
     cfg = Config(str(ini))
-    cfg.set_main_option("script_location", str(migrations_dir()))
+    location = cfg.get_main_option("script_location") or ""
+    if ini.resolve() == own.resolve():
+        cfg.set_main_option("script_location", str(migrations_dir()))
+    elif ":" not in location and not Path(location).is_absolute():
+        cfg.set_main_option("script_location", str(ini.resolve().parent / location))
     if connection is not None:
         cfg.attributes["connection"] = connection
     cfg.attributes.update(attributes)

@@ -16,7 +16,7 @@ a comment line in the revision file::
 
 from .lint import lint_sql, render_sql
 from .model import DESTRUCTIVE_RULES, Finding, Report, RevisionInfo, ValidationIssue
-from .static import file_hashes, validate_history
+from .static import validate_history
 
 __all__ = [
     "DESTRUCTIVE_RULES",
@@ -24,7 +24,6 @@ __all__ = [
     "Report",
     "RevisionInfo",
     "ValidationIssue",
-    "file_hashes",
     "lint_sql",
     "render_sql",
     "validate_history",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import json
 import logging
 import re
@@ -19,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..database.migrations import alembic_config
 from .model import Finding
 
 SQUAWK_TIMEOUT = 120  # seconds, for one squawk run over all files
@@ -45,22 +45,6 @@ def _logging_preserved() -> Iterator[None]:
                 lg.disabled = disabled.get(name, False)
 
 
-def _config(alembic_ini: Path):
-    """An Alembic Config whose relative script_location resolves next to the ini file."""
-    from alembic.config import Config
-
-    cfg = Config(str(alembic_ini))
-    location = cfg.get_main_option("script_location")
-    if location and ":" not in location and not Path(location).is_absolute():
-        candidate = Path(alembic_ini).resolve().parent / location
-        if candidate.exists():
-            cfg.set_main_option("script_location", str(candidate))
-    override = os.environ.get("VETAI_OPS_MIGRATIONS")  # the same history the rest of vetai-ops uses
-    if override:
-        cfg.set_main_option("script_location", override)
-    return cfg
-
-
 def render_sql(alembic_ini: Path, from_rev: str | None, to_rev: str) -> dict[str, str]:
     """SQL of each revision between ``from_rev`` (exclusive; None = base) and ``to_rev``.
 
@@ -70,7 +54,7 @@ def render_sql(alembic_ini: Path, from_rev: str | None, to_rev: str) -> dict[str
     try:
         from alembic import command
 
-        cfg = _config(Path(alembic_ini))
+        cfg = alembic_config(ini=Path(alembic_ini))
         cfg.output_buffer = buffer = io.StringIO()
         with _logging_preserved(), contextlib.redirect_stdout(io.StringIO()):
             command.upgrade(cfg, f"{from_rev}:{to_rev}" if from_rev else to_rev, sql=True)
@@ -99,7 +83,7 @@ def script_directory_heads(alembic_ini: Path, versions_dir: Path) -> list[str] |
 
     try:
         with _logging_preserved():
-            script = ScriptDirectory.from_config(_config(Path(alembic_ini)))
+            script = ScriptDirectory.from_config(alembic_config(ini=Path(alembic_ini)))
             if Path(script.versions).resolve() != Path(versions_dir).resolve():
                 return None
             return list(script.get_heads())

@@ -61,21 +61,6 @@ def validate_history(
     return report
 
 
-def file_hashes(versions_dir: Path) -> dict[str, tuple[str, str]]:
-    """``revision id -> (file name relative to versions_dir, sha256 of its bytes)``.
-
-    Flyway-style checksums: recorded when a revision is applied, compared at validation.
-    Files without a readable revision id are skipped; for duplicate ids the first file wins
-    (``validate_history`` reports the duplicate).
-    """
-    out: dict[str, tuple[str, str]] = {}
-    for path in revision_paths(Path(versions_dir)):
-        rf = read_revision(path)
-        if rf.revision and rf.revision not in out:
-            out[rf.revision] = (path.relative_to(versions_dir).as_posix(), rf.info().sha256)
-    return out
-
-
 def _unique_revisions(report: Report, parsed: list[RevisionFile]) -> dict[str, RevisionFile]:
     """Revision id -> file; every parse error and duplicate id goes to ``report.errors``."""
     files: dict[str, RevisionFile] = {}
