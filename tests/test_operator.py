@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, pool, text
 
 from vetai_ops.schema.typeorm import TYPEORM_MIGRATIONS
