@@ -146,3 +146,21 @@ def test_revision_edited_between_validation_and_migrate_is_refused(local_env, mi
     kinds = [(e.kind, e.step) for e in sink.events]
     assert ("step_failed", "migrate") in kinds
     assert not any(step and step.startswith("on_failure") or step == "restore" for _, step in kinds)
+
+
+def test_concurrent_index_outside_autocommit_block_is_refused_inside_one_it_deploys(local_env, migrations_copy):
+    """The gate refuses what PostgreSQL would refuse (REINDEX CONCURRENTLY in the revision's
+    transaction) before a backup is taken; the fix its message names really deploys."""
+    local_env.run("deploy", yes=True)
+    reindex = "op.execute('REINDEX INDEX CONCURRENTLY ix_pets_client_id')"
+    f = migrations_copy.add("0014", "0013", reindex)
+    before = backups(local_env)
+    with pytest.raises(GateRefused, match="REINDEX CONCURRENTLY.*autocommit_block"):
+        local_env.run("deploy", yes=True)
+    assert backups(local_env) == before
+    assert local_env.psql("select version_num from alembic_version") == "0013"
+    f.unlink()
+    migrations_copy.add("0014", "0013", "with op.get_context().autocommit_block():\n    " + reindex)
+    assert local_env.run("deploy", yes=True)["outcome"] == "success"
+    assert local_env.psql("select indisvalid from pg_index where indexrelid = 'ix_pets_client_id'::regclass") == "t"
+    assert local_env.psql("select version_num from alembic_version") == "0014"

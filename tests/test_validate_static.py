@@ -249,6 +249,7 @@ def test_annotated_metadata_and_revision_info(tmp_path):
 
 NEW_TABLE = "op.create_table('visits', sa.Column('id', sa.Integer, primary_key=True))\n"
 
+AUTOCOMMIT = "with op.get_context().autocommit_block():\n    "
 FINDING_CASES = [
     ("drop-table", "op.drop_table('notifications')", NEW_TABLE),
     ("drop-column", "op.drop_column('pets', 'name')", "op.add_column('pets', sa.Column('nick', sa.String()))"),
@@ -267,7 +268,15 @@ FINDING_CASES = [
      "with op.batch_alter_table('pets') as b:\n    b.add_column(sa.Column('age', sa.Integer(), nullable=False))",
      NEW_TABLE + "op.add_column('visits', sa.Column('age', sa.Integer(), nullable=False))"),
     ("non-concurrent-index", "op.create_index('ix_pets_owner', 'pets', ['owner_id'])",
-     "op.create_index('ix_pets_owner', 'pets', ['owner_id'], postgresql_concurrently=True)"),
+     AUTOCOMMIT + "op.create_index('ix_pets_owner', 'pets', ['owner_id'], postgresql_concurrently=True)"),
+    ("concurrently-in-transaction",
+     "op.create_index('ix_pets_owner', 'pets', ['owner_id'], postgresql_concurrently=True)",
+     AUTOCOMMIT + "op.create_index('ix_pets_owner', 'pets', ['owner_id'], postgresql_concurrently=True)"),
+    ("concurrently-in-transaction", "op.drop_index('ix_pets_owner', postgresql_concurrently=True)",
+     AUTOCOMMIT + "op.drop_index('ix_pets_owner', postgresql_concurrently=True)"),
+    ("concurrently-in-transaction", "op.execute('CREATE INDEX CONCURRENTLY ix ON pets (owner_id)')",
+     AUTOCOMMIT + "op.execute('CREATE INDEX CONCURRENTLY ix ON pets (owner_id)')"),
+    ("concurrently-in-transaction", "op.execute('VACUUM pets')", "op.execute('ANALYZE pets')"),
     ("non-concurrent-index", "op.create_index(op.f('ix_pets_owner'), 'pets', ['owner_id'], unique=True)",
      NEW_TABLE + "op.create_index('ix_visits_id', 'visits', ['id'])"),
     ("raw-sql", "op.execute(\"UPDATE pets SET species = 'dog' WHERE species IS NULL\")", NEW_TABLE),

@@ -85,6 +85,13 @@ def validate(ctx, render: bool = True, **_):
             "migration history failed validation: " + "; ".join(problems),
             "fix the files (never edit an applied revision: add a new one); `invoke validate` shows details",
         )
+    failing = [f for f in report.blocking if not f.destructive]
+    if failing:  # PostgreSQL would refuse these after the backup: nothing to acknowledge, fix the file
+        raise GateRefused(
+            "pending revisions would fail: " + "; ".join(f"{f.revision}: {f.message} ({f.file}:{f.line})"
+                                                         for f in failing),
+            "fix the revision as the message says, then deploy again",
+        )
     blocking = report.blocking
     if blocking:
         ops = "; ".join(f"{f.revision}: {f.operation or f.rule} ({f.file}:{f.line})" for f in blocking)

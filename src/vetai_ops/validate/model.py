@@ -14,6 +14,11 @@ DESTRUCTIVE_RULES = frozenset(
     {"drop-table", "drop-column", "change-column-type", "rename-column", "rename-table", "destructive-sql"}
 )
 
+#: Finding rules for operations PostgreSQL refuses as written (e.g. CREATE INDEX CONCURRENTLY
+#: inside the transaction env.py opens per revision): the deploy would fail after its backup,
+#: so pending, un-acknowledged findings of these rules block it at the gate as well.
+FAILING_RULES = frozenset({"concurrently-in-transaction"})
+
 
 @dataclass(frozen=True)
 class RevisionInfo:
@@ -65,6 +70,11 @@ class Finding:
     def destructive(self) -> bool:
         """True for rules that lose data or break clients (see DESTRUCTIVE_RULES)."""
         return self.rule in DESTRUCTIVE_RULES
+
+    @property
+    def blocks_when_pending(self) -> bool:
+        """Destructive (loses data) or certain to fail (see FAILING_RULES)."""
+        return self.destructive or self.rule in FAILING_RULES
 
     @property
     def acknowledge_hint(self) -> str:

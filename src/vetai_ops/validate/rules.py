@@ -3,7 +3,9 @@
 Rules (ids as reported): ``drop-table``, ``drop-column`` (also ``batch_op.drop_column``
 inside ``with op.batch_alter_table(...) as batch_op``), ``change-column-type``,
 ``rename-column``, ``rename-table``, ``set-not-null`` and ``add-not-nullable-column`` and
-``non-concurrent-index`` (only on tables not created in the same revision), ``raw-sql``
+``non-concurrent-index`` (only on tables not created in the same revision),
+``concurrently-in-transaction`` (a concurrent index, in ``op.create_index`` or raw SQL,
+outside ``with op.get_context().autocommit_block():``; PostgreSQL refuses it), ``raw-sql``
 and ``destructive-sql`` (``op.execute``; string literals are parsed with pglast) and
 ``missing-downgrade``.
 """
@@ -25,6 +27,7 @@ _SIGNATURES = {
     "rename_table": ("old_table_name", "new_table_name"),
     "add_column": ("table_name", "column"),
     "create_index": ("index_name", "table_name", "columns"),
+    "drop_index": ("index_name", "table_name"),
     "create_table": ("table_name",),
     "batch_alter_table": ("table_name",),
     "execute": ("sqltext",),
@@ -118,11 +121,12 @@ class _UpgradeVisitor(ast.NodeVisitor):
         self.op_names = op_names
         self.batch: list[tuple[str, str]] = []  # (alias, table) stack
         self.created: set[str] = set()
+        self.autocommit = 0  # depth of ``with ...autocommit_block():`` around the current node
         self.findings: list[Finding] = []
         self.handlers: dict[str, Callable[[ast.Call, dict, str], None]] = {
             "drop_table": self._drop_table, "drop_column": self._drop_column, "alter_column": self._alter_column,
             "rename_table": self._rename_table, "add_column": self._add_column,
-            "create_index": self._create_index, "execute": self._execute,
+            "create_index": self._create_index, "drop_index": self._drop_index, "execute": self._execute,
         }
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -165,13 +169,24 @@ class _UpgradeVisitor(ast.NodeVisitor):
 
     def visit_With(self, node: ast.With) -> None:  # noqa: N802 (ast API)
         pushed = 0
+        autocommit = any(isinstance(i.context_expr, ast.Call) and _func_name(i.context_expr) == "autocommit_block"
+                         for i in node.items)
         for item in node.items:
             hit = self._op_call(item.context_expr)
             if hit and hit[0] == "batch_alter_table" and isinstance(item.optional_vars, ast.Name):
                 self.batch.append((item.optional_vars.id, hit[2] or "?"))
                 pushed += 1
+        self.autocommit += autocommit
         self.generic_visit(node)
+        self.autocommit -= autocommit
         del self.batch[len(self.batch) - pushed:]
+
+    def _outside_autocommit(self, node: ast.AST, what: str, operation: str) -> None:
+        if not self.autocommit:
+            self.add(node, "concurrently-in-transaction", operation,
+                     f"{what} cannot run inside a transaction block, and env.py runs each revision in one: "
+                     "PostgreSQL will refuse it after the backup; put it inside "
+                     "`with op.get_context().autocommit_block():`")
 
     def visit_Call(self, node: ast.Call) -> None:  # noqa: N802 (ast API)
         hit = self._op_call(node)
@@ -219,13 +234,23 @@ class _UpgradeVisitor(ast.NodeVisitor):
                      "(fails when the table has rows)")
 
     def _create_index(self, node, args, table):
-        if _is_const(args.get("postgresql_concurrently"), True) or table in self.created:
+        if _is_const(args.get("postgresql_concurrently"), True):
+            index = _text(args.get("index_name"))
+            self._outside_autocommit(node, f"concurrent index {index} on {table}",
+                                     f"create_index_concurrently {table}.{index}")
+            return
+        if table in self.created:
             return
         index = _text(args.get("index_name"))
         self.add(node, "non-concurrent-index", f"create_index {table}.{index}",
                  f"creates index {index} on existing table {table} without postgresql_concurrently=True "
                  "(blocks writes while it builds); env.py runs each revision in a transaction, so put a "
                  "concurrent index inside `with op.get_context().autocommit_block():`")
+
+    def _drop_index(self, node, args, table):
+        if _is_const(args.get("postgresql_concurrently"), True):
+            index = _text(args.get("index_name"))
+            self._outside_autocommit(node, f"DROP INDEX CONCURRENTLY {index}", f"drop_index_concurrently {index}")
 
     def _execute(self, node, args, table):
         sql = args.get("sqltext")
@@ -240,6 +265,10 @@ class _UpgradeVisitor(ast.NodeVisitor):
         except ParseError as exc:
             self.add(node, "raw-sql", "execute", f"op.execute SQL does not parse as PostgreSQL: {exc}")
             return
+        for stmt in statements:
+            if stmt.no_transaction:
+                self._outside_autocommit(node, f"{stmt.no_transaction} ({stmt.text[:120]})",
+                                         f"execute {stmt.no_transaction.lower()}")
         destructive = [(s, op) for s in statements for op in s.destructive]
         for stmt, op in destructive:
             self.findings.append(Finding(str(self.rf.path), self.rf.revision, "destructive-sql",

@@ -20,6 +20,7 @@ class SqlStatement:
     text: str  # deparsed, one line
     line_offset: int  # 0-based line of the statement inside the SQL string
     destructive: tuple[str, ...] = ()  # operation strings, e.g. ("drop_table notifications",)
+    no_transaction: str = ""  # what PostgreSQL refuses inside a transaction block, e.g. "CREATE INDEX CONCURRENTLY"
 
 
 def analyse_sql(sql: str) -> list[SqlStatement]:
@@ -38,7 +39,8 @@ def analyse_sql(sql: str) -> list[SqlStatement]:
             start = raw_stmt.stmt_location
             text = raw[start:start + (raw_stmt.stmt_len or len(raw))].decode("utf-8", "replace").strip()
         offset = raw[: raw_stmt.stmt_location].count(b"\n") + _leading_newlines(raw, raw_stmt.stmt_location)
-        out.append(SqlStatement(type(node).__name__, " ".join(text.split()), offset, tuple(_destructive(node))))
+        out.append(SqlStatement(type(node).__name__, " ".join(text.split()), offset, tuple(_destructive(node)),
+                                _no_transaction(node)))
     return out
 
 
@@ -63,6 +65,22 @@ def _object_name(obj) -> str:
         if getattr(obj, attr, None):
             return _object_name(getattr(obj, attr))
     return "?"
+
+
+def _no_transaction(node) -> str:
+    """The statement's kind when PostgreSQL refuses to run it inside a transaction block."""
+    if isinstance(node, pg.IndexStmt) and node.concurrent:
+        return "CREATE INDEX CONCURRENTLY"
+    if isinstance(node, pg.DropStmt) and node.concurrent:
+        return "DROP INDEX CONCURRENTLY"
+    if isinstance(node, pg.ReindexStmt) and any(
+            isinstance(p, pg.DefElem) and p.defname == "concurrently" for p in node.params or ()):
+        return "REINDEX CONCURRENTLY"
+    if isinstance(node, pg.VacuumStmt) and node.is_vacuumcmd:  # ANALYZE alone is allowed
+        return "VACUUM"
+    if isinstance(node, (pg.CreatedbStmt, pg.DropdbStmt)):
+        return "CREATE/DROP DATABASE"
+    return ""
 
 
 def _destructive(node) -> list[str]:

@@ -138,5 +138,5 @@ def _judge(findings: list[Finding], files: dict[str, RevisionFile], pending: set
     for f in findings:
         f.acknowledged = is_acknowledged(f, marks.get(f.revision or "", ())) or \
             is_acknowledged(f, cli, by_revision=True)
-        blocks = pending is not None and f.revision in pending and f.destructive and not f.acknowledged
+        blocks = pending is not None and f.revision in pending and f.blocks_when_pending and not f.acknowledged
         f.severity = "error" if blocks else "warning"
