@@ -123,21 +123,56 @@ def test_shell_metacharacters_are_data(tgt, workdir):
     assert not os.path.exists(marker)
 
 
+def _running(tag: str) -> list[str]:
+    """Commands on this machine (where the loopback hosts run them) whose argv holds ``tag``."""
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if tag in line and "ps -eo" not in line]
+
+
+def _gone(tag: str, within: float = 10.0) -> bool:
+    end = time.time() + within
+    while time.time() < end:
+        if not _running(tag):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_timeout(tgt):
+    """The timed-out command is gone from the host, not merely detached (the login is root,
+    so sshd ignores signal requests: the PID-based kill does it)."""
     t0 = time.time()
     with pytest.raises(TargetError, match="timed out"):
-        tgt.run(["sleep", "30"], timeout=1)
+        tgt.run(["sleep", "30.101"], timeout=1)
     assert time.time() - t0 < 10
+    assert _gone("sleep 30.101")
     assert tgt.run(["true"]).returncode == 0  # connection still usable
 
 
-def test_kill(tgt):
-    p = tgt.start(["sleep", "30"])
+@pytest.mark.parametrize("where", ["ssh", "local"])
+def test_kill_stops_the_whole_pipeline(tgt, where):
+    t = tgt if where == "ssh" else LocalTarget()
+    tag = f"30.{uuid.uuid4().int % 100000:05d}"
+    p = t.start(pipeline(["sleep", tag], ["sleep", tag + "1"]))
+    end = time.time() + 10
+    while len(_running(f"sleep {tag}")) < 2 and time.time() < end:
+        time.sleep(0.02)
+    assert len(_running(f"sleep {tag}")) >= 2
     t0 = time.time()
     p.kill()
     p.kill()  # idempotent
     p.wait(timeout=10)
     assert time.time() - t0 < 10
+    assert _gone(f"sleep {tag}"), _running(f"sleep {tag}")
+
+
+def test_first_stderr_line_is_not_eaten(tgt):
+    """The PID line is taken off stderr; the command's own stderr stays whole."""
+    r = tgt.run(["sh", "-c", "printf 'one\\ntwo' >&2; exit 3"], check=False)
+    assert r.returncode == 3 and r.stderr == "one\ntwo"
+    assert tgt.run(["sh", "-c", "printf x >&2"]).stderr == "x"
 
 
 def test_put_file_mode_0600_and_helpers(tgt, workdir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 import threading
@@ -46,8 +47,12 @@ class LocalProcess:
         return redact(bytes(self._err).decode("utf-8", "replace"))
 
     def kill(self) -> None:
+        """Kill the command and its whole pipeline (it leads its own process group)."""
         if self._p.poll() is None:
-            self._p.kill()
+            try:
+                os.killpg(self._p.pid, signal.SIGKILL)
+            except OSError:
+                self._p.kill()
 
 
 class LocalTarget:
@@ -97,6 +102,9 @@ class LocalTarget:
                 stderr=subprocess.PIPE,
                 env=self._env(env),
                 bufsize=0,
+                # its own process group: kill() reaches every stage of a pipeline, and the
+                # terminal's Ctrl-C reaches only vetai-ops, which then stops it in order
+                process_group=0,
             )
         except FileNotFoundError as e:
             raise TargetError(f"{argv[0]}: command not found on {self.name}", "install it or fix PATH") from e

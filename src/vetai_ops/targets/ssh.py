@@ -10,6 +10,12 @@ loads ONLY the environment's known_hosts file and rejects unknown keys
 :class:`~vetai_ops.errors.HostKeyError` that says "host key", names host:port, and
 tells the operator how to fix it.
 
+Stopping a command: sshd ignores RFC 4254 "signal" requests for root logins, and a
+closed channel only reaches a command when it next writes. So every command first
+reports its PID (its shell is the session leader sshd made with setsid, hence also the
+process group of a whole pipeline) on stderr, and :meth:`SSHProcess.kill` sends
+``kill -KILL -<pid>`` over a second channel.
+
 Secrets never travel as SSH environment variables (sshd usually has no AcceptEnv)
 nor in argv: they reach the host as 0600 files via :meth:`SSHTarget.put_file`.
 """
@@ -37,6 +43,7 @@ from ..secrets import redact
 from .base import keep_tail, Result, shell_join
 
 KEEPALIVE_S = 30
+_PID_MARK = b"vetai-ops-pid:"  # first stderr line of every command: the remote shell's PID
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
@@ -69,9 +76,12 @@ class _Warn(paramiko.MissingHostKeyPolicy):
 class SSHProcess:
     """A command started on a session channel; mirrors LocalProcess."""
 
-    def __init__(self, channel: paramiko.Channel, *, stdin: bool, label: str):
+    def __init__(self, channel: paramiko.Channel, *, stdin: bool, label: str, target: "SSHTarget | None" = None):
         self._ch = channel
         self._label = label
+        self._target = target
+        self.pid: int | None = None  # of the remote shell = its process group
+        self._pid_seen = threading.Event()
         self.stdout = channel.makefile("rb")
         self.stdin = channel.makefile_stdin("wb") if stdin else None
         if not stdin:
@@ -81,14 +91,30 @@ class SSHProcess:
         self._t.start()
 
     def _drain(self) -> None:
+        head = b""  # stderr up to the end of the PID line
         try:
             while True:
                 chunk = self._ch.recv_stderr(65536)
                 if not chunk:
                     break
+                if not self._pid_seen.is_set():
+                    head += chunk
+                    line, nl, rest = head.partition(b"\n")
+                    if not nl and len(head) < 64:
+                        continue
+                    if line.startswith(_PID_MARK) and line[len(_PID_MARK):].isdigit():
+                        self.pid = int(line[len(_PID_MARK):])
+                        chunk = rest
+                    else:
+                        chunk = head
+                    self._pid_seen.set()
                 keep_tail(self._err, chunk)
         except Exception:
             pass
+        finally:
+            if not self._pid_seen.is_set() and head:  # ended before a full first line
+                keep_tail(self._err, head)
+            self._pid_seen.set()
 
     def wait(self, timeout: float | None = None) -> int:
         if self.stdin is not None and not self.stdin.closed:
@@ -107,10 +133,18 @@ class SSHProcess:
         return redact(bytes(self._err).decode("utf-8", "replace"))
 
     def kill(self) -> None:
+        """Stop the command and everything in its pipeline on the host, then drop the channel."""
         ch = self._ch
-        if ch.closed:
+        if ch.closed or ch.status_event.is_set():
+            with contextlib.suppress(Exception):
+                ch.close()
             return
-        # best effort: ask sshd to signal the command (RFC 4254 6.9), then drop the channel
+        self._pid_seen.wait(2.0)
+        if self.pid and self._target is not None:
+            with contextlib.suppress(Exception):  # a refused channel or a dead link: the fallback below
+                killer = self._target.start(["kill", "-KILL", "--", f"-{self.pid}"])
+                killer.wait(10)
+        # also ask sshd to signal it (RFC 4254 6.9; honoured for non-root logins)
         with contextlib.suppress(Exception):
             m = paramiko.Message()
             m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
@@ -295,12 +329,12 @@ class SSHTarget:
     def start(self, argv: Sequence[str], *, env: dict[str, str] | None = None, stdin: bool = False) -> SSHProcess:
         ch = self._open_session()
         try:
-            ch.exec_command(shell_join(argv, env))
+            ch.exec_command(f"echo {_PID_MARK.decode()}$$ >&2; exec {shell_join(argv, env)}")
         except (paramiko.SSHException, OSError, EOFError) as e:
             with contextlib.suppress(Exception):
                 ch.close()
             raise TargetError(f"could not start {argv[0]} on {self.address}: {e}") from None
-        return SSHProcess(ch, stdin=stdin, label=f"{argv[0]}@{self.name}")
+        return SSHProcess(ch, stdin=stdin, label=f"{argv[0]}@{self.name}", target=self)
 
     def run(
         self,
