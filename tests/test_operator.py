@@ -258,6 +258,20 @@ def test_adopt_refuses_unknown_or_missing_migrations(local_env):
     assert _current(local_env) == "no table"
 
 
+def test_adopt_on_a_protected_env_asks_and_is_journaled(local_env):
+    """adopt runs as a playbook: the same confirmation as deploy, and a deploy_history row."""
+    _typeorm_built(local_env, 13)
+    inv = {"VETAI_OPS_INVENTORY": str(_protect(local_env))}
+    r = cli("adopt", "--env=local", env_extra=inv)
+    assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr and "Traceback" not in r.stderr
+    assert _current(local_env) == "no table"
+    r = cli("adopt", "--env=local", "--yes", env_extra=inv)
+    assert r.returncode == 0, r.stderr
+    assert _current(local_env) == "0013"
+    assert local_env.psql("select action || ' ' || outcome || ' ' || to_revision from deploy_history "
+                          "order by id desc limit 1") == "adopt success 0013"
+
+
 # ------------------------------------------------------------------ protected envs, no terminal
 
 

@@ -1,4 +1,4 @@
-"""Pipeline-level operations that are not playbooks: backups.verify, backups.prune, adopt.
+"""Operations outside the main playbooks: backups.verify, backups.prune, adopt (a built-in playbook).
 
 Each runs on a :class:`~vetai_ops.pipeline.RunContext` (targets, store, DB access, events,
 journal in logs/migration.log) like the pipeline does, but with its own fixed sequence.

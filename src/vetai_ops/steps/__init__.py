@@ -30,4 +30,4 @@ def get_step(name: str) -> Callable:
 
 def _load() -> None:
     from . import backup, checks, confirm, lock, migrate, restart, restore, seed, validate, verify  # noqa: F401
-    from . import downgrade  # noqa: F401
+    from . import adopt, downgrade  # noqa: F401
