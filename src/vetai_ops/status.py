@@ -10,6 +10,7 @@ from .database import migrations as mig
 from .journal import read_history
 from .pipeline import run_context
 from .store.catalog import id_time
+from .units import human_age
 
 
 def context(env_name: str | None, action: str = "status"):
@@ -18,18 +19,14 @@ def context(env_name: str | None, action: str = "status"):
 
 
 def age(bid: str) -> str:
-    secs = int((datetime.now(timezone.utc) - id_time(bid)).total_seconds())
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= n:
-            return f"{secs // n}{unit} ago"
-    return f"{secs}s ago"
+    return human_age((datetime.now(timezone.utc) - id_time(bid)).total_seconds()) + " ago"
 
 
 def _backup_row(m) -> dict:
     return {
         "id": m.id, "sha256": m.sha256, "size": m.size, "revision": m.revision, "created_at": m.created_at,
         "reason": m.reason, "compression": m.compression, "database": m.database, "age": age(m.id),
-        "verified": bool(m.verifications and m.verifications[-1].get("ok")),
+        "verified": m.verified,
     }
 
 

@@ -1,4 +1,4 @@
-"""Human-readable sizes for messages and tables."""
+"""Human-readable sizes and ages for messages and tables."""
 
 
 def human_bytes(n: int | float | None) -> str:
@@ -8,3 +8,12 @@ def human_bytes(n: int | float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def human_age(seconds: float) -> str:
+    """``3d``, ``5h``, ``12m``, ``40s``: the largest whole unit."""
+    secs = int(seconds)
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= n:
+            return f"{secs // n}{unit}"
+    return f"{secs}s"

@@ -24,27 +24,20 @@ from sqlalchemy import text
 
 from ..errors import ConfigError
 from ..store.catalog import ID_RE, id_time
+from ..units import human_age
 from . import drop_database, op_context
 
 INCOMPLETE_GRACE = timedelta(hours=1)
 
 
 def _age(t: datetime, now: datetime) -> str:
-    secs = int((now - t).total_seconds())
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs >= n:
-            return f"{secs // n}{unit}"
-    return f"{secs}s"
-
-
-def _verified(m) -> bool:
-    return bool(m.verifications and m.verifications[-1].get("ok"))
+    return human_age((now - t).total_seconds())
 
 
 def plan_backups(backups: list, keep_last: int, keep_days: float, now: datetime) -> tuple[list[dict], list[dict]]:
     """(kept, removed) rows for complete backups, newest first."""
     cutoff = now - timedelta(days=keep_days)
-    newest_verified = next((m.id for m in backups if _verified(m)), None)
+    newest_verified = next((m.id for m in backups if m.verified), None)
     kept, removed = [], []
     for i, m in enumerate(backups):
         t = id_time(m.id)
@@ -56,7 +49,7 @@ def plan_backups(backups: list, keep_last: int, keep_days: float, now: datetime)
         if m.id == newest_verified:
             reasons.append("newest verified")
         row = {"kind": "backup", "name": m.id, "age": _age(t, now), "revision": m.revision, "size": m.size,
-               "verified": _verified(m)}
+               "verified": m.verified}
         if reasons:
             kept.append({**row, "reason": ", ".join(reasons)})
         else:

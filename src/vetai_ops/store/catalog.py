@@ -43,6 +43,11 @@ class Manifest:
     log_key: str | None = None
     verifications: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def verified(self) -> bool:
+        """The latest restore test of this backup passed."""
+        return bool(self.verifications and self.verifications[-1].get("ok"))
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
