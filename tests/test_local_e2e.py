@@ -213,6 +213,10 @@ def test_fab_per_host_tasks(local_env):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert int(local_env.psql("select count(*) from prescriptions")) > 0
+    # -H names a host; a local env cannot reach one: refused, not silently ignored
+    r = subprocess.run([sys.executable, "-m", "fabric", "-H", "127.0.0.9", "dump", "--env=local"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "no ssh" in r.stderr and "127.0.0.9" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_second_rollback_to_the_same_backup_keeps_both_previous_databases(local_env):

@@ -9,12 +9,15 @@ with the host given on the command line instead of the inventory's host list.
 
 from __future__ import annotations
 
+import sys
+
 from fabric import task
 
 from ..config import Playbook, StepSpec, load_inventory
+from ..errors import ConfigError
 from ..pipeline import run_playbook
 from . import render
-from .tasks import ops
+from .tasks import _confirm, ops
 
 
 def _env_for(c, env: str | None, role: str):
@@ -22,7 +25,10 @@ def _env_for(c, env: str | None, role: str):
     e = inv.env(env).model_copy(deep=True)
     e.name = inv.env(env).name
     host = getattr(c, "host", None)
-    if host and e.ssh is not None:  # an SSH env: -H picks the host; a local env has only this machine
+    if host and e.ssh is None and host not in ("localhost", "127.0.0.1"):
+        raise ConfigError(f"env {e.name!r} has no ssh: settings, so -H {host} cannot be reached from it",
+                          f"drop -H for a local env, or use an env whose inventory entry has ssh: and lists {host}")
+    if host and e.ssh is not None:  # an SSH env: -H picks the host
         if role == "db":
             e.hosts.db = [host]
         else:
@@ -35,7 +41,7 @@ def _one(c, env, role, steps, options=None):
     inv, e = _env_for(c, env, role)
     pb = Playbook(name=f"fab-{steps[0]}", steps=[StepSpec(step=s) for s in steps], on_failure_after=None)
     return run_playbook(pb.name, e.name, options=options or {}, sink=render.ConsoleSink(render.err),
-                        inventory=inv, playbook=pb)
+                        confirm=_confirm if sys.stdin.isatty() else None, inventory=inv, playbook=pb)
 
 
 @task(help={"env": "inventory environment"})
