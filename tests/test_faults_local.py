@@ -327,3 +327,32 @@ def test_skip_backup_failure_says_nothing_was_restored(local_env, migrations_cop
     assert "no backup was taken" in ei.value.message and "recovery" not in ei.value.report
     assert "None" not in ei.value.message
     assert local_env.psql("select version_num from alembic_version") == "0013"  # partly migrated, said so
+
+
+# ------------------------------------------------------------------ 11. a revision that loses rows
+
+
+def test_revision_that_deletes_rows_is_caught_by_the_postcheck_and_restored(local_env, migrations_copy):
+    """A DELETE with a WHERE clause passes the static gate; the post-check's row counts catch
+    the loss and the run's backup is restored. With `checks: {row_counts: false}` the same
+    revision deploys (the count is off), and a tolerance lets a planned shrink through."""
+    local_env.run("deploy", yes=True)
+    n = int(local_env.psql("select count(*) from prescriptions"))
+    assert n > 1
+    migrations_copy.add("0014", "0013", "op.execute('DELETE FROM prescriptions WHERE id IN (SELECT id FROM prescriptions ORDER BY id LIMIT 1)')")
+    before = snapshot(local_env)
+    with pytest.raises(DeployFailed, match="prescriptions lost rows"):
+        local_env.run("deploy", yes=True)
+    assert snapshot(local_env) == before
+    # a tolerance that covers the planned loss lets it through
+    text = local_env.inventory.read_text()
+    local_env.inventory.write_text(text + "    checks: {row_count_tolerance: 0.6}\n")
+    assert local_env.run("deploy", yes=True)["outcome"] == "success"
+    assert int(local_env.psql("select count(*) from prescriptions")) < n
+    # with the count switched off, nothing is counted at all
+    local_env.run("rollback", to="latest", yes=True)  # the backup taken before 0014
+    assert local_env.psql("select version_num from alembic_version") == "0013"
+    assert int(local_env.psql("select count(*) from prescriptions")) == n
+    local_env.inventory.write_text(text + "    checks: {row_counts: false}\n")
+    assert local_env.run("deploy", yes=True)["outcome"] == "success"  # tolerance 0, yet not refused
+    assert int(local_env.psql("select count(*) from prescriptions")) < n

@@ -124,6 +124,9 @@ class Checks(Strict):
     retries: int = 3
     retry_delay: float = 1.0
     row_count_tolerance: float = 0.0  # fraction a table may shrink across a deploy
+    # count every table's rows before and after a deploy (count(*): a full read of the data,
+    # less than the backup reads; false skips the row-loss check on very large databases)
+    row_counts: bool = True
 
 
 class Services(Strict):

@@ -136,7 +136,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             ),
             {"s": long_xact_seconds},
         ).mappings().all()
-        counts = _row_counts(conn)
+        counts = _row_counts(conn) if ctx.env.checks.row_counts else {}
         from ..database.orphans import added_foreign_keys, find_orphans
 
         orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
