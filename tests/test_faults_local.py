@@ -134,7 +134,7 @@ def test_flipped_byte_refuses_rollback(local_env):
     scratch = local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'")
     assert scratch == "0"
     r = cli("rollback", f"--to={bid}", "--env=local", "--yes")
-    assert r.returncode != 0 and "corrupt" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 4 and "corrupt" in r.stderr and "Traceback" not in r.stderr  # 4: failed verification
 
 
 # ------------------------------------------------------------------ 6. pg_restore killed half-way
@@ -280,6 +280,8 @@ def test_destructive_pending_revision_refused(local_env, migrations_copy):
     assert snapshot(local_env) == before
     # refused before the backup step: the store holds exactly what it held before
     assert sorted(p.name for p in (local_env.backups / "local").iterdir()) == stored
+    r = cli("deploy", "--env=local", "--yes")
+    assert r.returncode == 2 and "drop_column pets.color" in r.stderr  # 2: a gate refused, nothing changed
 
 
 def test_lock_does_not_outlive_a_killed_holder(local_env, migrations_copy):

@@ -103,7 +103,7 @@ def test_broken_history_is_a_clear_refusal(local_env, migrations_copy):
     local_env.run("deploy", yes=True)
     migrations_copy.add("0014", "9999", "pass")  # parent does not exist
     r = cli("deploy", "--env=local", "--yes")
-    assert r.returncode != 0 and "Traceback" not in r.stderr and "KeyError" not in r.stderr.split("(")[0]
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "KeyError" not in r.stderr.split("(")[0]
     assert "invoke validate" in r.stderr
     r = cli("validate", "--json")
     assert r.returncode != 0
@@ -140,8 +140,9 @@ def test_revision_edited_between_validation_and_migrate_is_refused(local_env, mi
                 f.write_text(f.read_text() + "\n# edited while the deploy was running\n")
 
     sink = EditAfterBackup()
-    with pytest.raises(DeployFailed, match=r"0013 .*changed on disk after validation.*nothing to restore"):
+    with pytest.raises(DeployFailed, match=r"0013 .*changed on disk after validation.*nothing to restore") as ei:
         run_playbook("deploy", "local", options={"yes": True}, sink=sink)
+    assert ei.value.exit_code == 2  # a refusal after the backup that changed nothing keeps the gate's code
     assert local_env.psql("select version_num from alembic_version") == "0012"
     kinds = [(e.kind, e.step) for e in sink.events]
     assert ("step_failed", "migrate") in kinds

@@ -368,6 +368,25 @@ def test_migrations_downgrade_and_upgrade(local_env):
     assert "pre-upgrade" in reasons
 
 
+def test_upgrade_with_an_acknowledged_destructive_revision_verifies_a_backup_first(local_env, migrations_copy):
+    """migrations.upgrade takes no backup on an unprotected env, except when a destructive
+    revision was acknowledged: then one is taken and restore-tested before it runs."""
+    local_env.run("deploy", yes=True)
+    migrations_copy.add("0014", "0013", 'op.add_column("pets", sa.Column("tmp_note", sa.String(40)))',
+                        'op.drop_column("pets", "tmp_note")  # vetai-ops: allow drop_column pets.tmp_note')
+    migrations_copy.add("0015", "0014", 'op.drop_column("pets", "tmp_note")',
+                        'op.add_column("pets", sa.Column("tmp_note", sa.String(40)))')
+    before = set((local_env.backups / "local").glob("*.json"))
+    r = cli("migrations.upgrade", "--env=local", "--allow=drop_column pets.tmp_note", "--json")
+    assert r.returncode == 0, r.stderr
+    steps = {s["step"]: s for s in json.loads(r.stdout)["report"]["steps"]}
+    assert steps["backup"]["status"] == "ok" and steps["verify"]["status"] == "ok"
+    assert "restored into a scratch DB" in steps["verify"]["summary"]
+    new = set((local_env.backups / "local").glob("*.json")) - before
+    assert len(new) == 1 and json.loads(next(iter(new)).read_text())["verifications"][-1]["ok"] is True
+    assert _current(local_env) == "0015"
+
+
 # ------------------------------------------------------------------ the task surface
 
 

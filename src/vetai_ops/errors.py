@@ -50,7 +50,15 @@ class BackupNotFound(OpsError):
 
 
 class ChecksumMismatch(OpsError):
-    """Stored bytes do not match the manifest's sha256."""
+    """Stored bytes do not match the manifest's sha256 (a backup failed verification)."""
+
+    exit_code = 4
+
+
+class VerifyFailed(OpsError):
+    """A backup did not restore or its copy failed a check."""
+
+    exit_code = 4
 
 
 class LockHeld(OpsError):
@@ -68,9 +76,11 @@ class GateRefused(OpsError):
 class DeployFailed(OpsError):
     """A step failed after the backup; on_failure ran. `report` says what happened."""
 
-    def __init__(self, message: str, hint: str | None = None, *, report: dict | None = None):
+    def __init__(self, message: str, hint: str | None = None, *, report: dict | None = None,
+                 exit_code: int = 1):
         super().__init__(message, hint)
         self.report = report or {}
+        self.exit_code = exit_code  # the cause's code when the database was left unchanged
 
 
 class Interrupted(OpsError):

@@ -272,6 +272,8 @@ def run_playbook(
                 + _recovery_summary(report),
                 "see the report above and logs/migration.log",
                 report=report,
+                # nothing changed (a refusal or a failed verification after the backup): keep its code
+                exit_code=1 if report["db_changed"] else getattr(failure, "exit_code", 1),
             )
         if isinstance(failure, OpsError):
             failure.details.setdefault("report", report)
@@ -321,12 +323,13 @@ def _finish(ctx: RunContext, report: dict) -> None:
     report["finished"] = time.time()
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
-    for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt"):
+    for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])
-    # journal: the target DB's deploy_history (best effort: never hides the real outcome)
-    if ctx.state.get("db_touched"):
+    # journal: the target DB's deploy_history (best effort: never hides the real outcome);
+    # a dry run (`invoke plan`) writes nothing into the database, only the local log
+    if ctx.state.get("db_touched") and not ctx.options.get("dry_run"):
         try:
             record_history(
                 ctx.access.engine(),

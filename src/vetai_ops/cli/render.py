@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
+from rich.syntax import Syntax
 
 from ..events import Event
 from ..units import human_bytes
@@ -93,6 +94,20 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
     out.print(t)
+
+
+def plan_sql(p: dict, c: Console = out) -> None:
+    """The SQL each pending revision will run (Alembic offline rendering), in order."""
+    sql = p.get("sql") or {}
+    for rev in p.get("pending", []):
+        c.print(f"[bold]-- {rev}[/]")
+        text = (sql.get(rev) or "").strip()
+        if text:
+            c.print(Syntax(text, "sql", theme="ansi_dark", word_wrap=True) if c.is_terminal else text)
+        else:
+            c.print("-- (no SQL rendered for this revision; `invoke validate --json` says why)")
+    if not p.get("pending"):
+        c.print("-- nothing pending")
 
 
 def render_plan(p: dict, c: Console = out) -> None:

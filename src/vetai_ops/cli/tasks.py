@@ -128,10 +128,12 @@ def rollback(c, to=None, env=None, yes=False, json_=False, verbose=False):
       iterable=["allow"])
 @ops
 def plan(c, env=None, allow=None, json_=False, verbose=False):
-    """What a deploy would do: steps, hosts, pending revisions with SQL and findings."""
+    """What a deploy would do: steps, hosts, pending revisions with SQL and findings. Changes nothing."""
     report = _run("deploy", env, {"dry_run": True, "allow": allow or []}, json_, verbose)
     if json_:
-        render.print_json(report)
+        render.print_json(report)  # report["plan"]: hosts, from/to, pending, sql, findings
+        return
+    render.plan_sql(report.get("plan") or {})
 
 
 @task(help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})

@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from ..errors import OpsError
+from ..errors import GateRefused, OpsError
 from ..paths import migrations_dir, project_root
 
 OPS_TABLES = {"deploy_history", "vetai_ops_applied", "migrations", "alembic_version"}
@@ -45,7 +45,7 @@ def script_directory() -> ScriptDirectory:
         sd.get_heads()  # builds the revision map now: a broken graph fails here, with a clear message
         return sd
     except Exception as e:
-        raise OpsError(
+        raise GateRefused(
             f"the migration history in {migrations_dir()} does not load ({type(e).__name__}: {e})",
             "run `invoke validate` to see which revision and file are at fault",
         ) from None
@@ -54,7 +54,7 @@ def script_directory() -> ScriptDirectory:
 def head() -> str | None:
     heads = script_directory().get_heads()
     if len(heads) != 1:
-        raise OpsError(f"the migration history has {len(heads)} heads ({', '.join(heads)}); expected one",
+        raise GateRefused(f"the migration history has {len(heads)} heads ({', '.join(heads)}); expected one",
                        "merge them with `alembic merge heads`")
     return heads[0]
 

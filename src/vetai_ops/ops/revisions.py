@@ -68,10 +68,12 @@ def history(env_name: str | None = None) -> list[dict]:
 def upgrade_playbook() -> Playbook:
     return Playbook(
         name="migrations.upgrade",
-        description="lock -> validate (to --to) -> preflight -> plan -> confirm -> backup (protected) -> migrate -> post-check",
+        description="lock -> validate (to --to) -> preflight -> plan -> confirm -> backup (protected, or a "
+                    "destructive revision acknowledged) -> verify (then) -> migrate -> post-check",
         steps=[StepSpec(step="lock"), StepSpec(step="validate"), StepSpec(step="preflight"), StepSpec(step="plan"),
                StepSpec(step="confirm"),
                StepSpec(step="backup", options={"reason": "pre-upgrade"}, when="backup_first"),
+               StepSpec(step="verify"),
                StepSpec(step="migrate", when="run_migrations"),
                StepSpec(step="postcheck", options={"http": False})],
         on_failure_after="backup",

@@ -15,15 +15,11 @@ The live database is never connected to: only the maintenance DB and the scratch
 
 from __future__ import annotations
 
-from ..errors import OpsError
+from ..errors import VerifyFailed
 from ..steps.verify import verify_manifest
 from . import op_context
 
-
-class VerifyFailed(OpsError):
-    """The backup did not restore or its copy failed a check; recorded in the manifest."""
-
-    exit_code = 4
+__all__ = ["VerifyFailed", "verify_backup"]
 
 
 def verify_backup(env_name: str | None, to: str | None, sink=None) -> dict:

@@ -112,6 +112,8 @@ def validate(ctx, render: bool = True, **_):
         acknowledged_destructive=bool(ack),
         sql=getattr(report, "sql", {}) or {},
     )
+    if ack:  # only a proven backup lets a destructive change run: playbooks whose backup is optional take one
+        ctx.state["when:backup_first"] = True
     ctx.state["when:first_deploy"] = (env_flag("IS_FIRST_DEPLOY") is True) or (
         env_flag("IS_FIRST_DEPLOY") is None and current is None
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import GateRefused, short_error
+from ..errors import GateRefused, VerifyFailed, short_error
 from ..secrets import redact
 from ..database import introspect
 from ..database.introspect import row_counts
@@ -84,5 +84,6 @@ def verify(ctx, always: bool = False, **_):
         raise GateRefused("a verified backup is required before acknowledged destructive revisions, and none was taken")
     rec = verify_manifest(ctx, m)
     if not rec["ok"]:
-        raise GateRefused(f"backup {m.id} failed verification ({rec['error']}); destructive revisions not applied")
+        raise VerifyFailed(f"backup {m.id} failed verification ({rec['error']}); destructive revisions not applied",
+                           f"check the store and take a new backup; `invoke backups.verify --to={m.id}` shows details")
     return f"{m.id} restored into a scratch DB and checked ({sum(rec['rows'].values())} rows)"
