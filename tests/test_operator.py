@@ -167,6 +167,33 @@ def test_prune_keeps_newest_and_last_verified_removes_old_and_incomplete(local_e
     assert len(list_backups("local")) == 3
 
 
+def test_rollback_keeps_the_journal_and_stamps_the_retired_database_for_prune(local_env):
+    """After a rollback the live DB is the backup's copy: the runs made since that backup are
+    carried over from the retired DB, and prune ages retired DBs by the stamped retirement
+    time (not by the id in their name), including the `_<n>` names of repeated restores."""
+    local_env.run("deploy", yes=True, target="0012")
+    bid = local_env.run("backup")["backup_id"]
+    later = local_env.run("deploy", yes=True)["run_id"]  # a run made after the backup: 0012 -> 0013
+    rb = local_env.run("rollback", to=bid, yes=True)["run_id"]
+    r = cli("history", "--env=local", "--json")
+    runs = [h["run_id"] for h in json.loads(r.stdout)]
+    assert runs[0] == rb and later in runs  # newest first; the later run survived the swap
+    retired = f"{local_env.dbname}_before_{bid.lower()}"
+    assert local_env.psql(f"select shobj_description(oid, 'pg_database') from pg_database where datname = '{retired}'") \
+        .startswith("vetai-ops retired ")
+    c = local_env.cluster()
+    old, young = (f"{local_env.dbname}_before_20200101t000000z_2", f"{local_env.dbname}_before_20200101t000000z_3")
+    for name, when in ((old, "2020-01-02T00:00:00Z"), (young, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))):
+        c.psql(f'CREATE DATABASE "{name}"')
+        c.psql(f"COMMENT ON DATABASE \"{name}\" IS 'vetai-ops retired {when} (replaced by backup 20200101T000000Z)'")
+    r = cli("backups.prune", "--keep-last=1", "--keep-days=7", "--env=local", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert {x["name"] for x in res["removed"] if x["kind"] == "database"} == {old}
+    assert {young, retired} <= {x["name"] for x in res["kept"] if x["kind"] == "database"}
+    assert old not in databases(local_env) and young in databases(local_env)
+
+
 def test_prune_refuses_keep_last_zero(local_env):
     r = cli("backups.prune", "--keep-last=0", "--env=local")
     assert r.returncode != 0 and "at least one backup" in r.stderr and "Traceback" not in r.stderr

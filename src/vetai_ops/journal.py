@@ -117,6 +117,33 @@ def record_history(engine: Engine, row: dict[str, Any]) -> None:
         )
 
 
+_COLUMNS = ("run_id, action, env, operator, started_at, finished_at, from_revision, to_revision, backup_id,"
+            " outcome, error, steps, revisions, tool_version")
+
+
+def carry_history(src: Engine, dst: Engine) -> int:
+    """Copy the deploy_history rows of ``src`` that ``dst`` lacks (by run_id). After a restore
+    the live database is the backup's copy; the runs made since that backup live on in the
+    retired database and must stay in the journal. Returns how many rows were copied."""
+    with src.connect() as c:
+        if not c.execute(text("select to_regclass('public.deploy_history')")).scalar():
+            return 0
+        rows = c.execute(text(f"SELECT {_COLUMNS} FROM deploy_history ORDER BY id")).mappings().all()
+    if not rows:
+        return 0
+    with dst.begin() as c:
+        c.execute(text(HISTORY_DDL))
+        have = set(c.execute(text("SELECT run_id FROM deploy_history")).scalars())
+        new = [{**r, "steps": json.dumps(r["steps"]), "revisions": json.dumps(r["revisions"])}
+               for r in rows if r["run_id"] not in have]
+        if new:
+            c.execute(text(
+                f"INSERT INTO deploy_history ({_COLUMNS}) VALUES (:run_id, :action, :env, :operator, :started_at,"
+                " :finished_at, :from_revision, :to_revision, :backup_id, :outcome, :error, CAST(:steps AS jsonb),"
+                " CAST(:revisions AS jsonb), :tool_version)"), new)
+    return len(new)
+
+
 def read_history(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
     with engine.connect() as c:
         exists = c.execute(text("select to_regclass('public.deploy_history')")).scalar()
@@ -124,8 +151,7 @@ def read_history(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
             return []
         rows = c.execute(
             text(
-                "SELECT run_id, action, env, operator, started_at, finished_at, from_revision, to_revision, backup_id,"
-                " outcome, error, steps, revisions, tool_version FROM deploy_history ORDER BY id DESC LIMIT :n"
+                f"SELECT {_COLUMNS} FROM deploy_history ORDER BY finished_at DESC, id DESC LIMIT :n"
             ),
             {"n": limit},
         ).mappings().all()

@@ -10,20 +10,23 @@ Also removed:
 - incomplete dumps (no manifest) older than one hour (younger ones may be in progress);
 - ``<db>_before_<id>`` databases (the previous live DB kept by a restore) by the same
   rule: keep the newest ``keep_last`` and those retired less than ``keep_days`` ago. A
-  before-DB's age is the time of the last run that restored ``<id>`` (deploy_history
-  of the live DB), else the backup id's time.
+  before-DB's age is the time the restore retired it (stamped on the database as a
+  comment), else the id's own time.
 
 Protected envs: dry-run unless ``yes``. ``dry_run`` always wins.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
 
 from ..errors import ConfigError
-from ..store.catalog import ID_RE, id_time
+from ..steps.restore import RETIRED_MARK
+from ..store.catalog import id_time
 from ..units import human_age
 from . import drop_database, op_context
 
@@ -57,28 +60,31 @@ def plan_backups(backups: list, keep_last: int, keep_days: float, now: datetime)
     return kept, removed
 
 
+_BEFORE_SUFFIX = re.compile(r"^(\d{8}t\d{6}z)(?:_\d+)?$")  # <id> or <swap time>_<n>
+
+
 def _before_dbs(ctx, now: datetime) -> list[tuple[str, str, datetime]]:
-    """(database, backup id, retired at) of ``<db>_before_<id>`` databases, newest first."""
+    """(database, id, retired at) of ``<db>_before_<id>[_<n>]`` databases, newest first.
+
+    Retired at: the time the restore stamped on the database (``COMMENT ON DATABASE``),
+    else the id's own time (older versions did not stamp)."""
     live = ctx.access.db.name
     prefix = f"{live}_before_".lower()
     with ctx.access.maintenance_engine().connect() as c:
-        names = c.execute(text("select datname from pg_database where starts_with(datname, :p)"), {"p": prefix}).scalars().all()
-    restored_at: dict[str, datetime] = {}
-    try:
-        with ctx.access.engine().connect() as c:
-            if c.execute(text("select to_regclass('public.deploy_history')")).scalar():
-                for bid, t in c.execute(text(
-                        "select backup_id, max(finished_at) from deploy_history where backup_id is not null"
-                        " and (action = 'rollback' or outcome like '%restored%') group by 1")):
-                    restored_at[bid] = t
-    except Exception:  # noqa: BLE001 - the live DB may be unreachable mid-incident: fall back to id times
-        pass
+        rows = c.execute(text("select datname, shobj_description(oid, 'pg_database') from pg_database"
+                              " where starts_with(datname, :p)"), {"p": prefix}).all()
     out = []
-    for n in names:
-        bid = n[len(prefix):].upper()
-        if not ID_RE.match(bid):
-            continue
-        out.append((n, bid, restored_at.get(bid) or id_time(bid)))
+    for name, comment in rows:
+        m = _BEFORE_SUFFIX.match(name[len(prefix):])
+        if not m:
+            continue  # not a name a restore gives: leave it alone
+        bid = m.group(1).upper()
+        retired = None
+        if comment and comment.startswith(RETIRED_MARK):
+            with contextlib.suppress(ValueError):
+                retired = datetime.strptime(comment[len(RETIRED_MARK):].split()[0], "%Y-%m-%dT%H:%M:%SZ") \
+                    .replace(tzinfo=timezone.utc)
+        out.append((name, bid, retired or id_time(bid)))
     out.sort(key=lambda r: r[2], reverse=True)
     return out
 

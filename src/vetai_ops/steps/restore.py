@@ -26,7 +26,7 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
-from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError
+from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
 from . import step
 from ..database.introspect import drop_database, new_database, public_tables, quote_ident
 from ..targets import has_command
@@ -232,6 +232,7 @@ def restore_backup(ctx, m) -> dict:
     before = _unused_name(maint, before, live)
     swap(ctx, maint, live, scratch, before)
     access.dispose()
+    _after_swap(ctx, maint, before, m)
     return {
         "id": m.id,
         "previous_db": before,
@@ -239,6 +240,35 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+RETIRED_MARK = "vetai-ops retired "  # + ISO time, the comment on a database a restore replaced
+
+
+def _after_swap(ctx, maint, before: str, m) -> None:
+    """Best effort, the swap is done: stamp the retired database with the time it was retired
+    (prune ages it by that), and carry the journal of the runs since the backup into the
+    restored database (they live on only in the retired one)."""
+    from datetime import datetime, timezone
+
+    from ..journal import carry_history
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        with maint.connect() as c:
+            c.execute(text(f"COMMENT ON DATABASE {quote_ident(before)} IS "
+                           f"'{RETIRED_MARK}{stamp} (replaced by backup {m.id})'"))
+    except Exception as e:  # noqa: BLE001
+        ctx.emit("warning", f"could not mark {before} with its retirement time: {short_error(e)}")
+    old = ctx.access.engine(before)
+    try:
+        n = carry_history(old, ctx.access.engine())
+        if n:
+            ctx.emit("info", f"{n} deploy_history row(s) of runs since backup {m.id} carried over from {before}")
+    except Exception as e:  # noqa: BLE001
+        ctx.emit("warning", f"could not carry deploy_history over from {before}: {short_error(e)}")
+    finally:
+        old.dispose()
 
 
 def _unused_name(maint, before: str, live: str) -> str:
