@@ -116,6 +116,20 @@ def test_health_check_failure_restores(local_env, migrations_copy, health):
     assert rep["outcome"] == "success" and snapshot(local_env)["revision"] == "0013"
 
 
+def test_rollback_whose_postcheck_fails_says_what_state_it_left(local_env, health):
+    """A rollback has no backup of its own to fall back on: when its post-check fails after
+    the swap, the report says the restore is done and where the replaced database is kept."""
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    _with_checks(local_env, health.url)
+    health.status = 503
+    with pytest.raises(DeployFailed) as ei:
+        local_env.run("rollback", to=bid, yes=True)
+    msg = ei.value.message
+    assert "failed at postcheck" in msg and f"the live database is backup {bid}" in msg
+    assert f"{local_env.dbname}_before_{bid.lower()}" in msg and "no backup was taken" not in msg
+
+
 # ------------------------------------------------------------------ 5. corrupted backup
 
 

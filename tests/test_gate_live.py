@@ -165,3 +165,21 @@ def test_concurrent_index_outside_autocommit_block_is_refused_inside_one_it_depl
     assert local_env.run("deploy", yes=True)["outcome"] == "success"
     assert local_env.psql("select indisvalid from pg_index where indexrelid = 'ix_pets_client_id'::regclass") == "t"
     assert local_env.psql("select version_num from alembic_version") == "0014"
+
+
+def test_preflight_refuses_missing_client_tools_before_the_backup(local_env, tmp_path):
+    from vetai_ops.steps.validate import tool_major
+
+    assert tool_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)") == 15
+    assert tool_major("pg_restore (PostgreSQL) 9.6.24") == 9 and tool_major("16.4") == 16
+    local_env.run("deploy", yes=True, target="0012")
+    before = backups(local_env)
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    text = local_env.inventory.read_text()
+    local_env.inventory.write_text(text.replace("user: vetai}", f"user: vetai, bin_dir: '{empty}'}}"))
+    with pytest.raises(GateRefused, match=r"pg_dump is not usable on DB host .*nothing changed") as ei:
+        local_env.run("deploy", yes=True)
+    assert "bin_dir" in ei.value.hint
+    assert backups(local_env) == before
+    assert local_env.psql("select version_num from alembic_version") == "0012"

@@ -330,6 +330,8 @@ def test_protected_env_without_terminal_or_yes_is_refused(local_env):
     assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr and "Traceback" not in r.stderr
     r = cli("migrations.downgrade", "--to=0011", "--env=local", env_extra=inv)
     assert r.returncode != 0 and "needs --yes" in r.stderr
+    r = cli("migrations.downgrade", "--to=0011", "--env=local", "--dry-run", env_extra=inv)
+    assert r.returncode == 0 and "0013" in r.stderr and "dry run" in r.stderr, r.stderr  # shows the plan, stops
     local_env.psql("DELETE FROM alembic_version")  # make a deploy have something to do
     local_env.psql("INSERT INTO alembic_version VALUES ('0013')")
     r = cli("deploy", "--env=local", env_extra=inv)
@@ -431,5 +433,11 @@ def test_every_flag_is_documented_and_read_commands_have_json():
     for name in ("status", "backups.list", "history", "plan", "validate", "migrations.history", "backups.verify",
                  "backups.prune", "adopt"):
         assert "json" in [a.name.rstrip("_") for a in ns[name].get_arguments()], name
+    # --verbose works on every verb (the error path tells users to re-run with it)
+    assert [n for n in ns.task_names if "verbose" not in [a.name for a in ns[n].get_arguments()]] == []
+    from vetai_ops.cli import fab
+
+    for t in (fab.dump, fab.restore, fab.health, fab.restart):
+        assert "verbose" in [a.name for a in t.get_arguments()], t.name
     r = cli("--help", "backups.verify")
     assert r.returncode == 0 and "--to" in r.stdout and "--json" in r.stdout

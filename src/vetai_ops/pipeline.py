@@ -290,6 +290,11 @@ def _interrupted(pb, env, report) -> Interrupted:
 
 def _recovery_summary(report: dict) -> str:
     rec = report.get("recovery")
+    swapped = report.get("restore_summary")
+    if not rec and swapped and report.get("action") != "deploy":
+        # a rollback that failed after its swap: the restore itself is done
+        return (f"the live database is backup {report.get('restored_id')}; the one it replaced is kept as "
+                f"{swapped['previous_db']} (to go back: ALTER DATABASE ... RENAME, or `invoke rollback` to another backup)")
     if not rec:
         if report.get("db_changed"):
             return ("no backup was taken by this run, so nothing was restored: the database may be partly "
@@ -323,7 +328,8 @@ def _finish(ctx: RunContext, report: dict) -> None:
     report["finished"] = time.time()
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
-    for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan"):
+    for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
+              "restore_summary"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])

@@ -17,7 +17,7 @@ from ..config import Playbook, StepSpec, load_inventory
 from ..errors import ConfigError
 from ..pipeline import run_playbook
 from . import render
-from .tasks import _confirm, ops
+from .tasks import H_VERBOSE, _confirm, ops
 
 
 def _env_for(c, env: str | None, role: str):
@@ -44,31 +44,32 @@ def _one(c, env, role, steps, options=None):
                         confirm=_confirm if sys.stdin.isatty() else None, inventory=inv, playbook=pb)
 
 
-@task(help={"env": "inventory environment"})
+@task(help={"env": "inventory environment", "verbose": H_VERBOSE})
 @ops
-def dump(c, env=None):
+def dump(c, env=None, verbose=False):
     """pg_dump on this host into the env's store (a full, manifest-checked backup)."""
     rep = _one(c, env, "db", ["backup"])
     render.out.print(f"backup {rep.get('backup_id')} -> {rep.get('backup_url')}")
 
 
-@task(help={"env": "inventory environment", "to": "backup id / prefix / latest", "yes": "no confirmation"})
+@task(help={"env": "inventory environment", "to": "backup id / prefix / latest", "yes": "no confirmation",
+            "verbose": H_VERBOSE})
 @ops
-def restore(c, env=None, to=None, yes=False):
+def restore(c, env=None, to=None, yes=False, verbose=False):
     """Restore a backup onto this DB host (verify, new DB, check, swap)."""
     rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes})
     render.out.print(f"restored {rep.get('restored_id')}")
 
 
-@task(help={"env": "inventory environment"})
+@task(help={"env": "inventory environment", "verbose": H_VERBOSE})
 @ops
-def health(c, env=None):
+def health(c, env=None, verbose=False):
     """The env's HTTP health checks, fetched on this host."""
     _one(c, env, "app", ["health"])
 
 
-@task(help={"env": "inventory environment"})
+@task(help={"env": "inventory environment", "verbose": H_VERBOSE})
 @ops
-def restart(c, env=None):
+def restart(c, env=None, verbose=False):
     """The env's service restart command on this host."""
     _one(c, env, "app", ["restart"])

@@ -167,9 +167,9 @@ def validate(c, env=None, migrations=None, json_=False, sql=False, verbose=False
         raise Exit(code=code)
 
 
-@task(help={"env": H_ENV, "json": H_JSON, "limit": "how many runs to show"})
+@task(help={"env": H_ENV, "json": H_JSON, "limit": "how many runs to show", "verbose": H_VERBOSE})
 @ops
-def history(c, env=None, json_=False, limit=20):
+def history(c, env=None, json_=False, limit=20, verbose=False):
     """The deploy journal: who, when, from -> to, backup used, outcome, durations."""
     from ..status import collect_history
 
@@ -185,9 +185,9 @@ def history(c, env=None, json_=False, limit=20):
 # ------------------------------------------------------------------ backups.*
 
 
-@task(name="list", help={"env": H_ENV, "json": H_JSON})
+@task(name="list", help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})
 @ops
-def backups_list(c, env=None, json_=False):
+def backups_list(c, env=None, json_=False, verbose=False):
     """Complete backups (with a manifest), newest first."""
     from ..status import list_backups
 
@@ -195,8 +195,9 @@ def backups_list(c, env=None, json_=False):
     if json_:
         render.print_json(items)
         return
-    render.table("backups", ["id", "revision", "size", "sha256", "reason", "age"],
-                 [[b["id"], b["revision"] or "base", human_bytes(b['size']), b["sha256"][:12], b["reason"], b["age"]] for b in items])
+    render.table("backups", ["id", "revision", "size", "sha256", "reason", "age", "verified"],
+                 [[b["id"], b["revision"] or "base", human_bytes(b['size']), b["sha256"][:12], b["reason"], b["age"],
+                   "yes" if b["verified"] else ""] for b in items])
 
 
 @task(name="verify", help={"to": "backup id, a unique prefix of one, or 'latest' (default)", "env": H_ENV,
@@ -275,9 +276,10 @@ def adopt(c, env=None, yes=False, json_=False, verbose=False):
 # ------------------------------------------------------------------ migrations.*
 
 
-@task(name="new", help={"message": "what the revision does (becomes the docstring and the file name)"})
+@task(name="new", help={"message": "what the revision does (becomes the docstring and the file name)",
+                        "verbose": H_VERBOSE})
 @ops
-def migrations_new(c, message=None):
+def migrations_new(c, message=None, verbose=False):
     """Create a new revision file with the next readable id (0014 after 0013)."""
     from ..ops.revisions import new_revision
 
@@ -285,9 +287,10 @@ def migrations_new(c, message=None):
     render.out.print(f"created {r['id']} (after {r['down_revision']}): {r['file']}")
 
 
-@task(name="history", help={"env": "also mark which revisions this env has applied", "json": H_JSON})
+@task(name="history", help={"env": "also mark which revisions this env has applied", "json": H_JSON,
+                            "verbose": H_VERBOSE})
 @ops
-def migrations_history(c, env=None, json_=False):
+def migrations_history(c, env=None, json_=False, verbose=False):
     """The Alembic history, newest first: id, parent, message, file."""
     from ..ops.revisions import history as hist
 
@@ -346,9 +349,12 @@ def migrations_downgrade(c, env=None, to=None, yes=False, dry_run=False, backup=
 # ------------------------------------------------------------------ sandbox.*
 
 
-@task(name="up", help={"env": H_ENV})
+H_SANDBOX_ENV = "an environment with a sandbox: section (default: local)"
+
+
+@task(name="up", help={"env": H_SANDBOX_ENV, "verbose": H_VERBOSE})
 @ops
-def sandbox_up(c, env="local"):
+def sandbox_up(c, env="local", verbose=False):
     """Start the embedded PostgreSQL of a sandbox env (initialising it on first use)."""
     from ..database.sandbox import ensure_sandbox
 
@@ -359,9 +365,10 @@ def sandbox_up(c, env="local"):
     render.out.print(f"sandbox running: {cl.url(e.database.name, e.database.user).replace('+psycopg', '')} (PostgreSQL {'.'.join(map(str, cl.version))})")
 
 
-@task(name="down", help={"env": H_ENV, "destroy": "also delete the sandbox's data directory"})
+@task(name="down", help={"env": H_SANDBOX_ENV, "destroy": "also delete the sandbox's data directory",
+                         "verbose": H_VERBOSE})
 @ops
-def sandbox_down(c, env="local", destroy=False):
+def sandbox_down(c, env="local", destroy=False, verbose=False):
     """Stop the embedded PostgreSQL (and with --destroy remove its data)."""
     from ..database.sandbox import stop_sandbox
 

@@ -37,7 +37,7 @@ def downgrade_plan(ctx, **_):
             "use `invoke migrations.upgrade` to go forward",
         )
     reverting = list(reversed(mig.chain(target, current)))  # newest first, the order they are reverted in
-    if ctx.env.protected and not ctx.options.get("yes"):
+    if ctx.env.protected and not ctx.options.get("yes") and not ctx.options.get("dry_run"):
         raise GateRefused(
             f"env {ctx.env.name!r} is protected: a downgrade ({current} -> {target or 'base'}, reverting "
             f"{', '.join(reverting)}) needs --yes; nothing changed",

@@ -3,12 +3,13 @@ checksums (Flyway-style), live preflight, and the plan a deploy will follow."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from sqlalchemy import text
 
 from ..database import migrations as mig
-from ..errors import GateRefused
+from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
 from ..config import env_flag
 from . import step
@@ -156,6 +157,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             "wait for them or end them (SELECT pg_terminate_backend(pid)), then deploy again",
         )
     t = ctx.db_target
+    _check_client_tools(ctx, version)
     tmp_free = t.free_bytes("/tmp")
     if tmp_free < size * min_free_factor:
         raise GateRefused(
@@ -170,6 +172,33 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             "free space there or use S3 storage",
         )
     return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions"
+
+
+def tool_major(version_text: str) -> int | None:
+    """15 from 'pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)' or '15.18 (Debian ...)'."""
+    m = re.search(r"(?:PostgreSQL\)\s*|^)(\d+)(?:\.\d+)?", version_text.strip())
+    return int(m.group(1)) if m else None
+
+
+def _check_client_tools(ctx, server_version: str) -> None:
+    """pg_dump / pg_restore must exist on the DB host and be at least the server's major
+    version (pg_dump refuses newer servers), or the backup / a restore fails mid-run."""
+    access, t = ctx.access, ctx.db_target
+    server = tool_major(server_version)
+    for tool in ("pg_dump", "pg_restore"):
+        try:
+            r = t.run([access.bin(tool), "--version"], check=False)
+            have, why = (tool_major(r.text) if r.returncode == 0 else None), (r.stderr or r.text).strip()[-200:]
+        except TargetError as e:  # not installed / not on PATH
+            have, why = None, e.message
+        if have is None:
+            raise GateRefused(
+                f"{tool} is not usable on DB host {t.name} ({access.bin(tool)}: {why or 'no version'}); nothing changed",
+                "install the PostgreSQL client tools there, or set database.bin_dir in the inventory")
+        if server and have < server:
+            raise GateRefused(
+                f"{tool} {have} on DB host {t.name} cannot handle the PostgreSQL {server} server; nothing changed",
+                f"install postgresql-client-{server} there, or point database.bin_dir at version {server}'s tools")
 
 
 def _row_counts(conn) -> dict[str, int]:
