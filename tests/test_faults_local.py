@@ -372,3 +372,61 @@ def test_revision_that_deletes_rows_is_caught_by_the_postcheck_and_restored(loca
     local_env.inventory.write_text(text + "    checks: {row_counts: false}\n")
     assert local_env.run("deploy", yes=True)["outcome"] == "success"  # tolerance 0, yet not refused
     assert int(local_env.psql("select count(*) from prescriptions")) < n
+
+
+# ------------------------------------------------------------------ 12. the recovery itself fails
+
+
+def test_failed_recovery_says_so_and_how_to_restore_by_hand(local_env, migrations_copy):
+    """The worst case: the migration fails AND this run's backup turns out corrupt when
+    on_failure restores it. The live DB is not swapped for a bad copy; the report says
+    RECOVERY FAILED and names the command to restore by hand."""
+    from vetai_ops.events import ListSink
+    from vetai_ops.pipeline import run_playbook
+
+    local_env.run("deploy", yes=True)
+    migrations_copy.add("0014", "0013", 'raise RuntimeError("boom in 0014")')
+
+    class CorruptAfterBackup(ListSink):
+        def emit(self, event):
+            super().emit(event)
+            if event.kind == "step_finished" and event.step == "backup":
+                dump = max((local_env.backups / "local").glob("*.dump"), key=lambda p: p.stat().st_mtime)
+                data = bytearray(dump.read_bytes())
+                data[len(data) // 2] ^= 0x01
+                dump.write_bytes(bytes(data))
+
+    with pytest.raises(DeployFailed) as ei:
+        run_playbook("deploy", "local", options={"yes": True}, sink=CorruptAfterBackup())
+    rep = ei.value.report
+    assert rep["recovery"]["status"] == "failed" and rep["recovery"]["failed_step"] == "restore"
+    assert "RECOVERY FAILED" in ei.value.message and f"invoke rollback --to={rep['backup_id']}" in ei.value.message
+    assert local_env.psql("select version_num from alembic_version") == "0013"  # 0014 rolled back in its transaction
+    assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'") == "0"
+    assert local_env.psql("select outcome from deploy_history order by id desc limit 1") == "failed"
+
+
+# ------------------------------------------------------------------ 13. long transactions block DDL
+
+
+def test_long_transaction_refuses_a_deploy_with_pending_revisions(local_env):
+    from sqlalchemy import create_engine, text
+
+    from vetai_ops.config import load_playbook
+    from vetai_ops.pipeline import run_playbook
+
+    local_env.run("deploy", yes=True, target="0012")
+    pb = load_playbook("deploy")
+    for spec in pb.steps:
+        if spec.step == "preflight":
+            spec.options = {"long_xact_seconds": 1}
+    holder = create_engine(local_env.cluster().url(local_env.dbname)).connect()
+    try:
+        holder.execute(text("select count(*) from pets"))  # a transaction is open from here
+        time.sleep(1.5)
+        with pytest.raises(GateRefused, match=r"long-running transactions would block .*pid \d+"):
+            run_playbook("deploy", "local", options={"yes": True}, playbook=pb)
+    finally:
+        holder.close()
+    assert local_env.psql("select version_num from alembic_version") == "0012"
+    assert run_playbook("deploy", "local", options={"yes": True}, playbook=pb)["outcome"] == "success"

@@ -315,6 +315,36 @@ def forget_verifications(le) -> None:
         mp.write_text(json.dumps(mj))
 
 
+def _on_a_terminal(args: list[str], answer: str, env_extra: dict):
+    """Run the CLI with a real pseudo-terminal on stdin and type ``answer``."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ, **env_extra),
+                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        os.write(master, (answer + "\n").encode())
+        out, err = p.communicate(timeout=120)
+    finally:
+        os.close(master)
+    return p.returncode, out, err
+
+
+def test_protected_env_asks_for_its_name_on_a_terminal(local_env):
+    local_env.run("deploy", yes=True, target="0012")
+    inv = {"VETAI_OPS_INVENTORY": str(_protect(local_env))}
+    rc, out, err = _on_a_terminal(["deploy", "--env=local"], "prod", inv)  # the wrong name
+    assert rc == 2 and "Type the environment name (local)" in err and "not confirmed" in err
+    assert _current(local_env) == "0012"
+    rc, out, err = _on_a_terminal(["deploy", "--env=local"], "local", inv)
+    assert rc == 0, err
+    assert _current(local_env) == "0013"
+    # --skip-backup is never allowed there, terminal or not
+    r = cli("deploy", "--env=local", "--yes", "--skip-backup", env_extra=inv)
+    assert r.returncode == 2 and "cannot be skipped" in r.stderr
+
+
 def test_protected_env_without_terminal_or_yes_is_refused(local_env):
     local_env.run("deploy", yes=True)
     forget_verifications(local_env)

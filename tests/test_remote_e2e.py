@@ -315,3 +315,21 @@ def test_prune_aborts_multipart_debris(remote_env, monkeypatch):
     res = prune_mod.prune("prod", keep_last=1, keep_days=7, yes=True)
     assert remote_env.uploads() == []
     assert "1 incomplete upload(s)" in res["done"]
+
+
+def test_restart_rolls_over_every_app_host_over_ssh(remote_env):
+    """services.restart runs on each app host in turn, over SSH (sshd's SSH_CONNECTION names
+    the address each command really ran on)."""
+    assert len(remote_env.bed.hosts) >= 3
+    h1, h2 = remote_env.bed.hosts[1], remote_env.bed.hosts[2]
+    log = f"/tmp/vetai-restart-{uuid.uuid4().hex[:8]}.log"
+    remote_env.write(services=f"{{restart: [sh, -c, 'echo $SSH_CONNECTION >> {log}'], rolling_delay: 0.2}}")
+    remote_env.inventory.write_text(remote_env.inventory.read_text().replace(f"app: ['{h1}']", f"app: ['{h1}', '{h2}']"))
+    try:
+        r = remote_env.cli("deploy", "--env=prod", "--yes")
+        assert r.returncode == 0, r.stderr
+        assert f"restarted on {h1}, {h2}" in r.stderr
+        servers = [line.split()[2] for line in Path(log).read_text().splitlines()]
+        assert servers == [h1, h2]  # one restart per app host, in inventory order
+    finally:
+        Path(log).unlink(missing_ok=True)
