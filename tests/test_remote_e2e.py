@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -133,7 +134,9 @@ def test_deploy_backup_rollback_over_ssh_and_s3(remote_env):
 def test_password_never_in_ps_on_the_host(remote_env):
     remote_env.cli("deploy", "--env=prod", "--yes")
     add_bulk(remote_env)
-    seen, leaked, stop = [], [], threading.Event()
+    seen, leaked, passfiles, stop = [], [], {}, threading.Event()
+    tmp = Path(tempfile.gettempdir())  # the loopback hosts are this machine: their /tmp is ours
+    existing = set(tmp.glob("vetai-ops-*.pgpass"))
 
     def sample():
         while not stop.is_set():
@@ -142,6 +145,11 @@ def test_password_never_in_ps_on_the_host(remote_env):
                 seen.append(1)
             if remote_env.pg.password in out:
                 leaked.append(out)
+            for f in set(tmp.glob("vetai-ops-*.pgpass")) - existing:
+                try:
+                    passfiles[f] = f.stat().st_mode & 0o777
+                except FileNotFoundError:
+                    pass
             time.sleep(0.01)
 
     t = threading.Thread(target=sample)
@@ -154,6 +162,9 @@ def test_password_never_in_ps_on_the_host(remote_env):
     assert r.returncode == 0, r.stderr
     assert seen, "the sampler never saw pg_dump running"
     assert not leaked
+    # the password reached pg_dump through a 0600 passfile on the host, removed afterwards
+    assert passfiles and set(passfiles.values()) == {0o600}
+    assert not (set(tmp.glob("vetai-ops-*.pgpass")) - existing)
 
 
 @pytest.mark.parametrize("kind", ["wrong", "unknown"])
