@@ -283,3 +283,39 @@ def test_plan_shows_sql_and_changes_nothing(local_env):
     # nothing written into the database: same revision, no deploy_history row
     assert local_env.psql("select version_num from alembic_version") == "0011"
     assert local_env.psql("select count(*) from deploy_history") == history
+
+
+def test_pgserver_wheel_engine_deploys_backs_up_and_rolls_back(tmp_path, monkeypatch):
+    """The fallback a newcomer without PostgreSQL gets: the pgserver wheel's PostgreSQL 16
+    (server, pg_dump and pg_restore from the wheel), forced with `sandbox.engine: pgserver`."""
+    import shutil
+
+    from fixtures_pg import free_port, server_dir
+    from vetai_ops.database.cluster import pgserver_bindir
+    from vetai_ops.config import load_inventory
+    from vetai_ops.database.sandbox import sandbox_cluster, stop_sandbox
+    from vetai_ops.pipeline import run_playbook
+
+    assert pgserver_bindir() is not None, "pgserver is a dependency (pyproject.toml); pip install -e . installs it"
+    sb = server_dir("pgserver")
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(
+        "environments:\n"
+        "  local:\n"
+        f"    sandbox: {{dir: '{sb}', port: {free_port()}, engine: pgserver}}\n"
+        "    database: {name: vc_wheel, user: vetai}\n"
+        f"    storage: {{type: local, path: '{tmp_path / 'backups'}'}}\n")
+    monkeypatch.setenv("VETAI_OPS_INVENTORY", str(inv))
+    monkeypatch.setenv("VETAI_OPS_LOGS", str(tmp_path / "logs"))
+    try:
+        rep = run_playbook("deploy", "local", options={"yes": True})
+        assert rep["outcome"] == "success" and rep["to_rev"] == "0013"
+        c = sandbox_cluster(load_inventory(inv).env("local"))
+        assert c.version[0] == 16  # the wheel's PostgreSQL (this machine's server is 15)
+        bid = run_playbook("backup", "local")["backup_id"]
+        c.psql("delete from prescriptions", db="vc_wheel")
+        run_playbook("rollback", "local", options={"to": bid, "yes": True})
+        assert int(c.psql("select count(*) from prescriptions", db="vc_wheel")) > 0
+    finally:
+        stop_sandbox(load_inventory(inv).env("local"), destroy=True)
+        shutil.rmtree(sb, ignore_errors=True)
