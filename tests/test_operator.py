@@ -471,3 +471,54 @@ def test_every_flag_is_documented_and_read_commands_have_json():
         assert "verbose" in [a.name for a in t.get_arguments()], t.name
     r = cli("--help", "backups.verify")
     assert r.returncode == 0 and "--to" in r.stdout and "--json" in r.stdout
+
+
+def test_schema_compare_names_every_kind_of_difference(pg_cluster):
+    """What adopt refuses on, one difference of each kind between a reference at 0013 and a
+    live database that drifted from it (real catalogs, the comparison adopt uses)."""
+    import uuid as _uuid
+
+    from vetai_ops.database import migrations as mig
+    from vetai_ops.database.schema_compare import compare, snapshot
+
+    names = [f"cmp_{_uuid.uuid4().hex[:8]}" for _ in range(2)]
+    engines = []
+    try:
+        for n in names:
+            pg_cluster.psql(f"CREATE DATABASE {n}")
+            eng = create_engine(pg_cluster.url(n), poolclass=pool.NullPool)
+            engines.append(eng)
+            with eng.connect() as conn:
+                mig.upgrade(conn, "0013")
+                conn.commit()
+        with engines[1].begin() as conn:
+            for sql in (
+                "ALTER TABLE clients ALTER COLUMN phone TYPE varchar(40)",
+                "ALTER TABLE clients ALTER COLUMN email SET NOT NULL",
+                "ALTER TABLE clients ALTER COLUMN address SET DEFAULT 'unknown'",
+                "ALTER TABLE clients DROP CONSTRAINT fk_clients_user_id, ADD CONSTRAINT fk_clients_user_id "
+                "FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE",
+                "ALTER INDEX ix_clients_email RENAME TO ix_clients_mail",
+                "ALTER TYPE appointment_status ADD VALUE 'lost'",
+                "CREATE TABLE legacy_notes (id int)",
+            ):
+                conn.execute(text(sql))
+        with engines[0].connect() as a, engines[1].connect() as b:
+            diffs = compare(snapshot(a), snapshot(b))
+    finally:
+        for e in engines:
+            e.dispose()
+        for n in names:
+            pg_cluster.psql(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
+    text_ = "\n".join(diffs)
+    for expected in (
+        "column clients.phone: type is 'character varying(40)' live, expected 'character varying(30)'",
+        "column clients.email: not null is True live, expected False",
+        "column clients.address: default is",
+        "foreign key fk_clients_user_id on clients:",
+        "named ix_clients_mail live, expected ix_clients_email",
+        "enum type appointment_status: values",
+        "table legacy_notes: in the live database but not in the expected schema",
+    ):
+        assert expected in text_, (expected, diffs)
+    assert len(diffs) == 7, diffs
