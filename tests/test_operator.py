@@ -522,3 +522,25 @@ def test_schema_compare_names_every_kind_of_difference(pg_cluster):
     ):
         assert expected in text_, (expected, diffs)
     assert len(diffs) == 7, diffs
+
+
+def test_cli_defaults_and_small_flags(local_env):
+    """--env falls back to the inventory's default_env; history --limit; validate --sql shows
+    the SQL; sandbox.up / sandbox.down on the env's sandbox; plain output off a terminal."""
+    local_env.run("deploy", yes=True)
+    local_env.run("backup")
+    r = cli("status", "--json")  # no --env
+    assert r.returncode == 0 and json.loads(r.stdout)["env"] == "local", r.stderr
+    r = cli("history", "--limit=1", "--json")
+    assert r.returncode == 0 and len(json.loads(r.stdout)) == 1
+    r = cli("history")
+    assert r.returncode == 0 and "deploy" in r.stdout and "\x1b[" not in r.stdout + r.stderr  # no ANSI off a tty
+    r = cli("validate", "--sql")
+    assert r.returncode == 0 and "-- 0001" in r.stdout and "CREATE TABLE users" in r.stdout
+    r = cli("sandbox.up", "--env=local")
+    assert r.returncode == 0 and "sandbox running" in r.stdout
+    r = cli("sandbox.down", "--env=local")
+    assert r.returncode == 0 and "stopped" in r.stdout
+    r = cli("sandbox.up", "--env=local")  # back up for the rest of the session's tests
+    assert r.returncode == 0
+    assert local_env.psql("select version_num from alembic_version") == "0013"

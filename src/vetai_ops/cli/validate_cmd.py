@@ -59,5 +59,7 @@ def run_validate(env: str | None, migrations: str | None, json_out: bool, render
             if f.get("acknowledged"):
                 sev = "[green]acknowledged[/]"
             c.print(f"{sev} {f['revision']} {f['rule']}: {f['message']}  [dim]{f['file']}:{f.get('line') or ''}[/]")
+        if render_sql and data.get("sql"):
+            render.plan_sql({"pending": list(data["sql"]), "sql": data["sql"]}, c)
         c.print("[green]valid[/]" if ok else "[red]invalid[/]")
     return 0 if ok else 2
