@@ -173,6 +173,10 @@ def test_guide_variables(local_env, monkeypatch):
     local_env.run("deploy", yes=True)
     assert local_env.psql("select version_num from alembic_version") == "0013"
     assert local_env.psql("select count(*) from clients") == "0"
+    # RUN_SEEDS=true on a later (not first) deploy: seeds run because they were asked for
+    monkeypatch.setenv("RUN_SEEDS", "true")
+    local_env.run("deploy", yes=True)
+    assert int(local_env.psql("select count(*) from clients")) > 0
     monkeypatch.delenv("RUN_SEEDS")
     # IS_FIRST_DEPLOY=true later: seeds run (idempotently)
     monkeypatch.setenv("IS_FIRST_DEPLOY", "true")
@@ -213,6 +217,13 @@ def test_fab_per_host_tasks(local_env):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert int(local_env.psql("select count(*) from prescriptions")) > 0
+    # fab restart runs the env's service restart command on this host
+    marker = local_env.root / "restarted"
+    local_env.inventory.write_text(local_env.inventory.read_text()
+                                   + f"    services: {{restart: [sh, -c, 'echo ok > {marker}']}}\n")
+    r = subprocess.run([sys.executable, "-m", "fabric", "restart", "--env=local"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and marker.read_text() == "ok\n", r.stderr
     # -H names a host; a local env cannot reach one: refused, not silently ignored
     r = subprocess.run([sys.executable, "-m", "fabric", "-H", "127.0.0.9", "dump", "--env=local"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=120)
