@@ -430,3 +430,32 @@ def test_long_transaction_refuses_a_deploy_with_pending_revisions(local_env):
         holder.close()
     assert local_env.psql("select version_num from alembic_version") == "0012"
     assert run_playbook("deploy", "local", options={"yes": True}, playbook=pb)["outcome"] == "success"
+
+
+def test_signals_during_the_recovery_are_held_off(local_env, migrations_copy):
+    """Ctrl-C / SIGTERM arriving while on_failure restores the backup do not cut the restore
+    short: the recovery finishes and the database is back in its pre-deploy state."""
+    import os as _os
+
+    from vetai_ops.events import ListSink
+    from vetai_ops.pipeline import run_playbook
+
+    before = deployed(local_env)
+    migrations_copy.add("0014", "0013", 'raise RuntimeError("boom in 0014")')
+    sent = []
+
+    class SignalDuringRestore(ListSink):
+        def emit(self, event):
+            super().emit(event)
+            if event.kind == "step_started" and event.step == "restore":
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    _os.kill(_os.getpid(), sig)
+                    sent.append(sig)
+
+    with pytest.raises(DeployFailed) as ei:
+        run_playbook("deploy", "local", options={"yes": True}, sink=SignalDuringRestore())
+    assert sent == [signal.SIGINT, signal.SIGTERM]
+    rep = ei.value.report
+    assert rep["outcome"] == "failed" and "boom in 0014" in rep["error"]
+    assert rep["recovery"]["status"] == "ok"
+    assert snapshot(local_env) == before
