@@ -149,6 +149,8 @@ def test_flipped_byte_refuses_rollback(local_env):
     assert scratch == "0"
     r = cli("rollback", f"--to={bid}", "--env=local", "--yes")
     assert r.returncode == 4 and "corrupt" in r.stderr and "Traceback" not in r.stderr  # 4: failed verification
+    assert snapshot(local_env) == before
+    assert local_env.run("deploy", yes=True)["outcome"] == "success"  # and the next deploy goes through
 
 
 # ------------------------------------------------------------------ 6. pg_restore killed half-way
