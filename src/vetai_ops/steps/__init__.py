@@ -25,7 +25,7 @@ def step(name: str):
 def get_step(name: str) -> Callable:
     # import only what the playbook needs (a backup need not import Alembic): the module
     # named like the step first, every step module when the step lives elsewhere
-    if name not in _REGISTRY:
+    if name not in _REGISTRY and name.isidentifier():
         try:
             importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:
