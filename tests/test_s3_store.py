@@ -231,3 +231,19 @@ def test_open_read_partial_reads_and_close(store):
         rest = f.read()
     assert first + rest == data
     assert f.closed
+
+
+def test_part_size_follows_the_size_hint(s3_server):
+    """S3 allows 10,000 parts per upload: a big expected size raises the part size (leaving
+    headroom), a small one keeps the configured size; the upload really uses it."""
+    from vetai_ops.store.s3 import part_size
+
+    assert part_size(8, None) == 8 * MB and part_size(2, None) == 5 * MB  # S3's minimum
+    assert part_size(8, 10 * 1024 * MB) == 8 * MB  # 10 GiB: 1,280 parts of 8 MiB
+    big = 200 * 1024 * MB  # 200 GiB would need 25,600 parts of 8 MiB
+    assert part_size(8, big) == 23 * MB and big / part_size(8, big) < 9000
+    st = S3Store(s3_server.storage(prefix="hint", multipart_chunk_mb=5, max_concurrency=2))
+    data = RandomStream(13 * MB)
+    assert st.put_stream("h.dump", data, size_hint=9000 * 6 * MB) == 13 * MB
+    head = s3_server.client().head_object(Bucket=st.bucket, Key="hint/h.dump", PartNumber=1)
+    assert head["ContentLength"] == 6 * MB and head.get("PartsCount") == 3

@@ -106,7 +106,7 @@ class Storage(Strict):
     region: str | None = None
     endpoint_url: str | None = None
     sse: Literal["AES256", "aws:kms", "none"] = "AES256"
-    multipart_chunk_mb: int = 16
+    multipart_chunk_mb: int = 8  # parts held in memory: (max_concurrency + 2) x this; raised for huge backups (store/s3.py part_size)
     max_concurrency: int = 4
 
     @model_validator(mode="after")

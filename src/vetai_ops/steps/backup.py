@@ -122,6 +122,7 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
         revision = current(conn)
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
+        db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
     pg_dump_version = target.run([access.bin("pg_dump"), "--version"]).text.strip()
     bid = catalog.allocate_id()
     argv, compression, on_operator = dump_command(ctx)
@@ -142,7 +143,9 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
         src = _ZstdReader(proc.stdout, ctx.env.backup.zstd_level) if on_operator else proc.stdout
         reader = HashingReader(src, progress)
         try:
-            ctx.store.put_stream(key, reader)
+            # what the store may need to size its parts by (S3 allows 10,000 parts): the last
+            # backup's size, else the database's on-disk size, doubled for growth and bytea's hex
+            ctx.store.put_stream(key, reader, size_hint=2 * max(estimate or 0, db_size or 0) or None)
         except BaseException:
             proc.kill()
             proc.wait()

@@ -23,8 +23,10 @@ class BackupStore(Protocol):
     kind: str  # "local" | "s3"
     location: str  # human-readable root, e.g. "/srv/app/backups" or "s3://bucket/prefix"
 
-    def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None) -> int:
-        """Copy ``reader`` (read(n) until b"") to ``key``; return bytes stored."""
+    def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None,
+                   size_hint: int | None = None) -> int:
+        """Copy ``reader`` (read(n) until b"") to ``key``; return bytes stored. ``size_hint``:
+        an upper estimate of the byte count, when known (an S3 store sizes its parts by it)."""
 
     def open_read(self, key: str) -> ContextManager[BinaryIO]:
         """A readable binary stream of ``key``."""

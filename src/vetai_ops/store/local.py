@@ -27,7 +27,8 @@ class LocalStore:
             raise StoreError(f"backup key escapes the store: {key!r}")
         return p
 
-    def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None) -> int:
+    def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None,
+                   size_hint: int | None = None) -> int:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".partial")

@@ -45,6 +45,21 @@ def _detail(e: BaseException) -> str:
     return redact(str(e)).strip()
 
 
+S3_MAX_PARTS = 10_000
+
+
+def part_size(configured_mb: int, size_hint: int | None) -> int:
+    """Multipart part size in bytes: the configured MiB (S3's minimum is 5), raised when
+    ``size_hint`` bytes would need more than 9,000 parts (S3 allows 10,000 per upload), so a
+    large database is not refused by S3 at its 10,001st part. Memory is about
+    ``(max_concurrency + 2) * part size``: it grows only for backups above ~70 GB."""
+    size = max(5, int(configured_mb)) * MB
+    if size_hint:
+        need = -(-int(size_hint) // (S3_MAX_PARTS - 1000))
+        size = max(size, -(-need // MB) * MB)
+    return size
+
+
 class _SourceInterrupted(Exception):
     """Carries a BaseException raised by the source out of s3transfer's threads."""
 
@@ -198,9 +213,10 @@ class S3Store:
 
     # ------------------------------------------------------------ streaming
 
-    def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None) -> int:
+    def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None,
+                   size_hint: int | None = None) -> int:
         full = self._full(key)
-        chunk = max(5, int(self.storage.multipart_chunk_mb)) * MB  # S3's minimum part size is 5 MiB
+        chunk = part_size(self.storage.multipart_chunk_mb, size_hint)
         tc = TransferConfig(
             multipart_threshold=chunk,
             multipart_chunksize=chunk,
