@@ -544,3 +544,13 @@ def test_cli_defaults_and_small_flags(local_env):
     r = cli("sandbox.up", "--env=local")  # back up for the rest of the session's tests
     assert r.returncode == 0
     assert local_env.psql("select version_num from alembic_version") == "0013"
+
+
+def test_tables_are_not_truncated_off_a_terminal(local_env):
+    """CI logs and `| tee` get whole backup ids and times, not rich's 80-column ellipses."""
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    r = cli("backups.list", "--env=local", env_extra={"COLUMNS": ""})
+    assert r.returncode == 0 and bid in r.stdout and "…" not in r.stdout
+    r = cli("history", "--env=local", env_extra={"COLUMNS": ""})
+    assert r.returncode == 0 and "…" not in r.stdout

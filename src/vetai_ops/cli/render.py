@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -15,8 +16,14 @@ from rich.syntax import Syntax
 from ..events import Event
 from ..units import human_bytes
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+def _width(stream) -> int | None:
+    """Off a terminal (CI logs, `| tee`), rich assumes 80 columns and truncates table cells
+    such as backup ids; give tables room unless COLUMNS says otherwise."""
+    return None if stream.isatty() or os.environ.get("COLUMNS") else 160
+
+
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 ICONS = {"step_finished": "[green]✔[/]", "step_failed": "[red]✘[/]", "step_skipped": "[dim]–[/]"}
 
