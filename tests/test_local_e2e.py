@@ -245,24 +245,22 @@ def test_second_rollback_to_the_same_backup_keeps_both_previous_databases(local_
     assert found == ["First", "Second"]  # neither retired database was dropped
 
 
-def test_retired_database_name_never_replaces_a_kept_one(local_env, monkeypatch):
+def test_retired_database_name_never_replaces_a_kept_one(local_env):
     """Two restores of one backup within the second the backup was taken: the swap-time name
     equals the backup's own; the third choice gets a counter instead of colliding (CI saw this)."""
     from sqlalchemy import create_engine
 
-    from vetai_ops.steps import restore
-    from vetai_ops.store import catalog
+    from vetai_ops.database import retired
 
     c = local_env.cluster()
     live = local_env.dbname
-    monkeypatch.setattr(catalog, "new_id", lambda now=None: "20261125T170950Z")
     for name in (f"{live}_before_20261125t170950z", f"{live}_before_20261125t170950z_2"):
         c.psql(f'CREATE DATABASE "{name}"')
     maint = create_engine(c.url("postgres"), isolation_level="AUTOCOMMIT")
     try:
-        got = restore._unused_name(maint, f"{live}_before_20261125t170950z", live)
+        got = retired.unused_name(maint, live, "20261125T170950Z", "20261125T170950Z")
         assert got == f"{live}_before_20261125t170950z_3"
-        assert restore._unused_name(maint, f"{live}_before_20200101t000000z", live) == \
+        assert retired.unused_name(maint, live, "20200101T000000Z", "20261125T170950Z") == \
             f"{live}_before_20200101t000000z"
     finally:
         maint.dispose()
@@ -330,3 +328,17 @@ def test_pgserver_wheel_engine_deploys_backs_up_and_rolls_back(tmp_path, monkeyp
     finally:
         stop_sandbox(load_inventory(inv).env("local"), destroy=True)
         shutil.rmtree(sb, ignore_errors=True)
+
+
+def test_a_manifest_describing_another_backup_is_not_trusted(local_env):
+    """Manifest fields reach SQL comments, object keys and messages: a manifest whose id or
+    dump key is not the backup its file names is refused, never restored."""
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    mp = local_env.backups / "local" / f"{bid}.json"
+    m = json.loads(mp.read_text())
+    m["id"] = "20200101T000000Z'; DROP DATABASE postgres; --"
+    mp.write_text(json.dumps(m))
+    with pytest.raises(BackupNotFound):
+        local_env.run("rollback", to=bid, yes=True)
+    assert local_env.psql("select count(*) from pg_database where datname = 'postgres'") == "1"

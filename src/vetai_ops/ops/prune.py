@@ -18,14 +18,11 @@ Protected envs: dry-run unless ``yes``. ``dry_run`` always wins.
 
 from __future__ import annotations
 
-import contextlib
-import re
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import text
 
 from ..errors import ConfigError
-from ..steps.restore import RETIRED_MARK
+from ..database import retired
 from ..store.catalog import id_time
 from ..units import human_age
 from . import drop_database, op_context
@@ -60,31 +57,12 @@ def plan_backups(backups: list, keep_last: int, keep_days: float, now: datetime)
     return kept, removed
 
 
-_BEFORE_SUFFIX = re.compile(r"^(\d{8}t\d{6}z)(?:_\d+)?$")  # <id> or <swap time>_<n>
-
-
 def _before_dbs(ctx, now: datetime) -> list[tuple[str, str, datetime]]:
-    """(database, id, retired at) of ``<db>_before_<id>[_<n>]`` databases, newest first.
-
-    Retired at: the time the restore stamped on the database (``COMMENT ON DATABASE``),
-    else the id's own time (older versions did not stamp)."""
-    live = ctx.access.db.name
-    prefix = f"{live}_before_".lower()
-    with ctx.access.maintenance_engine().connect() as c:
-        rows = c.execute(text("select datname, shobj_description(oid, 'pg_database') from pg_database"
-                              " where starts_with(datname, :p)"), {"p": prefix}).all()
-    out = []
-    for name, comment in rows:
-        m = _BEFORE_SUFFIX.match(name[len(prefix):])
-        if not m:
-            continue  # not a name a restore gives: leave it alone
-        bid = m.group(1).upper()
-        retired = None
-        if comment and comment.startswith(RETIRED_MARK):
-            with contextlib.suppress(ValueError):
-                retired = datetime.strptime(comment[len(RETIRED_MARK):].split()[0], "%Y-%m-%dT%H:%M:%SZ") \
-                    .replace(tzinfo=timezone.utc)
-        out.append((name, bid, retired or id_time(bid)))
+    """(database, id, retired at) of the databases restores retired, newest first. Retired at:
+    the time the restore stamped on the database, else the id's own time (older versions did
+    not stamp)."""
+    out = [(name, bid, when or id_time(bid))
+           for name, bid, when in retired.retired_databases(ctx.access.maintenance_engine(), ctx.access.db.name)]
     out.sort(key=lambda r: r[2], reverse=True)
     return out
 

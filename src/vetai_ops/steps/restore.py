@@ -28,6 +28,7 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
 from . import step
+from ..database import retired
 from ..database.introspect import drop_database, new_database, public_tables, quote_ident
 from ..targets import has_command
 from ..units import human_bytes
@@ -211,7 +212,6 @@ def restore_backup(ctx, m) -> dict:
     access = ctx.access
     live = access.db.name
     scratch = f"{live}_restore_{m.id}".lower()
-    before = f"{live}_before_{m.id}".lower()
     maint = access.admin_engine()
     timings = restore_into(ctx, m, scratch, maint)
     try:
@@ -229,7 +229,9 @@ def restore_backup(ctx, m) -> dict:
             pass
         raise
     t_restored = time.monotonic()
-    before = _unused_name(maint, before, live)
+    from ..store.catalog import new_id
+
+    before = retired.unused_name(maint, live, m.id, new_id())
     swap(ctx, maint, live, scratch, before)
     access.dispose()
     _after_swap(ctx, maint, before, m)
@@ -242,22 +244,14 @@ def restore_backup(ctx, m) -> dict:
     }
 
 
-RETIRED_MARK = "vetai-ops retired "  # + ISO time, the comment on a database a restore replaced
-
-
 def _after_swap(ctx, maint, before: str, m) -> None:
     """Best effort, the swap is done: stamp the retired database with the time it was retired
     (prune ages it by that), and carry the journal of the runs since the backup into the
     restored database (they live on only in the retired one)."""
-    from datetime import datetime, timezone
-
     from ..journal import carry_history
 
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        with maint.connect() as c:
-            c.execute(text(f"COMMENT ON DATABASE {quote_ident(before)} IS "
-                           f"'{RETIRED_MARK}{stamp} (replaced by backup {m.id})'"))
+        retired.mark_retired(maint, before, m.id)
     except Exception as e:  # noqa: BLE001
         ctx.emit("warning", f"could not mark {before} with its retirement time: {short_error(e)}")
     old = ctx.access.engine(before)
@@ -269,24 +263,6 @@ def _after_swap(ctx, maint, before: str, m) -> None:
         ctx.emit("warning", f"could not carry deploy_history over from {before}: {short_error(e)}")
     finally:
         old.dispose()
-
-
-def _unused_name(maint, before: str, live: str) -> str:
-    """A database kept by an earlier restore is never replaced: when ``before`` is taken, name
-    the retired database by the swap time, then add ``_2``, ``_3``... (two restores of one
-    backup can happen within the same second as that backup was taken)."""
-    from ..store.catalog import new_id
-
-    stamp = f"{live}_before_{new_id()}".lower()
-    candidates = [before, stamp] + [f"{stamp}_{n}" for n in range(2, 100)]
-    with maint.connect() as c:
-        taken = set(c.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
-                              {"p": f"{live.lower()}\\_before\\_%"}).scalars())
-    for name in candidates:
-        if name not in taken:
-            return name
-    raise OpsError(f"more than 100 databases named {live}_before_* exist; drop old ones "
-                   f"(they are the databases retired by earlier restores)")
 
 
 def swap(ctx, maint, live: str, scratch: str, before: str) -> None:

@@ -92,9 +92,16 @@ class Catalog:
 
     def read_manifest(self, bid: str) -> Manifest:
         try:
-            return Manifest.from_json(json.loads(self.store.get_bytes(self.manifest_key(bid))))
+            m = Manifest.from_json(json.loads(self.store.get_bytes(self.manifest_key(bid))))
         except (ValueError, TypeError) as e:
             raise OpsError(f"manifest of backup {bid} is unreadable: {e}", "remove or repair it") from None
+        # the manifest's own fields reach SQL comments, object keys and messages: they must be
+        # the backup named by the file, nothing else
+        if m.id != bid or not ID_RE.match(str(m.id)) or not str(m.dump_key).startswith(f"{self.env}/{bid}."):
+            raise OpsError(f"manifest {self.manifest_key(bid)} describes another backup "
+                           f"(id {str(m.id)[:40]!r}, dump {str(m.dump_key)[:80]!r}); it is not trusted",
+                           "remove it, or restore the manifest that belongs to this backup")
+        return m
 
     def list(self) -> list[Manifest]:
         """Complete backups (manifest present and its dump present), newest first."""
