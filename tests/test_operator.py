@@ -554,3 +554,17 @@ def test_tables_are_not_truncated_off_a_terminal(local_env):
     assert r.returncode == 0 and bid in r.stdout and "…" not in r.stdout
     r = cli("history", "--env=local", env_extra={"COLUMNS": ""})
     assert r.returncode == 0 and "…" not in r.stdout
+
+
+def test_plan_sql_is_printed_verbatim_off_a_terminal():
+    """SQL is not rich markup: a regex like [a-z0-9] in a CHECK must come out as written."""
+    import io
+
+    from rich.console import Console
+
+    from vetai_ops.cli.render import plan_sql
+
+    buf = io.StringIO()
+    sql = "ALTER TABLE users ADD CONSTRAINT ck_email CHECK (email ~ '^[a-z0-9.]+@[a-z]+$');"
+    plan_sql({"pending": ["0014"], "sql": {"0014": sql}}, Console(file=buf, width=160))
+    assert sql in buf.getvalue() and "-- 0014" in buf.getvalue()

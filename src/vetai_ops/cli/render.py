@@ -110,7 +110,9 @@ def plan_sql(p: dict, c: Console = out) -> None:
         c.print(f"[bold]-- {rev}[/]")
         text = (sql.get(rev) or "").strip()
         if text:
-            c.print(Syntax(text, "sql", theme="ansi_dark", word_wrap=True) if c.is_terminal else text)
+            # Syntax, never print(text): rich would read "[a-z0-9]" in a CHECK as markup; off a
+            # terminal it renders the same text without colours
+            c.print(Syntax(text, "sql", theme="ansi_dark", word_wrap=True))
         else:
             c.print("-- (no SQL rendered for this revision; `invoke validate --json` says why)")
     if not p.get("pending"):
