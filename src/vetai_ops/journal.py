@@ -102,23 +102,27 @@ def read_log(env: str | None = None, path: Path | None = None) -> list[dict[str,
     return out
 
 
+_COLUMNS = ("run_id, action, env, operator, started_at, finished_at, from_revision, to_revision, backup_id,"
+            " outcome, error, steps, revisions, tool_version")
+_INSERT = text(
+    f"INSERT INTO deploy_history ({_COLUMNS}) VALUES (:run_id, :action, :env, :operator, :started_at, :finished_at,"
+    " :from_revision, :to_revision, :backup_id, :outcome, :error, CAST(:steps AS jsonb), CAST(:revisions AS jsonb),"
+    " :tool_version)")
+
+
 def record_history(engine: Engine, row: dict[str, Any]) -> None:
     """Insert one deploy_history row in the target DB (created on first use)."""
     with engine.begin() as c:
         c.execute(text(HISTORY_DDL))
-        c.execute(
-            text(
-                "INSERT INTO deploy_history (run_id, action, env, operator, started_at, finished_at, from_revision,"
-                " to_revision, backup_id, outcome, error, steps, revisions, tool_version) VALUES (:run_id, :action,"
-                " :env, :operator, to_timestamp(:started), to_timestamp(:finished), :from_revision, :to_revision,"
-                " :backup_id, :outcome, :error, CAST(:steps AS jsonb), CAST(:revisions AS jsonb), :tool_version)"
-            ),
-            {**row, "steps": json.dumps(row.get("steps", [])), "revisions": json.dumps(row.get("revisions", []))},
-        )
+        c.execute(_INSERT, _params({**row, "started_at": _utc(row["started"]), "finished_at": _utc(row["finished"])}))
 
 
-_COLUMNS = ("run_id, action, env, operator, started_at, finished_at, from_revision, to_revision, backup_id,"
-            " outcome, error, steps, revisions, tool_version")
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "steps": json.dumps(row.get("steps") or []), "revisions": json.dumps(row.get("revisions") or [])}
 
 
 def carry_history(src: Engine, dst: Engine) -> int:
@@ -134,13 +138,9 @@ def carry_history(src: Engine, dst: Engine) -> int:
     with dst.begin() as c:
         c.execute(text(HISTORY_DDL))
         have = set(c.execute(text("SELECT run_id FROM deploy_history")).scalars())
-        new = [{**r, "steps": json.dumps(r["steps"]), "revisions": json.dumps(r["revisions"])}
-               for r in rows if r["run_id"] not in have]
+        new = [_params(dict(r)) for r in rows if r["run_id"] not in have]
         if new:
-            c.execute(text(
-                f"INSERT INTO deploy_history ({_COLUMNS}) VALUES (:run_id, :action, :env, :operator, :started_at,"
-                " :finished_at, :from_revision, :to_revision, :backup_id, :outcome, :error, CAST(:steps AS jsonb),"
-                " CAST(:revisions AS jsonb), :tool_version)"), new)
+            c.execute(_INSERT, new)
     return len(new)
 
 
