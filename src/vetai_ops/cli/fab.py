@@ -9,15 +9,13 @@ with the host given on the command line instead of the inventory's host list.
 
 from __future__ import annotations
 
-import sys
 
 from fabric import task
 
 from ..config import Playbook, StepSpec, load_inventory
 from ..errors import ConfigError
-from ..pipeline import run_playbook
 from . import render
-from .tasks import H_VERBOSE, _confirm, ops
+from .tasks import H_VERBOSE, _run, ops
 
 
 def _env_for(c, env: str | None, role: str):
@@ -37,18 +35,17 @@ def _env_for(c, env: str | None, role: str):
     return inv, e
 
 
-def _one(c, env, role, steps, options=None):
+def _one(c, env, role, steps, options=None, verbose=False):
     inv, e = _env_for(c, env, role)
     pb = Playbook(name=f"fab-{steps[0]}", steps=[StepSpec(step=s) for s in steps], on_failure_after=None)
-    return run_playbook(pb.name, e.name, options=options or {}, sink=render.ConsoleSink(render.err),
-                        confirm=_confirm if sys.stdin.isatty() else None, inventory=inv, playbook=pb)
+    return _run(pb.name, e.name, options or {}, False, verbose, inventory=inv, playbook=pb)
 
 
 @task(help={"env": "inventory environment", "verbose": H_VERBOSE})
 @ops
 def dump(c, env=None, verbose=False):
     """pg_dump on this host into the env's store (a full, manifest-checked backup)."""
-    rep = _one(c, env, "db", ["backup"])
+    rep = _one(c, env, "db", ["backup"], verbose=verbose)
     render.out.print(f"backup {rep.get('backup_id')} -> {rep.get('backup_url')}")
 
 
@@ -57,7 +54,7 @@ def dump(c, env=None, verbose=False):
 @ops
 def restore(c, env=None, to=None, yes=False, verbose=False):
     """Restore a backup onto this DB host (verify, new DB, check, swap)."""
-    rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes})
+    rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes}, verbose=verbose)
     render.out.print(f"restored {rep.get('restored_id')}")
 
 
@@ -65,11 +62,11 @@ def restore(c, env=None, to=None, yes=False, verbose=False):
 @ops
 def health(c, env=None, verbose=False):
     """The env's HTTP health checks, fetched on this host."""
-    _one(c, env, "app", ["health"])
+    _one(c, env, "app", ["health"], verbose=verbose)
 
 
 @task(help={"env": "inventory environment", "verbose": H_VERBOSE})
 @ops
 def restart(c, env=None, verbose=False):
     """The env's service restart command on this host."""
-    _one(c, env, "app", ["restart"])
+    _one(c, env, "app", ["restart"], verbose=verbose)

@@ -65,12 +65,14 @@ def _confirm(env_name: str, plan: dict) -> bool:
         return False
 
 
-def _run(name: str, env: str | None, options: dict, json_: bool, verbose: bool) -> dict:
+def _run(name: str, env: str | None, options: dict, json_: bool, verbose: bool, **kw) -> dict:
+    """Run a playbook with the console's progress and, on a terminal, its confirmation
+    (``kw``: run_playbook's ``playbook=`` / ``inventory=`` for built-in and per-host ones)."""
     from ..pipeline import run_playbook
 
     sink = render.ConsoleSink(render.err, verbose=verbose)
     confirm = _confirm if sys.stdin.isatty() else None
-    return run_playbook(name, env, options=options, sink=sink, confirm=confirm)
+    return run_playbook(name, env, options=options, sink=sink, confirm=confirm, **kw)
 
 
 def _load_env(env: str | None):
@@ -318,13 +320,11 @@ def migrations_upgrade(c, env=None, to="head", yes=False, dry_run=False, backup=
                        verbose=False):
     """Alembic upgrade to --to, with the lock, validation, confirmation, and a backup first on protected envs."""
     from ..ops.revisions import resolve_target, upgrade_playbook
-    from ..pipeline import run_playbook
 
     target = resolve_target(to)
     opts = {"target": target, "yes": yes, "dry_run": dry_run, "allow": allow or [],
             "backup_first": _backup_first(env, backup)}
-    report = run_playbook("migrations.upgrade", env, options=opts, sink=render.ConsoleSink(render.err, verbose=verbose),
-                          confirm=_confirm if sys.stdin.isatty() else None, playbook=upgrade_playbook())
+    report = _run("migrations.upgrade", env, opts, json_, verbose, playbook=upgrade_playbook())
     if json_:
         render.print_json({"ok": True, "report": report})
 
@@ -337,11 +337,9 @@ def migrations_upgrade(c, env=None, to="head", yes=False, dry_run=False, backup=
 def migrations_downgrade(c, env=None, to=None, yes=False, dry_run=False, backup=False, json_=False, verbose=False):
     """Alembic downgrade to --to: lock, a backup first on protected envs, refused there without --yes."""
     from ..ops.revisions import downgrade_playbook
-    from ..pipeline import run_playbook
 
     opts = {"to": to, "yes": yes, "dry_run": dry_run, "backup_first": _backup_first(env, backup)}
-    report = run_playbook("migrations.downgrade", env, options=opts, sink=render.ConsoleSink(render.err, verbose=verbose),
-                          confirm=_confirm if sys.stdin.isatty() else None, playbook=downgrade_playbook())
+    report = _run("migrations.downgrade", env, opts, json_, verbose, playbook=downgrade_playbook())
     if json_:
         render.print_json({"ok": True, "report": report})
 
