@@ -291,8 +291,8 @@ def _interrupted(pb, env, report) -> Interrupted:
 def _recovery_summary(report: dict) -> str:
     rec = report.get("recovery")
     swapped = report.get("restore_summary")
-    if not rec and swapped and report.get("action") != "deploy":
-        # a rollback that failed after its swap: the restore itself is done
+    if not rec and swapped:
+        # the restore ran as a main step (a rollback) and failed after its swap: it is done
         return (f"the live database is backup {report.get('restored_id')}; the one it replaced is kept as "
                 f"{swapped['previous_db']} (to go back: ALTER DATABASE ... RENAME, or `invoke rollback` to another backup)")
     if not rec:

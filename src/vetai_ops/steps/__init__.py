@@ -6,7 +6,6 @@ or SSH, and never know whether the store is S3 or a folder.
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 from ..errors import ConfigError
@@ -23,16 +22,7 @@ def step(name: str):
 
 
 def get_step(name: str) -> Callable:
-    # import only what the playbook needs (a backup need not import Alembic): the module
-    # named like the step first, every step module when the step lives elsewhere
-    if name not in _REGISTRY and name.isidentifier():
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-    if name not in _REGISTRY:
-        _load()
+    _load()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown step {name!r} in playbook", f"use one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

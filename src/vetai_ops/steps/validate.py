@@ -49,7 +49,7 @@ def changed_applied(conn) -> list[str]:
 @step("validate")
 def validate(ctx, render: bool = True, **_):
     """Static checks + where the DB stands. Refuses (GateRefused) and changes nothing."""
-    from ..validate import validate_history
+    from ..validate import FAILING_RULES, validate_history
 
     access = ctx.access
     with access.engine().connect() as conn:
@@ -86,7 +86,7 @@ def validate(ctx, render: bool = True, **_):
             "migration history failed validation: " + "; ".join(problems),
             "fix the files (never edit an applied revision: add a new one); `invoke validate` shows details",
         )
-    failing = [f for f in report.blocking if not f.destructive]
+    failing = [f for f in report.blocking if f.rule in FAILING_RULES]
     if failing:  # PostgreSQL would refuse these after the backup: nothing to acknowledge, fix the file
         raise GateRefused(
             "pending revisions would fail: " + "; ".join(f"{f.revision}: {f.message} ({f.file}:{f.line})"

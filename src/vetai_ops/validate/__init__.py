@@ -15,11 +15,12 @@ a comment line in the revision file::
 """
 
 from .lint import lint_sql, render_sql
-from .model import DESTRUCTIVE_RULES, Finding, Report, RevisionInfo, ValidationIssue
+from .model import DESTRUCTIVE_RULES, FAILING_RULES, Finding, Report, RevisionInfo, ValidationIssue
 from .static import validate_history
 
 __all__ = [
     "DESTRUCTIVE_RULES",
+    "FAILING_RULES",
     "Finding",
     "Report",
     "RevisionInfo",
