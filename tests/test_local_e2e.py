@@ -279,13 +279,10 @@ def test_database_names_that_would_be_truncated_are_refused():
 def test_plan_shows_sql_and_changes_nothing(local_env):
     local_env.run("deploy", yes=True, target="0011")
     history = local_env.psql("select count(*) from deploy_history")
-    env = dict(os.environ)
-    r = subprocess.run([sys.executable, "-m", "invoke", "plan", "--env=local"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = cli("plan", "--env=local")
     assert r.returncode == 0, r.stderr
     assert "-- 0012" in r.stdout and "CREATE TABLE notifications" in r.stdout and "-- 0013" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "invoke", "plan", "--env=local", "--json"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = cli("plan", "--env=local", "--json")
     plan = json.loads(r.stdout)["plan"]
     assert plan["pending"] == ["0012", "0013"] and "CREATE TABLE notifications" in plan["sql"]["0012"]
     assert (plan["from"], plan["to"]) == ("0011", "0013")

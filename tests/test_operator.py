@@ -554,6 +554,8 @@ def test_tables_are_not_truncated_off_a_terminal(local_env):
     assert r.returncode == 0 and bid in r.stdout and "…" not in r.stdout
     r = cli("history", "--env=local", env_extra={"COLUMNS": ""})
     assert r.returncode == 0 and "…" not in r.stdout
+    deploy_backup = local_env.psql("select backup_id from deploy_history where action = 'deploy' order by id limit 1")
+    assert deploy_backup and deploy_backup in r.stdout  # whole ids, not cut
 
 
 def test_plan_sql_is_printed_verbatim_off_a_terminal():

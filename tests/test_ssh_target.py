@@ -157,9 +157,15 @@ def test_kill_stops_the_whole_pipeline(tgt, where):
     tag = f"30.{uuid.uuid4().int % 100000:05d}"
     p = t.start(pipeline(["sleep", tag], ["sleep", tag + "1"]))
     end = time.time() + 10
-    while len(_running(f"sleep {tag}")) < 2 and time.time() < end:
+
+    def sleeps():  # the two pipeline stages themselves, not the bash line that names them
+        return [line for line in _running(f"sleep {tag}") if line.startswith("sleep ")]
+
+    while len(sleeps()) < 2 and time.time() < end:
         time.sleep(0.02)
-    assert len(_running(f"sleep {tag}")) >= 2
+    assert len(sleeps()) == 2
+    if where == "ssh":
+        assert isinstance(p.pid, int)  # the PID line was read, so kill() takes the PID path
     t0 = time.time()
     p.kill()
     p.kill()  # idempotent
