@@ -52,7 +52,13 @@ def part_size(configured_mb: int, size_hint: int | None) -> int:
     """Multipart part size in bytes: the configured MiB (S3's minimum is 5), raised when
     ``size_hint`` bytes would need more than 9,000 parts (S3 allows 10,000 per upload), so a
     large database is not refused by S3 at its 10,001st part. Memory is about
-    ``(max_concurrency + 2) * part size``: it grows only for backups above ~70 GB."""
+    ``(max_concurrency + 2) * part size``: it grows only for backups above ~70 GB.
+
+    Why not s3transfer's ``ChunksizeAdjuster``: s3transfer cannot size a non-seekable stream
+    (it applies the adjuster only when it knows the size), and the adjuster doubles the part
+    until it fits, overshooting by up to 2x, i.e. up to twice the memory held in parts; the
+    smallest whole MiB that fits keeps that bound tight. (A 5 GiB part, S3's maximum, is
+    only reached at ~45 TB.)"""
     size = max(5, int(configured_mb)) * MB
     if size_hint:
         need = -(-int(size_hint) // (S3_MAX_PARTS - 1000))
