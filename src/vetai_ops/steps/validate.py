@@ -189,6 +189,8 @@ def _check_client_tools(ctx, server_version: str) -> None:
         try:
             r = t.run([access.bin(tool), "--version"], check=False)
             have, why = (tool_major(r.text) if r.returncode == 0 else None), (r.stderr or r.text).strip()[-200:]
+            if have is not None:
+                ctx.state[f"{tool}_version"] = r.text.strip()  # the backup records it: asked once
         except TargetError as e:  # not installed / not on PATH
             have, why = None, e.message
         if have is None:
