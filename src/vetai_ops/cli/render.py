@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 from rich.syntax import Syntax
@@ -124,6 +125,11 @@ def render_plan(p: dict, c: Console = out) -> None:
             f"db host {p.get('db_host')}, app hosts {', '.join(p.get('app_hosts') or []) or '-'}, database {p.get('database')}")
     if p.get("restore"):
         c.print(f"  [bold]restore backup {p['restore']}[/] ({human_bytes(p.get('restore_size'))}) from {p.get('backup_store')}")
+        sel = p.get("selection") or {}
+        if sel.get("text"):
+            c.print("  --to=" + escape(str(sel.get("asked"))) + ": " + escape(sel["text"]))
+        if (sel.get("undid") or {}).get("text"):
+            c.print("  [bold]undoes " + escape(sel["undid"]["text"]) + "[/]")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}")
     else:
