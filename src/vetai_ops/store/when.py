@@ -237,10 +237,25 @@ def last_deploy(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             continue  # its own on_failure already put its backup back
         if outcome != "success" and not _main_step(row, ("migrate", "seed"), ("ok", "failed")):
             continue  # failed before it changed anything: nothing to undo
-        if floor is not None and row.get("backup_id") and str(row["backup_id"]) >= floor:
-            continue  # a later rollback already went back to (or before) its backup
+        if floor is not None and _state_key(row) >= floor:
+            continue  # a later rollback already went back to its backup, or to one taken before it began
         return row
     return None
+
+
+def _state_key(row: dict[str, Any]) -> str:
+    """The state a deploy started from, as an id: its backup, or (none taken) its start time."""
+    if row.get("backup_id"):
+        return str(row["backup_id"])
+    started = row.get("started_at")
+    if isinstance(started, str):
+        try:
+            started = datetime.fromisoformat(started)
+        except ValueError:
+            return ""
+    if not isinstance(started, datetime):
+        return ""  # unknown: never counted as undone
+    return started.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _pre_deploy(backups: list[Manifest], history: list[dict[str, Any]], env: str) -> Selection:
