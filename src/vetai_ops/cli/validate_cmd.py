@@ -20,12 +20,14 @@ def run_validate(env: str | None, migrations: str | None, json_out: bool, render
     pending = None
     live_errors: list[str] = []
     current = None
+    protected = False
     if env:
         from ..database import migrations as mig
         from ..status import context
         from ..steps.validate import changed_applied
 
         with context(env) as ctx:
+            protected = ctx.env.protected
             with ctx.access.engine().connect() as conn:
                 current = mig.current(conn)
                 live_errors += changed_applied(conn)
@@ -44,6 +46,10 @@ def run_validate(env: str | None, migrations: str | None, json_out: bool, render
         data["pending"] = sorted(pending or [])
     # with --env, a pending destructive revision that deploy would refuse is not "valid" either
     ok = report.ok and not live_errors and not (env and report.blocking)
+    if protected and any(f.rule == "squawk-missing" for f in report.findings):
+        live_errors.append(f"squawk is not installed: protected env {env!r} refuses SQL nobody linted "
+                           "(`pip install -e .` installs squawk-cli)")
+        ok = False
     data["ok"] = ok
     if json_out:
         render.print_json(data)
