@@ -208,15 +208,15 @@ def test_failing_health_on_app_host_restores_over_ssh(remote_env, health):
     """A post-check failure on the app host (fetched over SSH) restores the S3 backup on the DB host."""
     remote_env.write(checks=f"{{http: ['{health.url}'], timeout: 2, retries: 2, retry_delay: 0.1}}")
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
-    remote_env.psql("delete from vaccinations where id in (select id from vaccinations limit 2)")
-    before = remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v")
+    remote_env.psql("insert into clients (first_name, last_name) values ('Ana', 'Ruiz'), ('Luis', 'Vega')")
+    before = remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c")
     assert remote_env.revision() == "0012"
     health.status = 503
     r = remote_env.cli("deploy", "--env=prod", "--yes")
     assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
     assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
     assert remote_env.revision() == "0012"
-    assert remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v") == before
+    assert remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c") == before
     health.status = 200
     r = remote_env.cli("deploy", "--env=prod", "--yes")
     assert r.returncode == 0, r.stderr
