@@ -280,13 +280,14 @@ def _confirm_adopt(env_name: str, report: dict) -> bool:
         return False
 
 
-@task(help={"env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE})
+@task(help={"env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE,
+            "table": "TypeORM's migrations table, when the backend sets migrationsTableName (default: migrations)"})
 @ops
-def adopt(c, env=None, yes=False, json_=False, verbose=False):
+def adopt(c, env=None, yes=False, json_=False, verbose=False, table=None):
     """Take over a TypeORM-built DB: map its migrations table, check the schema, alembic stamp."""
     from ..ops.adopt import adopt as do_adopt
 
-    res = do_adopt(env, yes=yes, sink=render.ConsoleSink(render.err, verbose=verbose),
+    res = do_adopt(env, yes=yes, table=table, sink=render.ConsoleSink(render.err, verbose=verbose),
                    confirm=_confirm_adopt if sys.stdin.isatty() else None)
     if json_:
         render.print_json(res)
