@@ -534,8 +534,19 @@ class RemoteEnv:
                                 stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
     def psql(self, sql: str, user: str | None = None) -> str:
-        """psql on the live database as the deploy role (what owns the schema), or ``user``."""
-        return self.pg.cluster.psql(sql, db=self.dbname, user=user or self.pg.deploy_user)
+        """psql on the live database as the deploy role (what owns the schema), or ``user``.
+        Over TCP with the role's password (in psql's environment, never its argv): the cluster's
+        socket maps the OS user to the superuser only (peer + ident map)."""
+        user = user or self.pg.deploy_user
+        pw = {self.pg.deploy_user: self.pg.deploy_password, self.pg.app_user: self.pg.app_password}.get(user)
+        if pw is None:
+            return self.pg.cluster.psql(sql, db=self.dbname, user=user)
+        r = subprocess.run([self.pg.cluster.bin("psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.pg.host,
+                            "-p", str(self.pg.port), "-U", user, "-d", self.dbname, "-c", sql],
+                           capture_output=True, text=True, env=dict(os.environ, PGPASSWORD=pw))
+        if r.returncode != 0:
+            raise RuntimeError(f"psql as {user} failed: {r.stderr.strip()}")
+        return r.stdout.strip()
 
     def objects(self) -> list[str]:
         resp = self.s3.client().list_objects_v2(Bucket=self.bucket)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fixtures_remote import _comm, _descendants
-from test_remote_e2e import PW_VAR, RemoteEnv, _run_while, add_bulk, remote_env  # noqa: F401 - fixture
+from test_remote_e2e import _run_while, add_bulk
 
 pytestmark = pytest.mark.remote
 
