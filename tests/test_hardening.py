@@ -364,3 +364,63 @@ def test_an_older_trusting_sandbox_is_tightened_on_start(local_env):
     c = local_env.cluster()  # the next run of the tool
     assert stat.S_IMODE(c.socket_dir.stat().st_mode) == 0o700
     assert "trust" not in c.psql("select auth_method from pg_hba_file_rules")
+
+
+NON_ROOT_RUN = r'''
+import os, sys, pwd
+# the interpreter lives under /root here: import everything a run needs while root can read it
+import vetai_ops.pipeline, vetai_ops.steps, vetai_ops.database.sandbox, vetai_ops.database.access
+import vetai_ops.store.factory, vetai_ops.targets.factory, vetai_ops.store.catalog, vetai_ops.journal
+import vetai_ops.validate, vetai_ops.validate.lint
+vetai_ops.steps._load()
+import sqlalchemy.dialects.postgresql.psycopg, psycopg, alembic.command, zstandard, json, hashlib, email
+import urllib.request, logging.config, uuid, getpass, socket, platform, tempfile, shlex, subprocess, threading
+import sqlalchemy.sql.default_comparator, alembic.ddl.postgresql, alembic.runtime.migration, alembic.autogenerate
+import mako.template
+pw = pwd.getpwnam("nobody")
+os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)  # from here on: an ordinary user
+os.environ["HOME"] = sys.argv[1]
+from vetai_ops.pipeline import run_playbook
+from vetai_ops.config import load_inventory
+from vetai_ops.database.sandbox import stop_sandbox
+try:
+    r = run_playbook("deploy", "local", options={"yes": True})
+    print("deploy", r["outcome"], r.get("to_rev"))
+    b = run_playbook("backup", "local")
+    print("backup", b["outcome"])
+    r = run_playbook("rollback", "local", options={"yes": True, "to": b["backup_id"]})
+    print("rollback", r["outcome"])
+finally:
+    stop_sandbox(load_inventory().env("local"), destroy=True)
+'''
+
+
+def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
+    """Without root the server runs as the operator's own user: the sandbox checks and the
+    peer map must let that user in (the suite otherwise runs everything as root)."""
+    import shutil
+    import tempfile
+
+    from fixtures_pg import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="vetai-nonroot-"))
+    try:
+        (home / "inventory.yml").write_text(
+            "default_env: local\nenvironments:\n  local:\n"
+            f"    sandbox: {{dir: '{home}/sb', port: {free_port()}}}\n"
+            "    database: {name: nonroot, user: vetai}\n"
+            f"    storage: {{type: local, path: '{home}/backups'}}\n")
+        (home / "run.py").write_text(NON_ROOT_RUN)
+        os.chown(home, *_nobody())
+        env = dict(os.environ, VETAI_OPS_INVENTORY=str(home / "inventory.yml"), VETAI_OPS_LOGS=str(home / "logs"))
+        r = subprocess.run([sys.executable, str(home / "run.py"), str(home)], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "deploy success 0013" in r.stdout and "backup success" in r.stdout and "rollback success" in r.stdout
+    finally:
+        if (home / "sb" / "data" / "PG_VERSION").exists():
+            from vetai_ops.database.cluster import resolve_bindir
+
+            subprocess.run(["runuser", "-u", "nobody", "--", str(resolve_bindir() / "pg_ctl"), "stop", "-m", "immediate",
+                            "-D", str(home / "sb" / "data")], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
