@@ -16,8 +16,9 @@ from typing import Any
 from ..errors import BackupNotFound, OpsError
 from .base import BackupStore
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
-ID_PREFIX_RE = re.compile(r"^\d{1,8}(T\d{0,6}Z?)?$")
+# \Z, not $ (which lets a trailing newline through); [0-9], not \d (any Unicode digit)
+ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
+ID_PREFIX_RE = re.compile(r"^[0-9]{1,8}(T[0-9]{0,6}Z?)?\Z")
 
 
 @dataclass
