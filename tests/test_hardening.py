@@ -156,3 +156,61 @@ def test_restore_spool_removed_when_the_backup_is_corrupt(local_env):
     with pytest.raises(ChecksumMismatch):
         local_env.run("rollback", to=bid, yes=True)
     assert set(Path("/tmp").glob(f"vetai-ops-spool-{local_env.dbname}.*")) == before == set()
+
+
+# ------------------------------------------------------------------ 6. rich markup in dynamic text
+
+EVIL = "[/] [bold]down[/bold] [red"  # what an app may put in its reason phrase or body
+
+
+@pytest.fixture
+def evil_health():
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503, EVIL)
+            self.end_headers()
+            self.wfile.write(EVIL.encode())
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/health"
+    srv.shutdown()
+
+
+def test_markup_in_a_health_reason_phrase_gives_the_normal_recovery_and_report(local_env, evil_health):
+    local_env.run("deploy", yes=True, target="0012")
+    local_env.inventory.write_text(local_env.inventory.read_text().replace(
+        "    storage:", f"    checks: {{http: ['{evil_health}'], timeout: 2, retries: 1, retry_delay: 0.1}}\n    storage:"))
+    logs = Path(os.environ["VETAI_OPS_LOGS"])
+    r = subprocess.run([sys.executable, "-m", "invoke", "deploy", "--env=local", "--yes"], cwd=ROOT,
+                       env=dict(os.environ, COLUMNS="400"), capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "MarkupError" not in r.stderr and "unexpected error" not in r.stderr
+    assert "RECOVERY FAILED" not in r.stderr and "recovered:" in r.stderr
+    assert EVIL in r.stderr  # shown as the app sent it
+    assert local_env.psql("select version_num from alembic_version") == "0012"
+    runs = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
+    finished = [e for e in runs if e.get("kind") == "run_finished" or e.get("event") == "run_finished"]
+    assert finished and "failed" in json.dumps(finished[-1])
+
+
+def test_tables_and_errors_show_brackets_as_text(capsys):
+    from vetai_ops.cli import render
+    from vetai_ops.events import Event
+
+    render.table("t [/]", ["a[/]"], [["[bold]x[/]", None]])
+    sink = render.ConsoleSink(render.out)
+    for kind in ("run_started", "step_failed", "warning", "info", "revision_applied", "run_finished"):
+        sink.emit(Event(kind, "st[/]ep", f"{kind} {EVIL}", {"outcome": "failed", "duration_s": 1.0}))
+    render.render_plan({"env": "e[/]", "db_host": "[/]", "database": "d", "pending": ["r[/]"],
+                        "findings": [{"revision": "r[/]", "rule": "x[/]", "severity": "error", "file": "[/]f",
+                                      "line": 1}]})
+    out = capsys.readouterr().out
+    assert "[bold]x[/]" in out and out.count(EVIL) == 6 and "st[/]ep" in out and "x[/]" in out

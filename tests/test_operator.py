@@ -121,7 +121,7 @@ def test_prune_keeps_newest_and_last_verified_removes_old_and_incomplete(local_e
 
     local_env.run("deploy", yes=True)  # one pre-deploy backup
     real = local_env.run("backup")["backup_id"]
-    # the first deploy restore-tests its backup (acknowledged revisions 0002/0004); forget that
+    # the first deploy restore-tests its backup (its revisions carry acknowledged destructive changes); forget that
     # here so that the old fake 20200102 is the newest verified backup
     forget_verifications(local_env)
     for i, bid in enumerate(["20200101T000000Z", "20200102T000000Z", "20200103T000000Z", "20200104T000000Z"]):
@@ -247,16 +247,19 @@ def test_adopt_at_13th_then_deploy_has_nothing_pending(local_env):
     assert r.returncode != 0 and "already managed by Alembic" in r.stderr
 
 
-def test_adopt_at_9th_then_deploy_to_head(local_env):
-    _typeorm_built(local_env, 9)
+def test_adopt_at_12th_then_deploy_to_head(local_env):
+    """TypeORM stopped at CreateDiagnosisTable: adopt stamps 0012, deploy applies ConsolidateSchema."""
+    _typeorm_built(local_env, 12)
     r = cli("adopt", "--env=local")
     assert r.returncode == 0, r.stderr
-    assert "0009" in r.stdout and "4 pending" in r.stdout
-    assert _current(local_env) == "0009"
+    assert "0012" in r.stdout and "CreateDiagnosisTable1750120000000" in r.stdout and "1 pending" in r.stdout
+    assert _current(local_env) == "0012"
     rep = local_env.run("deploy", yes=True)
     assert rep["outcome"] == "success"
-    assert [x["revision"] for x in rep["revisions"]] == ["0010", "0011", "0012", "0013"]
+    assert [x["revision"] for x in rep["revisions"]] == ["0013"]
     assert _current(local_env) == "0013"
+    assert local_env.psql("select count(*) from information_schema.tables where table_name in "
+                          "('prescriptions', 'vaccinations', 'notifications')") == "3"
 
 
 def test_adopt_mismatch_is_refused_naming_the_difference(local_env):

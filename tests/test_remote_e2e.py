@@ -19,82 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.remote
 
-ROOT = Path(__file__).resolve().parents[1]
-PW_VAR = "VETAI_TEST_DB_PASSWORD"
-
-
-class RemoteEnv:
-    def __init__(self, tmp: Path, bed, pg, s3, known_hosts: str | None = None):
-        self.bed, self.pg, self.s3 = bed, pg, s3
-        self.dbname = "prod_" + uuid.uuid4().hex[:8]
-        self.bucket = s3.create_bucket()
-        self.inventory = tmp / "inventory.yml"
-        self.tmp = tmp
-        self.known_hosts = known_hosts or bed.known_hosts
-        pg.cluster.psql(f'CREATE DATABASE "{self.dbname}"')
-        self.write()
-
-    def write(self, **extra):
-        app = self.bed.hosts[1] if len(self.bed.hosts) > 1 else self.bed.hosts[0]
-        lines = [
-            "default_env: prod",
-            "environments:",
-            "  prod:",
-            "    protected: true",
-            f"    ssh: {{user: {self.bed.user}, port: {self.bed.port}, key_file: '{self.bed.key_file}', known_hosts: '{self.known_hosts}'}}",
-            f"    hosts: {{db: ['{self.bed.hosts[0]}'], app: ['{app}']}}",
-            f"    database: {{name: {self.dbname}, user: vetai, host: 127.0.0.1, port: {self.pg.port}, password_env: {PW_VAR},"
-            f" bin_dir: '{self.pg.cluster.bindir}'}}",
-            f"    storage: {{type: s3, bucket: {self.bucket}, prefix: prod, region: us-east-1, endpoint_url: '{self.s3.endpoint_url}'}}",
-        ]
-        for k, v in extra.items():
-            lines.append(f"    {k}: {v}")
-        self.inventory.write_text("\n".join(lines) + "\n")
-
-    def env_vars(self) -> dict:
-        return {"VETAI_OPS_INVENTORY": str(self.inventory), PW_VAR: self.pg.password, "VETAI_OPS_LOGS": str(self.tmp / "logs")}
-
-    def cli(self, *args, timeout=300):
-        env = dict(os.environ, **self.env_vars())
-        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def popen(self, *args):
-        """The CLI in the background (stdin closed, like cron)."""
-        env = dict(os.environ, **self.env_vars())
-        return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-
-    def psql(self, sql: str) -> str:
-        return self.pg.cluster.psql(sql, db=self.dbname)
-
-    def objects(self) -> list[str]:
-        resp = self.s3.client().list_objects_v2(Bucket=self.bucket)
-        return sorted(o["Key"] for o in resp.get("Contents", []))
-
-    def uploads(self) -> list:
-        return self.s3.client().list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
-
-    def revision(self) -> str:
-        if not self.psql("select to_regclass('public.alembic_version')"):
-            return "base"
-        return self.psql("select coalesce((select version_num from alembic_version), 'base')")
-
-
-@pytest.fixture
-def remote_env(tmp_path, ssh_bed, pg_tcp, s3_server, monkeypatch):
-    if not s3_server.running:
-        s3_server.start()
-    re_ = RemoteEnv(tmp_path, ssh_bed, pg_tcp, s3_server)
-    for k, v in re_.env_vars().items():
-        monkeypatch.setenv(k, v)
-    yield re_
-    for h in ssh_bed.hosts:
-        if not ssh_bed.alive(h):
-            ssh_bed.restart(h)
-    pg_tcp.cluster.psql(f"select pg_terminate_backend(pid) from pg_stat_activity where datname like '{re_.dbname}%'")
-    for db in pg_tcp.cluster.psql(f"select datname from pg_database where datname like '{re_.dbname}%'").split():
-        pg_tcp.cluster.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+from fixtures_remote import ROOT  # noqa: E402  (RemoteEnv and remote_env live in fixtures_remote.py)
 
 
 def wait_until(pred, proc, limit: float = 240.0) -> bool:
@@ -151,7 +76,7 @@ def test_deploy_backup_rollback_over_ssh_and_s3(remote_env):
     assert man["revision"] is None and man["reason"] == "pre-deploy"
     head = s3.head_object(Bucket=remote_env.bucket, Key="prod/" + man["dump_key"])
     assert head.get("ServerSideEncryption") == "AES256"
-    assert remote_env.pg.password not in json.dumps(man)
+    assert remote_env.password not in json.dumps(man)
 
     # a manual backup at head, then damage, then rollback to it
     r = remote_env.cli("backup", "--env=prod", "--json")
@@ -166,9 +91,9 @@ def test_deploy_backup_rollback_over_ssh_and_s3(remote_env):
     r = remote_env.cli("status", "--env=prod", "--json")
     s = json.loads(r.stdout)
     assert s["current"] == "0013" and s["last_backup"]["id"] == bid
-    assert remote_env.pg.password not in r.stdout
+    assert remote_env.password not in r.stdout
     logs = (remote_env.tmp / "logs" / "migration.log").read_text()
-    assert remote_env.pg.password not in logs
+    assert remote_env.password not in logs
 
 
 def test_password_never_in_ps_nor_environ_on_the_host(remote_env):
@@ -179,7 +104,7 @@ def test_password_never_in_ps_nor_environ_on_the_host(remote_env):
 
     assert remote_env.cli("deploy", "--env=prod", "--yes").returncode == 0
     add_bulk(remote_env, rows=1000)
-    pw = remote_env.pg.password
+    pw = remote_env.password
     holder = psycopg.connect(**remote_env.pg.conninfo(remote_env.dbname))
     holder.execute("LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for its ACCESS SHARE lock
     p = remote_env.popen("backup", "--env=prod")
@@ -329,15 +254,15 @@ def test_failing_health_on_app_host_restores_over_ssh(remote_env, health):
     """A post-check failure on the app host (fetched over SSH) restores the S3 backup on the DB host."""
     remote_env.write(checks=f"{{http: ['{health.url}'], timeout: 2, retries: 2, retry_delay: 0.1}}")
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
-    remote_env.psql("delete from vaccinations where id in (select id from vaccinations limit 2)")
-    before = remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v")
+    remote_env.psql("insert into clients (first_name, last_name) values ('Ana', 'Ruiz'), ('Luis', 'Vega')")
+    before = remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c")
     assert remote_env.revision() == "0012"
     health.status = 503
     r = remote_env.cli("deploy", "--env=prod", "--yes")
     assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
     assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
     assert remote_env.revision() == "0012"
-    assert remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v") == before
+    assert remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c") == before
     health.status = 200
     r = remote_env.cli("deploy", "--env=prod", "--yes")
     assert r.returncode == 0, r.stderr
@@ -396,3 +321,23 @@ def test_restart_rolls_over_every_app_host_over_ssh(remote_env):
         assert servers == [h1, h2]  # one restart per app host, in inventory order
     finally:
         Path(log).unlink(missing_ok=True)
+
+
+def test_bed_is_like_production(remote_env, app_sessions):
+    """The bed is not friendly (DESIGN §4): the tool runs as a non-superuser owner with CREATEDB;
+    the app connects as its own role, which holds grants, settings and objects of its own."""
+    pg, db = remote_env.pg, remote_env.dbname
+    [(superuser, createdb, owner)] = pg.admin(
+        f"SELECT r.rolsuper, r.rolcreatedb, pg_get_userbyid(d.datdba) FROM pg_roles r, pg_database d"
+        f" WHERE r.rolname = '{pg.deploy_user}' AND d.datname = '{db}'")
+    assert (superuser, createdb, owner) == (False, True, pg.deploy_user)
+    acl = pg.admin(f"SELECT coalesce(pg_get_userbyid(a.grantee), 'PUBLIC'), a.privilege_type FROM pg_database d,"
+                   f" aclexplode(d.datacl) a WHERE d.datname = '{db}'")
+    assert ("PUBLIC", "CONNECT") not in acl and (pg.app_user, "CONNECT") in acl
+    conn = app_sessions.idle()
+    assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"  # ALTER ROLE app IN DATABASE ... SET
+    assert conn.execute("SHOW work_mem").fetchone()[0] == "8MB"  # ALTER DATABASE ... SET
+    assert conn.execute("SELECT count(*) FROM app_cache.sessions").fetchone()[0] == 1
+    assert remote_env.cli("deploy", "--env=prod", "--yes").returncode == 0
+    assert conn.execute("SELECT count(*) FROM pets").fetchone()[0] > 0  # default privileges granted the app the tables
+    assert app_sessions.alive() == [True]
