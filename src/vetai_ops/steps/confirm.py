@@ -9,9 +9,12 @@ from . import step
 def _rollback_plan(ctx) -> dict:
     """What a rollback will do, shown before the operator confirms it."""
     from ..database import migrations as mig
+    from ..journal import read_history
 
-    m = ctx.catalog.resolve(ctx.options.get("to"))
+    sel = ctx.catalog.select(ctx.options.get("to"), history=lambda: read_history(ctx.access.engine(), limit=500))
+    m = sel.manifest
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
+    ctx.state["selection"] = sel.to_json()  # how --to was read, and the deploy it undoes (pre-deploy)
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
     return {
@@ -19,6 +22,7 @@ def _rollback_plan(ctx) -> dict:
         "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
         "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,
         "backup_store": ctx.store.url(m.dump_key), "pending": [], "findings": [],
+        "selection": ctx.state["selection"],
     }
 
 
