@@ -149,6 +149,13 @@ def test_digit_only_values_are_ids_never_times(catalog):
     assert catalog.select("20261202T010000Z", now=NOW).kind == "id"
 
 
+def test_pre_deploy_without_a_journal_is_refused_not_guessed(catalog):
+    with pytest.raises(BackupNotFound, match="needs the env's deploy journal"):
+        catalog.select("pre-deploy", now=NOW)  # resolve() callers pass no journal
+    with pytest.raises(BackupNotFound, match="no deploy left to undo"):
+        catalog.select("pre-deploy", now=NOW, history=list)
+
+
 def test_required_and_empty_store(catalog, tmp_path):
     from vetai_ops.store.local import LocalStore
 

@@ -28,7 +28,7 @@ backups. Refusals raise :class:`BackupNotFound` (exit 2: nothing changed).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
@@ -101,7 +101,6 @@ class Selection:
     at: datetime | None = None
     zone_given: bool = True
     undid: dict[str, Any] | None = None  # pre-deploy: the deploy this rollback undoes
-    notes: list[str] = field(default_factory=list)
 
     @property
     def before_s(self) -> float | None:
@@ -157,7 +156,10 @@ def select(backups: list[Manifest], to: Any, *, env: str, location: str, now: da
     if w.kind == "id":
         return _by_id(backups, w.text, env, location)
     if w.kind == "pre-deploy":
-        return _pre_deploy(backups, history() if history else [], env)
+        if history is None:  # a caller without the env's journal must not read "no deploys"
+            raise BackupNotFound("--to=pre-deploy needs the env's deploy journal, which this command does not read",
+                                 "use `invoke rollback --to=pre-deploy` or `invoke backups.verify --to=pre-deploy`")
+        return _pre_deploy(backups, history(), env)
     assert w.at is not None
     if w.at > now:
         raise BackupNotFound(
