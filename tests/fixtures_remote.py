@@ -365,9 +365,9 @@ class PgTCP:
             sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}")
             .format(o, a),
             sql.SQL("CREATE SCHEMA app_cache AUTHORIZATION {}").format(a),
-            sql.SQL("CREATE TABLE app_cache.sessions (id int PRIMARY KEY, data text)"),
+            sql.SQL("CREATE TABLE app_cache.sessions (id serial PRIMARY KEY, data text)"),
             sql.SQL("ALTER TABLE app_cache.sessions OWNER TO {}").format(a),
-            sql.SQL("INSERT INTO app_cache.sessions VALUES (1, 'cached')"),
+            sql.SQL("INSERT INTO app_cache.sessions (data) VALUES ('cached')"),
             db=name,
         )
 
