@@ -214,3 +214,153 @@ def test_tables_and_errors_show_brackets_as_text(capsys):
                                       "line": 1}]})
     out = capsys.readouterr().out
     assert "[bold]x[/]" in out and out.count(EVIL) == 6 and "st[/]ep" in out and "x[/]" in out
+
+
+# ------------------------------------------------------------------ 1. sandbox folder under /var/tmp
+
+FAKE_TOOL = "#!/bin/sh\ntouch {marker}\nexit 0\n"
+
+
+@pytest.fixture
+def relocation(tmp_path, monkeypatch):
+    """A project folder the server user cannot reach (so the sandbox relocates), a private
+    relocation base instead of the machine's /var/tmp/vetai-ops (other runs share that one),
+    and a planted engine: binaries that leave a marker when anyone runs them."""
+    import shutil
+    import tempfile
+
+    from vetai_ops.database import sandbox
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests play the root operator (the relocation only happens under root)")
+    top = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="vetai-reloc-"))
+    top.chmod(0o755)
+    base = top / "vetai-ops"
+    monkeypatch.setattr(sandbox, "RELOCATED_BASE", base)
+    project = tmp_path / "project"  # under pytest's 0700 tmp tree: unreachable for the server user
+    project.mkdir()
+    evil = top / "evil-bin"
+    evil.mkdir()
+    marker = top / "RAN-AS-ROOT"
+    for tool in ("postgres", "pg_ctl", "pg_isready", "psql", "initdb"):
+        (evil / tool).write_text(FAKE_TOOL.format(marker=marker))
+        (evil / tool).chmod(0o755)
+
+    class R:
+        pass
+
+    r = R()
+    r.base, r.project, r.evil, r.marker, r.top = base, project, evil, marker, top
+    r.alt = base / __import__("hashlib").sha256(str(project / "sb").encode()).hexdigest()[:16]
+    r.env = lambda: _sandbox_env(project / "sb")
+    yield r
+    from vetai_ops.database.cluster import Cluster, resolve_bindir
+
+    if (r.alt / "data" / "PG_VERSION").exists():
+        Cluster(r.alt, 0, resolve_bindir()).stop("immediate")
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def _sandbox_env(sbdir: Path):
+    from vetai_ops.config import Inventory
+
+    from fixtures_pg import free_port
+
+    inv = Inventory.model_validate({"environments": {"local": {
+        "sandbox": {"dir": str(sbdir), "port": free_port()}, "database": {"name": "relocated", "user": "vetai"}}}})
+    e = inv.env("local")
+    e.name = "local"
+    return e
+
+
+def _nobody() -> tuple[int, int]:
+    import pwd
+
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def _plant(path: Path, engine_dir: Path, owner: tuple[int, int]) -> None:
+    path.mkdir(mode=0o755)
+    (path / "engine").write_text(f"{engine_dir}\n")
+    (path / "data").mkdir()
+    (path / "data" / "PG_VERSION").write_text("15\n")
+    for p in (path, path / "engine", path / "data", path / "data" / "PG_VERSION"):
+        os.chown(p, *owner)
+
+
+def test_sandbox_folder_planted_by_another_user_is_refused(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o755)
+    _plant(relocation.alt, relocation.evil, _nobody())
+    with pytest.raises(OpsError) as ei:
+        ensure_sandbox(relocation.env())
+    assert str(relocation.alt) in ei.value.message and "nobody" in ei.value.message
+    assert not relocation.marker.exists()  # none of the planted binaries ran
+
+
+def test_relocation_base_made_by_another_user_is_refused(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o777)
+    relocation.base.chmod(0o777)
+    os.chown(relocation.base, *_nobody())
+    with pytest.raises(OpsError) as ei:
+        ensure_sandbox(relocation.env())
+    assert str(relocation.base) in ei.value.message and "nobody" in ei.value.message
+    assert not relocation.alt.exists() and not relocation.marker.exists()
+
+
+def test_engine_file_someone_else_could_write_is_never_used(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o755)
+    _plant(relocation.alt, relocation.evil, (0, 0))  # folder ours...
+    os.chown(relocation.alt / "engine", *_nobody())  # ...but its engine file is not
+    with pytest.raises(OpsError, match="engine"):
+        ensure_sandbox(relocation.env())
+    (relocation.alt / "engine").chmod(0o666)
+    os.chown(relocation.alt / "engine", 0, 0)  # ours, but writable by everyone
+    with pytest.raises(OpsError, match="writable by other users"):
+        ensure_sandbox(relocation.env())
+    assert not relocation.marker.exists()
+
+
+# ------------------------------------------------------------------ 2. sandbox socket and auth
+
+
+def test_relocated_sandbox_is_ours_and_only_its_operator_connects(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+
+    c = ensure_sandbox(relocation.env())  # a real relocated cluster, created from scratch
+    assert c.root == relocation.alt
+    for p, mode in ((relocation.base, 0o755), (relocation.alt, 0o755), (relocation.alt / "engine", 0o644)):
+        st = os.lstat(p)
+        assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == mode, (p, st.st_uid, oct(st.st_mode))
+    assert stat.S_IMODE(c.socket_dir.stat().st_mode) == 0o700
+    sock = c.socket_dir / f".s.PGSQL.{c.port}"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o700
+    rules = c.psql("select type || ':' || auth_method from pg_hba_file_rules")
+    assert "trust" not in rules and "local:peer" in rules
+    # another local user: neither the socket folder nor peer auth lets it in
+    r = subprocess.run(["runuser", "-u", "nobody", "--", c.bin("psql"), "-X", "-h", str(c.socket_dir),
+                        "-p", str(c.port), "-U", "vetai", "-d", "postgres", "-c", "select 1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "Permission denied" in r.stderr or "authentication failed" in r.stderr, r.stderr
+    # the operator (root here) still works, as the tool's own connections above showed
+    assert c.psql("select current_user") == "vetai"
+    c.stop()
+
+
+def test_an_older_trusting_sandbox_is_tightened_on_start(local_env):
+    c = local_env.cluster()
+    (c.data / "pg_hba.conf").write_text("local all all trust\n")  # what older versions wrote
+    c.socket_dir.chmod(0o755)
+    c = local_env.cluster()  # the next run of the tool
+    assert stat.S_IMODE(c.socket_dir.stat().st_mode) == 0o700
+    assert "trust" not in c.psql("select auth_method from pg_hba_file_rules")

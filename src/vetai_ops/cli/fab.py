@@ -49,7 +49,7 @@ def dump(c, env=None, verbose=False):
     render.out.print(f"backup {rep.get('backup_id')} -> {rep.get('backup_url')}", markup=False)
 
 
-@task(help={"env": "inventory environment", "to": "backup id / prefix / latest", "yes": "no confirmation",
+@task(help={"env": "inventory environment", "to": "backup id / prefix / latest / a time (2026-12-02T05:40:00Z; no zone = UTC) / -2h / pre-deploy", "yes": "no confirmation",
             "verbose": H_VERBOSE})
 @ops
 def restore(c, env=None, to=None, yes=False, verbose=False):
