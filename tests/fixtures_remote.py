@@ -535,7 +535,8 @@ class RemoteEnv:
 
     def psql(self, sql: str, user: str | None = None) -> str:
         """psql on the live database as the deploy role (what owns the schema), or ``user``."""
-        return self.pg.cluster.psql(sql, db=self.dbname, user=user or self.pg.deploy_user)
+        role = user or self.pg.deploy_user  # the socket admits the superuser only: it becomes the role
+        return self.pg.cluster.psql(f'SET ROLE "{role}"; {sql}', db=self.dbname)
 
     def objects(self) -> list[str]:
         resp = self.s3.client().list_objects_v2(Bucket=self.bucket)
