@@ -16,7 +16,8 @@ from typing import Any
 from ..errors import OpsError
 from .base import BackupStore
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
+# \Z, not $ (which lets a trailing newline through); [0-9], not \d (any Unicode digit)
+ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
 
 
 @dataclass
