@@ -365,9 +365,9 @@ class PgTCP:
             sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}")
             .format(o, a),
             sql.SQL("CREATE SCHEMA app_cache AUTHORIZATION {}").format(a),
-            sql.SQL("CREATE TABLE app_cache.sessions (id int PRIMARY KEY, data text)"),
+            sql.SQL("CREATE TABLE app_cache.sessions (id serial PRIMARY KEY, data text)"),
             sql.SQL("ALTER TABLE app_cache.sessions OWNER TO {}").format(a),
-            sql.SQL("INSERT INTO app_cache.sessions VALUES (1, 'cached')"),
+            sql.SQL("INSERT INTO app_cache.sessions (data) VALUES ('cached')"),
             db=name,
         )
 
@@ -534,19 +534,9 @@ class RemoteEnv:
                                 stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
     def psql(self, sql: str, user: str | None = None) -> str:
-        """psql on the live database as the deploy role (what owns the schema), or ``user``.
-        Over TCP with the role's password (in psql's environment, never its argv): the cluster's
-        socket maps the OS user to the superuser only (peer + ident map)."""
-        user = user or self.pg.deploy_user
-        pw = {self.pg.deploy_user: self.pg.deploy_password, self.pg.app_user: self.pg.app_password}.get(user)
-        if pw is None:
-            return self.pg.cluster.psql(sql, db=self.dbname, user=user)
-        r = subprocess.run([self.pg.cluster.bin("psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.pg.host,
-                            "-p", str(self.pg.port), "-U", user, "-d", self.dbname, "-c", sql],
-                           capture_output=True, text=True, env=dict(os.environ, PGPASSWORD=pw))
-        if r.returncode != 0:
-            raise RuntimeError(f"psql as {user} failed: {r.stderr.strip()}")
-        return r.stdout.strip()
+        """psql on the live database as the deploy role (what owns the schema), or ``user``."""
+        role = user or self.pg.deploy_user  # the socket admits the superuser only: it becomes the role
+        return self.pg.cluster.psql(f'SET ROLE "{role}"; {sql}', db=self.dbname)
 
     def objects(self) -> list[str]:
         resp = self.s3.client().list_objects_v2(Bucket=self.bucket)
