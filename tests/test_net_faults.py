@@ -17,11 +17,27 @@ from pathlib import Path
 import pytest
 
 from fixtures_remote import _comm, _descendants
-from test_remote_e2e import _run_while, add_bulk
+from test_remote_e2e import add_bulk
 
 pytestmark = pytest.mark.remote
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_while(remote_env, action, trigger, args):
+    """Run the CLI in the background; when trigger() says so, call action(); return
+    (exit code, stdout, stderr, whether the action ran)."""
+    p = remote_env.popen(*args)
+    end = time.time() + 60
+    fired = False
+    while time.time() < end and p.poll() is None:
+        if trigger():
+            action()
+            fired = True
+            break
+        time.sleep(0.01)
+    out, err = p.communicate(timeout=180)
+    return p.returncode, out, err, fired
 
 
 def procs(name: str, needle: str) -> list[int]:

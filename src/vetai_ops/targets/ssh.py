@@ -141,19 +141,25 @@ class SSHProcess:
                 ch.close()
             return
         self._pid_seen.wait(2.0)
+        killed = False
         if self.pid and self._target is not None:
             with contextlib.suppress(Exception):  # a refused channel or a dead link: the fallback below
                 killer = self._target.start(["kill", "-KILL", "--", f"-{self.pid}"])
-                killer.wait(10)
-        # also ask sshd to signal it (RFC 4254 6.9; honoured for non-root logins)
-        with contextlib.suppress(Exception):
-            m = paramiko.Message()
-            m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
-            m.add_int(ch.remote_chanid)
-            m.add_string("signal")
-            m.add_boolean(False)
-            m.add_string("KILL")
-            ch.transport._send_user_message(m)
+                killed = killer.wait(10) == 0
+        if killed:
+            ch.status_event.wait(5)  # the command's end reaches us; its channel closes
+        # else ask sshd to signal it (RFC 4254 6.9; honoured for non-root logins). Never on a
+        # channel sshd already closed: a request for an unknown channel makes sshd drop the
+        # whole connection (every other command, the SFTP session and the tunnel with it)
+        if not killed and not ch.closed and not ch.status_event.is_set():
+            with contextlib.suppress(Exception):
+                m = paramiko.Message()
+                m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+                m.add_int(ch.remote_chanid)
+                m.add_string("signal")
+                m.add_boolean(False)
+                m.add_string("KILL")
+                ch.transport._send_user_message(m)
         with contextlib.suppress(Exception):
             ch.close()
 
