@@ -196,9 +196,12 @@ def test_markup_in_a_health_reason_phrase_gives_the_normal_recovery_and_report(l
     assert "RECOVERY FAILED" not in r.stderr and "recovered:" in r.stderr
     assert EVIL in r.stderr  # shown as the app sent it
     assert local_env.psql("select version_num from alembic_version") == "0012"
-    runs = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
-    finished = [e for e in runs if e.get("kind") == "run_finished" or e.get("event") == "run_finished"]
-    assert finished and "failed" in json.dumps(finished[-1])
+    journal = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
+    deploy = [e for e in journal if e["action"] == "deploy"]
+    finished = [e for e in deploy if e["event"] == "run_finished"]
+    assert finished and finished[-1]["data"]["outcome"] == "failed"  # journaled to the end
+    assert any(e["event"] == "step_finished" and e["step"] == "restore" for e in deploy)  # the recovery ran
+    assert any(EVIL in e["message"] for e in deploy)  # the reason phrase, as sent, in the journal
 
 
 def test_tables_and_errors_show_brackets_as_text(capsys):
