@@ -69,6 +69,9 @@ def test_missing_squawk_refuses_a_protected_deploy_and_warns_elsewhere(local_env
         run_playbook("deploy", "local", options={"yes": True})
     assert ei.value.exit_code == 2 and "squawk" in ei.value.message
     assert local_env.psql("select version_num from alembic_version") == before  # nothing changed
+    from vetai_ops.cli.validate_cmd import run_validate
+
+    assert run_validate(env="local", migrations=None, json_out=True, render_sql=True) == 2  # `invoke validate --env`
 
     monkeypatch.setenv("VETAI_OPS_INVENTORY", str(local_env.inventory))
     sink = ListSink()
