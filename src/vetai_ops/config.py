@@ -175,6 +175,8 @@ class Backup(Strict):
     zstd_level: int = 1  # bench: level 1 was both smaller and ~2x cheaper than 3 on 2 cores (bench/README.md)
     compress_on: Literal["host", "operator"] = "host"
     restore_jobs: int | None = None  # None: the DB host's cores
+    # a dump or restore stream that moves no bytes for this long is killed and reported
+    stall_timeout: float = Field(default=120.0, gt=0)
 
 
 class Environment(Strict):
