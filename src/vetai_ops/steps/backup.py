@@ -24,6 +24,7 @@ from ..errors import CommandFailed, OpsError, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
+from ..targets.stall import StallWatch, WatchedReader
 from . import step
 from ..database.introspect import estimated_rows
 from ..units import human_bytes
@@ -152,7 +153,9 @@ def _take_backup(ctx, reason: str) -> Manifest:
     ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
     with access.pg_env() as penv:
         proc = target.start(argv, env=penv)
-        src = _ZstdReader(proc.stdout, ctx.env.backup.zstd_level) if on_operator else proc.stdout
+        watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the dump stream from pg_dump on {target.name}")
+        raw = WatchedReader(proc.stdout, watch, "no backup was registered")
+        src = _ZstdReader(raw, ctx.env.backup.zstd_level) if on_operator else raw
         reader = HashingReader(src, progress)
         try:
             # what the store may need to size its parts by (S3 allows 10,000 parts): the last
@@ -166,6 +169,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
             with contextlib.suppress(OpsError):
                 ctx.store.delete(key)
             raise
+        finally:
+            watch.close()
         rc = proc.wait()
     tick.final()
     if rc != 0:
