@@ -143,6 +143,13 @@ class Checks(Strict):
     probe_timeout: str = "60s"
     probe_sample_rows: int = Field(1_000_000, ge=1)
 
+    @field_validator("probe_timeout")
+    @classmethod
+    def _timeout(cls, v):
+        if not re.fullmatch(r"[0-9]+ ?(ms|s|min|h)?", v.strip()):
+            raise ValueError(f"invalid probe_timeout {v!r}: a PostgreSQL duration such as '60s', '500ms' or '2min'")
+        return v.strip()
+
     @field_validator("http")
     @classmethod
     def _urls(cls, v):

@@ -127,6 +127,10 @@ def _remove_dead_spools(ctx, target) -> None:
         return
     target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
                 "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
+    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
+    # in its name): one untouched for a day is a dead run's, whichever database it held
+    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
+                "-mmin", "+1440", "-delete"], check=False)
 
 
 def _spool_folder(ctx, target) -> str:
