@@ -162,6 +162,9 @@ class Checks(Strict):
 class Services(Strict):
     restart: list[str] | None = None  # argv run on each app host, rolling
     rolling_delay: float = 0.0
+    # write_fence: commands — argv run on each app host to stop / resume the app's writes
+    maintenance_on: list[str] | None = None
+    maintenance_off: list[str] | None = None
 
 
 class Sandbox(Strict):
@@ -191,6 +194,17 @@ class Environment(Strict):
     services: Services = Field(default_factory=Services)
     backup: Backup = Field(default_factory=Backup)
     downgrade_on_failure: bool = False
+    # keep the app from writing from backup start to the end of the post-checks (writes made in
+    # that window would be discarded by a restore): none, read_only (the database refuses the
+    # app's writes), or commands (services.maintenance_on/off on the app hosts)
+    write_fence: Literal["none", "read_only", "commands"] = "none"
+
+    @model_validator(mode="after")
+    def _fence(self):
+        if self.write_fence == "commands" and not (self.services.maintenance_on and self.services.maintenance_off):
+            raise ValueError("write_fence is 'commands' but services.maintenance_on / services.maintenance_off "
+                             "are not both set (argv lists run on each app host)")
+        return self
 
     # filled by load_inventory
     name: str = ""

@@ -386,11 +386,17 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
 
 
 def _finish(ctx: RunContext, report: dict) -> None:
+    for fn in ctx.state.pop("on_finish", []):  # e.g. lift the write fence: on every exit path, first
+        try:
+            fn(ctx)
+        except Exception as e:  # noqa: BLE001 - never hides the run's own outcome
+            ctx.emit("warning", f"{getattr(fn, '__name__', 'cleanup')} failed: {redact(short_error(e))}")
     report["finished"] = time.time()
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
     for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes"):
+              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes", "fence_status",
+              "fence_repaired"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])

@@ -72,7 +72,7 @@ def upgrade_playbook() -> Playbook:
         description="lock -> validate (to --to) -> preflight -> plan -> confirm -> backup (protected, or a "
                     "destructive revision acknowledged) -> verify (then) -> migrate -> post-check",
         steps=[StepSpec(step="lock"), StepSpec(step="validate"), StepSpec(step="preflight"), StepSpec(step="plan"),
-               StepSpec(step="confirm"),
+               StepSpec(step="confirm"), StepSpec(step="fence", options={"repair_only": True}),
                StepSpec(step="backup", options={"reason": "pre-upgrade"}, when="backup_first"),
                StepSpec(step="verify"),
                StepSpec(step="migrate", when="run_migrations"),
@@ -89,6 +89,7 @@ def downgrade_playbook() -> Playbook:
         name="migrations.downgrade",
         description="lock -> plan (protected needs --yes) -> confirm -> backup (protected) -> downgrade -> post-check",
         steps=[StepSpec(step="lock"), StepSpec(step="downgrade_plan"), StepSpec(step="confirm"),
+               StepSpec(step="fence", options={"repair_only": True}),
                StepSpec(step="backup", options={"reason": "pre-downgrade"}, when="backup_first"),
                StepSpec(step="downgrade"),
                StepSpec(step="postcheck", options={"http": False, "rows": False})],
