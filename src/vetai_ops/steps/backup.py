@@ -201,6 +201,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         host=target.name,
         tables=tables,
         log_key=catalog.log_key(bid),
+        db_size=db_size,
     )
     catalog.write_manifest(m)  # last: only now does the backup exist
     return m
