@@ -26,6 +26,7 @@ from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
 from ..targets.stall import StallWatch, WatchedReader
 from . import step
+from ..database import writestats
 from ..database.introspect import estimated_rows
 from ..units import human_bytes
 
@@ -135,6 +136,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
+        write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     pg_dump_version = (ctx.state.get("pg_dump_version")
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
     bid = catalog.allocate_id()
@@ -206,6 +208,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         host=target.name,
         tables=tables,
         log_key=catalog.log_key(bid),
+        write_stats=write_stats,
     )
     catalog.write_manifest(m)  # last: only now does the backup exist
     return m
