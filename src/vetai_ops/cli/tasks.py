@@ -99,7 +99,7 @@ def _load_env(env: str | None):
 
 
 @task(help={"env": H_ENV, "yes": H_YES, "dry_run": "show the plan and stop; nothing changes",
-            "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name'",
+            "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name', or a big table rewrite: --allow='rewrite pets'",
             "skip_backup": "skip the pre-deploy backup (refused on protected envs)",
             "no_rehearsal": "do not rehearse the pending revisions on a copy of the data first (refused on "
                             "protected envs; see deploy.rehearsal in the inventory)",

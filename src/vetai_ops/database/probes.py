@@ -641,3 +641,22 @@ def probe_notes(p: Probe | dict) -> list[str]:
         out.append(f"{d['revision']}: data loss: DROP COLUMN {d['table']}.{cols} discards {d['count']} non-NULL "
                    f"values" + (" (in a sample)" if d.get("sampled") else ""))
     return out
+
+
+def data_loss(engine, sql_by_rev: dict[str, str], *, sample_rows: int, timeout: str,
+              lock_timeout: str) -> dict[tuple[str, str], str]:
+    """``{(revision, "drop_column t.c"): "discards N non-NULL values"}`` for the pending DROP
+    COLUMNs whose column holds data: the destructive gate's refusal says what the loss is.
+    Best effort: a failure here returns what it has, never hides the refusal it decorates."""
+    out: dict[tuple[str, str], str] = {}
+    try:
+        probes = run_probes(engine, [p for p in derive_probes(sql_by_rev) if p.kind == "data_loss" and not p.skipped],
+                            sample_rows=sample_rows, timeout=timeout, lock_timeout=lock_timeout)
+    except Exception:  # noqa: BLE001 - decoration only
+        return out
+    for p in probes:
+        if p.count:
+            table = f"{p.schema}.{p.table}" if p.schema else p.table
+            out[(p.revision, f"drop_column {table}.{p.columns[0]}")] = (
+                f"discards {p.count} non-NULL values" + (" (in a sample)" if p.sampled else ""))
+    return out
