@@ -139,9 +139,9 @@ def test_host_keys_are_checked(remote_env, kind, tmp_path):
     remote_env.known_hosts = str(kh)
     remote_env.write()
     r = remote_env.cli("status", "--env=prod")
-    assert r.returncode != 0 and "host key" in r.stderr.lower() and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "host key" in r.stderr.lower() and "Traceback" not in r.stderr
     r = remote_env.cli("deploy", "--env=prod", "--yes")
-    assert r.returncode != 0 and "host key" in r.stderr.lower()
+    assert r.returncode == 1 and "host key" in r.stderr.lower()
     assert remote_env.revision() == "base" and remote_env.objects() == []
 
 
@@ -153,13 +153,13 @@ def test_host_key_changed_between_runs(remote_env, tmp_path):
     remote_env.known_hosts = str(kh)
     remote_env.write()
     r = remote_env.cli("deploy", "--env=prod", "--yes")
-    assert r.returncode != 0 and "host key" in r.stderr.lower()
+    assert r.returncode == 1 and "host key" in r.stderr.lower()
     assert remote_env.revision() == "base" and remote_env.objects() == []
 
 
 def test_protected_env_refuses_without_terminal_or_yes(remote_env):
     r = remote_env.cli("deploy", "--env=prod")
-    assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr
+    assert r.returncode == 2 and "protected" in r.stderr and "--yes" in r.stderr
     assert remote_env.revision() == "base" and remote_env.objects() == []
 
 
@@ -169,7 +169,7 @@ def test_s3_down_before_backup_refuses_to_migrate(remote_env):
         r = remote_env.cli("deploy", "--env=prod", "--yes")
     finally:
         remote_env.s3.start()
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     assert remote_env.revision() == "base"
     assert [k for k in remote_env.objects() if k.endswith(".json")] == [] and remote_env.uploads() == []
 
@@ -245,7 +245,7 @@ def test_rollback_refuses_a_flipped_byte_in_s3(remote_env):
     s3.put_object(Bucket=remote_env.bucket, Key=key, Body=bytes(data))
     remote_env.psql("delete from vaccinations")
     r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes")
-    assert r.returncode != 0 and "corrupt" in r.stderr
+    assert r.returncode == 4 and "corrupt" in r.stderr
     assert remote_env.psql("select count(*) from vaccinations") == "0"
     assert remote_env.psql(f"select count(*) from pg_database where datname like '{remote_env.dbname}_restore%'") == "0"
 
@@ -259,7 +259,7 @@ def test_failing_health_on_app_host_restores_over_ssh(remote_env, health):
     assert remote_env.revision() == "0012"
     health.status = 503
     r = remote_env.cli("deploy", "--env=prod", "--yes")
-    assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
+    assert r.returncode == 1 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
     assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
     assert remote_env.revision() == "0012"
     assert remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c") == before
@@ -288,7 +288,7 @@ def test_fab_dump_on_a_named_host(remote_env, health):
     health.status = 500
     r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL)
-    assert r.returncode != 0 and "health checks failed" in r.stderr and "500" in r.stderr
+    assert r.returncode == 1 and "health checks failed" in r.stderr and "500" in r.stderr
 
 
 def test_prune_aborts_multipart_debris(remote_env, monkeypatch):
