@@ -156,6 +156,16 @@ def test_pre_deploy_without_a_journal_is_refused_not_guessed(catalog):
         catalog.select("pre-deploy", now=NOW, history=list)
 
 
+def test_an_unreadable_journal_never_blocks_a_selection_by_time(catalog):
+    def broken():
+        raise OSError("deploy_history unreadable")
+
+    sel = catalog.select("2026-12-02T05:40:00Z", now=NOW, history=broken, explain=True)
+    assert sel.manifest.id == IDS[0] and sel.undid is None and "undid" not in sel.to_json()
+    with pytest.raises(OSError):  # pre-deploy has nothing to go on without it: the error stands
+        catalog.select("pre-deploy", now=NOW, history=broken, explain=True)
+
+
 def test_required_and_empty_store(catalog, tmp_path):
     from vetai_ops.store.local import LocalStore
 
@@ -206,6 +216,7 @@ def test_cli_rollback_by_time_shows_the_distance_and_refusals_exit_2(local_env):
     sel = rep["selection"]
     gap = (id_time(b) - id_time(a)).total_seconds() - 1
     assert sel["form"] == "time" and sel["backup"] == a and sel["before_s"] == gap and sel["zone_given"]
+    assert sel["undid"] == []  # the only deploy ran before both backups
     assert sel["text"] == f"backup {a}, {human_span(gap)} before {iso(b, -1)}"
     assert f"--to={iso(b, -1)}: {sel['text']}" in r.stderr  # the plan says it
     # no zone: UTC, and the plan says so; the same instant written with an offset picks the same backup
@@ -279,6 +290,10 @@ def test_pre_deploy_undoes_the_last_deploy_then_the_one_before(local_env, migrat
     r = cli("deploy", "--env=local", "--yes")
     assert r.returncode == 1 and "boom in 0014" in r.stderr
     assert local_env.psql("select outcome from deploy_history order by id desc limit 1") == "failed+restored"
+    # any form names the journaled deploys its restore undoes (the restored failure is not one)
+    plan = local_env.run("rollback", to=d2["backup_id"], dry_run=True)["plan"]
+    assert [e["run_id"] for e in plan["selection"]["undid"]] == [d3["run_id"], d2["run_id"]]
+    assert rev() == "0013"  # a dry run changes nothing
     # verify names the same backup rollback will restore
     r = cli("backups.verify", "--env=local", "--to=pre-deploy", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["id"] == d3["backup_id"], r.stderr
@@ -295,7 +310,8 @@ def test_pre_deploy_undoes_the_last_deploy_then_the_one_before(local_env, migrat
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)["report"]
     assert rep["restored_id"] == d2["backup_id"] and rev() == "0011"
-    ev = rep["selection"]["undid"]
+    assert len(rep["selection"]["undid"]) == 1
+    ev = rep["selection"]["undid"][0]
     assert ev["run_id"] == d2["run_id"] and (ev["from"], ev["to"]) == ("0011", "0012")
     assert ev["text"] == f"deploy {d2['run_id']} of {ev['finished_at']}: 0011 -> 0012"
     assert ev["finished_at"].endswith("Z")

@@ -155,19 +155,22 @@ def upgrade() -> None:
     op.drop_index("ix_users_email", table_name="users", if_exists=True)
     op.execute(sa.text(
         "DO $$ BEGIN "
-        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'uq_users_email') THEN "
+        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'uq_users_email' "
+        "AND conrelid = 'public.users'::regclass) THEN "
         "ALTER TABLE users ADD CONSTRAINT uq_users_email UNIQUE (email); "
         "END IF; END $$"
     ))
     op.execute(sa.text(
         "DO $$ BEGIN "
-        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'uq_clients_user_id') THEN "
+        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'uq_clients_user_id' "
+        "AND conrelid = 'public.clients'::regclass) THEN "
         "ALTER TABLE clients ADD CONSTRAINT uq_clients_user_id UNIQUE (user_id); "
         "END IF; END $$"
     ))
     op.execute(sa.text(
         "DO $$ BEGIN "
-        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'uq_veterinarians_user_id') THEN "
+        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'uq_veterinarians_user_id' "
+        "AND conrelid = 'public.veterinarians'::regclass) THEN "
         "ALTER TABLE veterinarians ADD CONSTRAINT uq_veterinarians_user_id UNIQUE (user_id); "
         "END IF; END $$"
     ))
@@ -185,7 +188,8 @@ def upgrade() -> None:
                     if_not_exists=True)
     op.execute(sa.text(
         "DO $$ BEGIN "
-        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'ck_appointments_cancelled_at') THEN "
+        "IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'ck_appointments_cancelled_at' "
+        "AND conrelid = 'public.appointments'::regclass) THEN "
         "ALTER TABLE appointments ADD CONSTRAINT ck_appointments_cancelled_at "
         "CHECK (cancelled_at IS NULL OR status = 'cancelled'); "
         "END IF; END $$"

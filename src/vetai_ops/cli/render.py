@@ -138,8 +138,8 @@ def render_plan(p: dict, c: Console = out) -> None:
         sel = p.get("selection") or {}
         if sel.get("text"):
             c.print("  --to=" + esc(sel.get("asked")) + ": " + esc(sel["text"]))
-        if (sel.get("undid") or {}).get("text"):
-            c.print("  [bold]undoes " + esc(sel["undid"]["text"]) + "[/]")
+        for ev in sel.get("undid") or []:
+            c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
     else:

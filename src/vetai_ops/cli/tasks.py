@@ -68,7 +68,7 @@ def _confirm(env_name: str, plan: dict) -> bool:
     sel = plan.get("selection") or {}
     if sel.get("text"):  # a rollback: say once more which backup, and what it undoes
         render.err.print("restore " + sel["text"]
-                         + ("; undoes " + sel["undid"]["text"] if (sel.get("undid") or {}).get("text") else ""), markup=False)
+                         + "".join("; undoes " + ev.get("text", "") for ev in sel.get("undid") or []), markup=False)
     render.err.print(f"[bold]Type the environment name ({esc(env_name)}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
@@ -138,9 +138,8 @@ def rollback(c, to=None, env=None, yes=False, json_=False, verbose=False):
         render.print_json({"ok": True, "report": report})
     else:
         sel = report.get("selection") or {}
-        undid = (sel.get("undid") or {}).get("text")
         render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})"
-                         + (f"; undid {undid}" if undid else ""), markup=False)
+                         + "".join(f"; undid {ev.get('text')}" for ev in sel.get("undid") or []), markup=False)
 
 
 @task(help={"env": H_ENV, "json": H_JSON, "allow": "acknowledge a destructive operation (repeatable)", "verbose": H_VERBOSE},

@@ -11,10 +11,17 @@ def _rollback_plan(ctx) -> dict:
     from ..database import migrations as mig
     from ..journal import read_history
 
-    sel = ctx.catalog.select(ctx.options.get("to"), history=lambda: read_history(ctx.access.engine(), limit=500))
+    rows: list = []
+
+    def history() -> list:  # read once, and only when a form or the plan needs it
+        if not rows:
+            rows.append(read_history(ctx.access.engine(), limit=500))
+        return rows[0]
+
+    sel = ctx.catalog.select(ctx.options.get("to"), history=history, explain=True)
     m = sel.manifest
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
-    ctx.state["selection"] = sel.to_json()  # how --to was read, and the deploy it undoes (pre-deploy)
+    ctx.state["selection"] = sel.to_json()  # how --to was read, and the journaled deploys it undoes
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
     return {

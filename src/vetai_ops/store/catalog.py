@@ -16,7 +16,8 @@ from typing import Any
 from ..errors import OpsError
 from .base import BackupStore
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
+# \Z, not $ (which lets a trailing newline through); [0-9], not \d (any Unicode digit)
+ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
 
 
 @dataclass
@@ -134,9 +135,11 @@ class Catalog:
         """``to`` = exact id, unique prefix, ``latest``, a time, ``-2h`` (see :mod:`.when`). Clear errors otherwise."""
         return self.select(to).manifest
 
-    def select(self, to: str | None, *, now: datetime | None = None, history=None):
+    def select(self, to: str | None, *, now: datetime | None = None, history=None, explain: bool = False):
         """The :class:`.when.Selection` for ``to`` (the backup and why); ``history`` is a callable
-        returning deploy_history rows, newest first, asked only for ``pre-deploy``."""
+        returning deploy_history rows, newest first, asked for ``pre-deploy`` (and with ``explain``,
+        to name the deploys the restore undoes)."""
         from .when import select
 
-        return select(self.list(), to, env=self.env, location=self.store.location, now=now, history=history)
+        return select(self.list(), to, env=self.env, location=self.store.location, now=now, history=history,
+                      explain=explain)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import BackupNotFound
 from ..units import human_span
@@ -100,7 +100,7 @@ class Selection:
     asked: str
     at: datetime | None = None
     zone_given: bool = True
-    undid: dict[str, Any] | None = None  # pre-deploy: the deploy this rollback undoes
+    undid: list[dict[str, Any]] | None = None  # the journaled deploys this restore undoes (None: not read)
 
     @property
     def before_s(self) -> float | None:
@@ -119,7 +119,7 @@ class Selection:
                          f"; that is {local.strftime('%Y-%m-%d %H:%M:%S')} {local.tzname()} here") + ")")
             return text
         if self.kind == "pre-deploy" and self.undid:
-            return f"backup {bid}, taken by deploy {self.undid['run_id']} before it migrated"
+            return f"backup {bid}, taken by deploy {self.undid[0]['run_id']} before it migrated"
         if self.kind == "latest":
             return f"backup {bid} (the latest)"
         return f"backup {bid}" + (f" (prefix {self.asked})" if self.asked != bid else "")
@@ -129,7 +129,7 @@ class Selection:
                                "text": self.describe()}
         if self.at is not None:
             out.update(at=fmt(self.at), zone_given=self.zone_given, before_s=round(self.before_s or 0.0, 3))
-        if self.undid:
+        if self.undid is not None:
             out["undid"] = self.undid
         return out
 
@@ -142,8 +142,20 @@ def _ids(ms: Iterable[Manifest], now: datetime | None = None) -> str:
 
 
 def select(backups: list[Manifest], to: Any, *, env: str, location: str, now: datetime | None = None,
-           history: Callable[[], list[dict[str, Any]]] | None = None) -> Selection:
-    """Pick one backup of ``backups`` (newest first, complete ones) for ``to``; BackupNotFound otherwise."""
+           history: Callable[[], list[dict[str, Any]]] | None = None, explain: bool = False) -> Selection:
+    """Pick one backup of ``backups`` (newest first, complete ones) for ``to``; BackupNotFound otherwise.
+    With ``explain``, whatever the form, ``undid`` lists the journaled deploys the restore undoes."""
+    sel = _select(backups, to, env=env, location=location, now=now, history=history)
+    if explain and history is not None and sel.undid is None:
+        try:
+            sel.undid = undone_by(history(), sel.manifest.id)
+        except Exception:  # noqa: BLE001 - naming them is a courtesy: an unreadable journal never blocks a restore
+            sel.undid = None
+    return sel
+
+
+def _select(backups: list[Manifest], to: Any, *, env: str, location: str, now: datetime | None,
+            history: Callable[[], list[dict[str, Any]]] | None) -> Selection:
     if to is None or not str(to).strip():
         raise BackupNotFound("--to is required: which backup to restore",
                              "pass --to=<id>, a time, -2h, pre-deploy or latest; `invoke backups.list` shows them")
@@ -226,6 +238,16 @@ def _undid(row: dict[str, Any]) -> dict[str, Any]:
 
 def last_deploy(history: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest deploy of ``history`` (deploy_history rows, newest first) not already undone."""
+    return next(_live_deploys(history), None)
+
+
+def undone_by(history: list[dict[str, Any]], bid: str) -> list[dict[str, Any]]:
+    """The deploys (newest first, not already undone) that restoring backup ``bid`` undoes:
+    those that started from it or from a later state."""
+    return [_undid(row) for row in _live_deploys(history) if _state_key(row) >= bid]
+
+
+def _live_deploys(history: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     floor: str | None = None  # the oldest backup a later run restored: deploys after it are undone
     for row in history:
         back = _restored_to(row)
@@ -241,8 +263,7 @@ def last_deploy(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             continue  # failed before it changed anything: nothing to undo
         if floor is not None and _state_key(row) >= floor:
             continue  # a later rollback already went back to its backup, or to one taken before it began
-        return row
-    return None
+        yield row
 
 
 def _state_key(row: dict[str, Any]) -> str:
@@ -276,7 +297,7 @@ def _pre_deploy(backups: list[Manifest], history: list[dict[str, Any]], env: str
         raise BackupNotFound(f"--to=pre-deploy: backup {bid} of the last deploy ({ev['text']}) is not a complete "
                              "backup in the store (pruned or incomplete)",
                              "pick another backup by time or id (`invoke backups.list`)")
-    return Selection(found[0], "pre-deploy", "pre-deploy", undid=ev)
+    return Selection(found[0], "pre-deploy", "pre-deploy", undid=[ev])
 
 
 # ------------------------------------------------------------------ bounds (backups.list)
