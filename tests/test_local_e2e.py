@@ -127,7 +127,7 @@ def test_cli_status_and_backups_list_json(local_env):
 def test_cli_bad_id_exits_nonzero_without_traceback(local_env):
     cli("deploy", "--env=local", "--yes")
     r = cli("rollback", "--to=20991231T000000Z", "--env=local", "--yes")
-    assert r.returncode == 1
+    assert r.returncode == 2  # refused: nothing changed
     assert "Traceback" not in r.stderr and "no backup" in r.stderr
 
 

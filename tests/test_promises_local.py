@@ -16,11 +16,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from procs import frozen, pids, wait_until
 from vetai_ops.errors import ChecksumMismatch, GateRefused, OpsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +39,6 @@ def cli_bg(*args):
     return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
-
-def wait_until(pred, proc, limit: float = 240.0) -> bool:
-    """Poll ``pred`` while the background CLI ``proc`` runs (an event, not a start-up guess)."""
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if pred():
-            return True
-        if proc.poll() is not None:
-            return pred()
-        time.sleep(0.01)
-    return False
 
 
 def one_line(text: str) -> str:
@@ -107,36 +96,6 @@ def deploy_lock_held(le) -> bool:
 def scratch_databases(le) -> str:
     return le.psql(f"select count(*) from pg_database where datname like '{le.dbname}_restore_%'")
 
-
-def local_pids(prog: str, *needles: str) -> list[int]:
-    """PIDs of ``prog`` whose argv holds every needle (this test's database: other workers run theirs)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            argv = [a.decode(errors="replace") for a in Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0") if a]
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == prog and all(any(n in a for a in argv) for n in needles):
-            out.append(int(d))
-    return out
-
-
-@contextlib.contextmanager
-def frozen(proc, prog: str, *needles: str):
-    """Wait (on the event) until the CLI ``proc`` runs ``prog`` for this test's database,
-    freeze it with SIGSTOP for the body (the run is certainly inside it), then thaw it."""
-    assert wait_until(lambda: bool(local_pids(prog, *needles)), proc), f"{prog} never started"
-    pids = local_pids(prog, *needles)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield pids
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 class TableGate:
@@ -297,8 +256,7 @@ def test_sigint_during_the_deploys_backup(local_env, migrations_copy):
     table lock would also stop preflight's row counts): exit 130, no manifest and no dump
     left in the store, the deploy lock released, the live database as it was."""
     local_env.run("deploy", yes=True)
-    plant_on_head(migrations_copy, 'op.create_table("never_applied", sa.Column("x", sa.Integer))',
-                  'op.drop_table("never_applied")')
+    rev = plant_on_head(migrations_copy, "op.execute('SELECT 1')")  # a pending revision: the deploy backs up first
     before, files = snapshot(local_env), store_files(local_env)
     p = cli_bg("deploy", "--env=local", "--yes")
     try:
@@ -311,10 +269,10 @@ def test_sigint_during_the_deploys_backup(local_env, migrations_copy):
     assert "interrupted" in err
     assert store_files(local_env) == files  # no manifest, no dump, no .partial
     assert not deploy_lock_held(local_env)
-    assert snapshot(local_env) == before
-    assert local_env.psql("select to_regclass('public.never_applied')") == ""
+    assert snapshot(local_env) == before  # the revision was not applied
     assert local_env.psql("select outcome from deploy_history order by id desc limit 1").startswith("interrupted")
     assert local_env.run("deploy", yes=True)["outcome"] == "success"  # nothing left in the way
+    assert local_env.psql("select version_num from alembic_version") == rev
 
 
 def test_sigint_during_a_rollback(local_env):
@@ -338,7 +296,7 @@ def test_sigint_during_a_rollback(local_env):
     assert snapshot(local_env) == before and local_env.psql("select count(*) from after_backup") == "1"
     assert scratch_databases(local_env) == "0"
     assert not deploy_lock_held(local_env)
-    assert not local_pids("pg_restore", scratch)
+    assert not pids("pg_restore", scratch)
     r = cli("rollback", f"--to={bid}", "--env=local", "--yes")
     assert r.returncode == 0, r.stderr
     assert local_env.psql("select to_regclass('public.after_backup')") == ""
