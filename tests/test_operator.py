@@ -249,7 +249,7 @@ def test_adopt_at_13th_then_deploy_has_nothing_pending(local_env):
     assert local_env.psql("select count(*) from users") == "1"  # no demo seeds: not a first deploy
     # adopting twice is refused
     r = cli("adopt", "--env=local")
-    assert r.returncode != 0 and "already managed by Alembic" in r.stderr
+    assert r.returncode == 2 and "already managed by Alembic" in r.stderr
 
 
 def test_adopt_at_12th_then_deploy_to_head(local_env):
