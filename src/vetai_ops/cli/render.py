@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.syntax import Syntax
 from rich.text import Text
 
+from ..database.probes import probe_notes
 from ..events import Event
 from ..units import human_bytes
 
@@ -128,6 +129,16 @@ def plan_sql(p: dict, c: Console = out) -> None:
         c.print("-- nothing pending")
 
 
+def impact_line(imp: dict) -> str:
+    """'ALTER TABLE pets ... — ACCESS EXCLUSIVE, rewrites 1.2 MiB' from an impact's JSON."""
+    from ..validate.locks import Impact
+
+    fields = {k: imp.get(k) for k in ("revision", "statement", "table", "schema", "lock", "effect", "reason",
+                                      "size_bytes", "acknowledged")}
+    line = Impact(**fields).line()
+    return line + (" (acknowledged)" if imp.get("acknowledged") else "")
+
+
 def render_plan(p: dict, c: Console = out) -> None:
     c.print(f"[bold]plan[/] env [bold]{esc(p['env'])}[/]{' (protected)' if p.get('protected') else ''}: "
             f"db host {esc(p.get('db_host'))}, app hosts {esc(', '.join(p.get('app_hosts') or []) or '-')}, "
@@ -142,6 +153,15 @@ def render_plan(p: dict, c: Console = out) -> None:
             c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
+        if "writes_since_backup" in p:
+            from ..database.writestats import describe
+
+            w = p["writes_since_backup"]
+            line = ("no writes since that backup (PostgreSQL statistics)" if w == {} else
+                    f"WRITES SINCE THAT BACKUP, discarded by this rollback: {describe(w)}"
+                    " (inserted +, updated ~, deleted -; PostgreSQL statistics, may lag a few seconds)")
+            notes = "; ".join(p.get("writes_notes") or [])
+            c.print(f"  [{'dim' if w == {} else 'yellow bold'}]{esc(line + (f'; {notes}' if notes else ''))}[/]")
     else:
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
                 + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""),
@@ -159,5 +179,12 @@ def render_plan(p: dict, c: Console = out) -> None:
                 tag = "acknowledged" if f.get("acknowledged") else "blocking"
                 c.print(f"      [yellow]{tag}[/] {esc(f.get('operation') or f.get('rule'))} "
                         f"({esc(f.get('file'))}:{esc(f.get('line'))})")
+        for imp in p.get("impacts") or []:
+            if imp.get("revision") == rev:
+                c.print(f"      [dim]lock[/] {esc(impact_line(imp))}")
+        for pr in p.get("probes") or []:
+            if pr.get("revision") == rev:
+                for note in probe_notes(pr):
+                    c.print(f"      [dim]probe[/] {esc(note)}")
     if p.get("first_deploy_seeds"):
         c.print("  first deploy: demo data will be seeded")
