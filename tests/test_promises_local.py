@@ -87,7 +87,7 @@ def history_rows(le) -> str:
 
 
 def deploy_lock_held(le) -> bool:
-    from vetai_ops.steps.lock import LOCK_CLASS
+    from vetai_ops.database.advisory import LOCK_CLASS
 
     return le.cluster().psql(
         f"select count(*) from pg_locks where locktype = 'advisory' and classid = {LOCK_CLASS}") != "0"
@@ -406,7 +406,7 @@ def _exit_2(le, migrations_copy):
 
 
 def _exit_3(le, migrations_copy):
-    from vetai_ops.steps.lock import LOCK_CLASS, lock_key
+    from vetai_ops.database.advisory import LOCK_CLASS, lock_key
 
     import psycopg
 

@@ -28,7 +28,7 @@ AWS_SECRET = "testing-secret-key"  # fixtures_remote._AWS_ENV: what boto3 signs 
 
 
 def deploy_lock_held(re_) -> bool:
-    from vetai_ops.steps.lock import LOCK_CLASS
+    from vetai_ops.database.advisory import LOCK_CLASS
 
     return re_.pg.cluster.psql(
         f"select count(*) from pg_locks where locktype = 'advisory' and classid = {LOCK_CLASS}") != "0"
