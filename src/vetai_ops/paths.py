@@ -32,3 +32,8 @@ def versions_dir() -> Path:
 
 def logs_dir() -> Path:
     return Path(os.environ.get("VETAI_OPS_LOGS") or project_root() / "logs")
+
+
+def cache_dir() -> Path:
+    """Operator-side caches (the reference schemas); ``VETAI_OPS_CACHE`` or ``.vetai/cache``."""
+    return Path(os.environ.get("VETAI_OPS_CACHE") or project_root() / ".vetai" / "cache")

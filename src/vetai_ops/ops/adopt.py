@@ -24,10 +24,11 @@ def adopt_playbook() -> Playbook:
     )
 
 
-def adopt(env_name: str | None, *, yes: bool = False, sink=None, confirm=None) -> dict:
-    """Run the adopt playbook; returns the adopt report (revision, differences, pending...)."""
+def adopt(env_name: str | None, *, yes: bool = False, sink=None, confirm=None, accept_drift=None) -> dict:
+    """Run the adopt playbook; returns the adopt report (revision, differences, pending...).
+    ``accept_drift``: tokens naming differences to accept (``True``: all of them)."""
     from ..pipeline import run_playbook
 
-    run = run_playbook("adopt", env_name, options={"yes": yes}, sink=sink, confirm=confirm,
+    run = run_playbook("adopt", env_name, options={"yes": yes, "accept_drift": accept_drift}, sink=sink, confirm=confirm,
                        playbook=adopt_playbook())
     return run["adopt"]

@@ -2,14 +2,15 @@
 
 ``adopt_check``: refuse when the database already has ``alembic_version``, has no TypeORM
 ``migrations`` table, or that table names migrations that are not a prefix of the guide's
-13 (:func:`vetai_ops.schema.typeorm.revision_for_typeorm`); build a reference database
-``<db>_adopt_ref`` upgraded with Alembic to the equivalent revision, compare the live schema
-with it (:mod:`vetai_ops.database.schema_compare`) and refuse on any difference, naming it.
-The reference database is always dropped. Its report becomes the plan ``confirm`` shows.
+13 (:func:`vetai_ops.schema.typeorm.revision_for_typeorm`); compare the live schema with
+the reference the history builds at the equivalent revision (:mod:`vetai_ops.database.reference`,
+cached) and refuse on any difference, naming it, unless ``--accept-drift`` names it.
+Its report becomes the plan ``confirm`` shows.
 
-``adopt_stamp``: ``alembic stamp <revision>`` plus the Flyway-style hashes of the adopted
-revisions in ``vetai_ops_applied``, in one transaction. Nothing in the live DB changes
-before this step.
+``adopt_stamp``: ``alembic stamp <revision>``, the Flyway-style hashes of the adopted
+revisions in ``vetai_ops_applied`` and the accepted drift (who, when) in
+``vetai_ops_accepted_drift``, in one transaction. Nothing in the live DB changes before
+this step.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
-from ..database.introspect import create_database, drop_database
-from ..database.schema_compare import compare, read_typeorm, snapshot
+from ..database.drift import accept_hint, describe, live_drift, parse_tokens, record, select
+from ..database.reference import reference
+from ..database.schema_compare import read_typeorm
 from ..errors import GateRefused
 from ..schema.typeorm import TYPEORM_MIGRATIONS, revision_for_typeorm
 from . import step
@@ -57,42 +59,39 @@ def adopt_check(ctx, **_):
     report.update(typeorm_last=last.name, typeorm_applied=len(rows), revision=rev)
     ctx.emit("info", f"TypeORM applied {len(rows)} migrations, last {last.name} = Alembic revision {rev}")
 
-    # the reference schema: a scratch DB upgraded to `rev`
-    ref = f"{access.db.name}_adopt_ref".lower()
-    maint = access.admin_engine()
+    # the reference schema: what the history builds at `rev` (cached), against the live catalog
     t0 = time.monotonic()
-    try:
-        drop_database(maint, ref)
-        create_database(maint, ref)
-        eng = access.engine(ref)
-        try:
-            with eng.connect() as conn:
-                mig.upgrade(conn, rev)
-                conn.commit()
-            with eng.connect() as conn:
-                expected = snapshot(conn)
-        finally:
-            eng.dispose()
-    finally:
-        try:
-            drop_database(maint, ref)
-        except Exception:  # noqa: BLE001
-            ctx.emit("warning", f"could not drop the reference database {ref}")
     with access.engine().connect() as conn:
-        live = snapshot(conn)
-    diffs = bad_ts + compare(expected, live)
-    report.update(differences=diffs, compare_s=round(time.monotonic() - t0, 3), tables=len(expected["tables"]))
-    if diffs:
-        shown = "\n  - ".join(diffs[:30]) + (f"\n  - ... and {len(diffs) - 30} more" if len(diffs) > 30 else "")
+        expected, info = reference(access, rev, conn=conn, emit=ctx.emit)
+        diffs = live_drift(conn, expected)
+    journal = (ctx.options.get("table") or "migrations")
+    # TypeORM's journal under its own name (migrationsTableName) stays: accepted as drift, with a record
+    kept = [d for d in diffs if d.kind == "table" and d.name == journal and not d.accepted]
+    new = [d for d in diffs if not d.accepted and d not in kept]
+    chosen, unused = select(new, parse_tokens(ctx.options.get("accept_drift")))
+    for t in unused:
+        ctx.emit("warning", f"--accept-drift={t} names no difference of the live schema (ignored)")
+    refused = [d for d in new if d not in chosen]
+    ctx.state["drift_accepting"] = kept + chosen
+    accepting = {d.key for d in kept + chosen}
+    report.update(differences=bad_ts + [str(d) for d in diffs],
+                  drift=[{**d.to_dict(), "accepted": d.accepted or d.key in accepting} for d in diffs],
+                  compare_s=round(time.monotonic() - t0, 3), reference_cached=info["cached"],
+                  tables=len(expected["tables"]))
+    if bad_ts or refused:
+        shown = describe(refused) if refused else ""
         raise GateRefused(
             f"the live schema of {access.db.name} does not match Alembic revision {rev} "
-            f"(TypeORM {last.name}); {len(diffs)} difference(s), nothing changed:\n  - {shown}",
-            "bring the schema in line with that migration (or find which TypeORM migration it really is at), "
-            "then run `invoke adopt` again",
+            f"(TypeORM {last.name}); {len(bad_ts) + len(refused)} difference(s), nothing changed:"
+            + ("\n  - " + "\n  - ".join(bad_ts) if bad_ts else "") + shown,
+            (accept_hint(refused) if refused and not bad_ts else
+             "bring the schema in line with that migration (or find which TypeORM migration it really is at), "
+             "then run `invoke adopt` again"),
             report=report,
         )
     ctx.state["plan"] = report  # what confirm shows on a protected env
-    return f"live schema matches revision {rev}: {len(expected['tables'])} tables compared"
+    return (f"live schema matches revision {rev}: {len(expected['tables'])} tables compared"
+            + (f"; accepting {len(accepting)} difference(s): {', '.join(d.id for d in kept + chosen)}" if accepting else ""))
 
 
 @step("adopt_stamp")
@@ -107,6 +106,8 @@ def adopt_stamp(ctx, **_):
             fname, sha = files[r]
             conn.execute(text("INSERT INTO vetai_ops_applied (revision, file, sha256) VALUES (:r, :f, :s)"
                               " ON CONFLICT (revision) DO NOTHING"), {"r": r, "f": fname, "s": sha})
+        if ctx.state.get("drift_accepting"):  # recorded with the stamp, in its transaction
+            record(conn, ctx.state["drift_accepting"], by=ctx.operator, revision=rev, action="adopt", run_id=ctx.run_id)
         mig.stamp(conn, rev)
         now_rev = mig.current(conn)
     if now_rev != rev:
