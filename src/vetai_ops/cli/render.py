@@ -141,5 +141,11 @@ def render_plan(p: dict, c: Console = out) -> None:
             if f.get("acknowledged") or f.get("severity") == "error":
                 tag = "acknowledged" if f.get("acknowledged") else "blocking"
                 c.print(f"      [yellow]{tag}[/] {f.get('operation') or f.get('rule')} ({f.get('file')}:{f.get('line')})")
+    accepting = set(p.get("accepting_drift") or [])
+    for d in p.get("drift") or []:
+        ident = f"{d['kind']}:{d['name']}"
+        tag = "accepting now" if ident in accepting else ("accepted" if d.get("accepted") else "drift")
+        c.print(f"  [yellow]{tag}[/] ", end="")
+        c.print(f"{d['kind']} {d['name']}: {d['detail']}", markup=False)  # catalog text is not markup
     if p.get("first_deploy_seeds"):
         c.print("  first deploy: demo data will be seeded")
