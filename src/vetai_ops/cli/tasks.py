@@ -12,6 +12,7 @@ from invoke import Collection, Exit, task
 from ..errors import OpsError
 from ..secrets import redact
 from . import render
+from .render import esc
 from ..units import human_bytes
 
 H_ENV = "environment from the inventory (default: the inventory's default_env, shipped as 'local')"
@@ -20,6 +21,12 @@ H_YES = "do not ask for confirmation (required on protected envs without a termi
 H_VERBOSE = "show details (steps as they start, tracebacks of unexpected errors)"
 H_ACCEPT_DRIFT = ("accept named schema drift, recorded with who/when in the target DB (repeatable, comma-separated): "
                   "kind:name as the refusal lists it, e.g. --accept-drift=index:pets.ix_pets_hotfix, or 'all'")
+H_TO = ("which backup: an id (20261202T053059Z) or a unique prefix of one (20261202T05; digit-only values are "
+        "always ids, never times); 'latest'; a time with dashes, '2026-12-02T05:40:00Z', '2026-12-02T05:40+01:00', "
+        "'2026-12-02 05:40', '2026-12-02' (no zone = UTC): the newest backup taken at or before it; a relative "
+        "time, --to=-2h, -30m, -1d, -90s; or 'pre-deploy': the backup the last deploy (not already undone) took "
+        "before it migrated")
+H_BOUND = "a time (2026-12-02T05:40:00Z, '2026-12-02 05:40', 2026-12-02; no zone = UTC), -2h/-1d, or a whole backup id; inclusive"
 
 
 def ops(fn):
@@ -34,11 +41,11 @@ def ops(fn):
             report = e.details.get("report") or getattr(e, "report", None)
             if kwargs.get("json_") and report:
                 render.print_json({"ok": False, "error": redact(e.message), "hint": e.hint, "report": report})
-            render.err.print(f"[red bold]error:[/] {redact(e.message)}")
+            render.err.print(f"[red bold]error:[/] {esc(redact(e.message))}")
             if e.hint:
-                render.err.print(f"[yellow]fix:[/] {redact(e.hint)}")
+                render.err.print(f"[yellow]fix:[/] {esc(redact(e.hint))}")
             if verbose:
-                render.err.print(redact(traceback.format_exc()))
+                render.err.print(redact(traceback.format_exc()), markup=False)
             raise Exit(code=e.exit_code)
         except KeyboardInterrupt:
             render.err.print("[red]interrupted[/]")
@@ -46,9 +53,9 @@ def ops(fn):
         except Exit:
             raise
         except Exception as e:  # unexpected: short message, traceback with --verbose
-            render.err.print(f"[red bold]unexpected error:[/] {redact(type(e).__name__ + ': ' + str(e))}")
+            render.err.print(f"[red bold]unexpected error:[/] {esc(redact(type(e).__name__ + ': ' + str(e)))}")
             if verbose:
-                render.err.print(redact(traceback.format_exc()))
+                render.err.print(redact(traceback.format_exc()), markup=False)
             else:
                 render.err.print("[dim]re-run with --verbose for the traceback[/]")
             raise Exit(code=1)
@@ -60,7 +67,11 @@ def _confirm(env_name: str, plan: dict) -> bool:
     """Ask to type the env name. The plan itself was already shown by the run's plan event."""
     if not sys.stdin.isatty():
         return False
-    render.err.print(f"[bold]Type the environment name ({env_name}) to continue:[/] ", end="")
+    sel = plan.get("selection") or {}
+    if sel.get("text"):  # a rollback: say once more which backup, and what it undoes
+        render.err.print("restore " + sel["text"]
+                         + "".join("; undoes " + ev.get("text", "") for ev in sel.get("undid") or []), markup=False)
+    render.err.print(f"[bold]Type the environment name ({esc(env_name)}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
     except EOFError:
@@ -104,7 +115,8 @@ def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False,
     elif report.get("outcome") == "success":
         render.out.print(
             f"deployed {report['env']}: {report.get('from_rev') or 'base'} -> {report.get('to_rev') or 'base'}"
-            + (f"; backup {report['backup_id']} at {report.get('backup_url')}" if report.get("backup_id") else "")
+            + (f"; backup {report['backup_id']} at {report.get('backup_url')}" if report.get("backup_id") else ""),
+            markup=False,
         )
 
 
@@ -116,19 +128,23 @@ def backup(c, env=None, json_=False, verbose=False):
     if json_:
         render.print_json({"ok": True, "id": report.get("backup_id"), "url": report.get("backup_url"), "report": report})
     else:
-        render.out.print(f"backup {report.get('backup_id')} -> {report.get('backup_url')}")
+        render.out.print(f"backup {report.get('backup_id')} -> {report.get('backup_url')}", markup=False)
 
 
-@task(help={"to": "backup id, a unique prefix of one, or 'latest' (see backups.list)", "env": H_ENV, "yes": H_YES,
-            "json": H_JSON, "verbose": H_VERBOSE})
+@task(help={"to": H_TO + " (see backups.list)", "env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE})
 @ops
 def rollback(c, to=None, env=None, yes=False, json_=False, verbose=False):
-    """Restore a backup safely: verify, restore into a new DB, check, swap, post-check."""
+    """Restore a backup safely: verify, restore into a new DB, check, swap, post-check.
+
+    --to takes an id or prefix, latest, a time (2026-12-02T05:40:00Z, '2026-12-02 05:40'; no zone = UTC),
+    --to=-2h, or pre-deploy (undo the last deploy)."""
     report = _run("rollback", env, {"to": to, "yes": yes}, json_, verbose)
     if json_:
         render.print_json({"ok": True, "report": report})
     else:
-        render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})")
+        sel = report.get("selection") or {}
+        render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})"
+                         + "".join(f"; undid {ev.get('text')}" for ev in sel.get("undid") or []), markup=False)
 
 
 @task(help={"env": H_ENV, "json": H_JSON, "allow": "acknowledge a destructive operation (repeatable)",
@@ -167,8 +183,6 @@ def status(c, env=None, json_=False, verbose=False):
 @ops
 def check(c, env=None, json_=False, verbose=False):
     """Read-only: current vs head, drift (accepted or not), schema vs models, FK orphans, health. Exit 1 unless all hold."""
-    from rich.markup import escape
-
     from ..ops.check import collect_check
 
     res = collect_check(env, sink=render.ConsoleSink(render.err, verbose=verbose))
@@ -188,13 +202,13 @@ def check(c, env=None, json_=False, verbose=False):
                 ["health", "FAIL" if any(not h["ok"] for h in res["health"]) else "ok",
                  f"{sum(h['ok'] for h in res['health'])}/{len(res['health'])} endpoints ok"]]
         render.table(f"check of {res['env']} ({res['database']})", ["check", "result", "detail"],
-                     [[escape(str(v)) for v in r] for r in rows])
+                     rows)  # table cells are plain text
         if drift:
             render.table("schema drift", ["kind", "name", "accepted", "detail"],
-                         [[escape(d["kind"]), escape(d["name"]), "yes" if d["accepted"] else "NO", escape(d["detail"])]
+                         [[d["kind"], d["name"], "yes" if d["accepted"] else "NO", d["detail"]]
                           for d in drift])
         for p in res["problems"]:
-            render.err.print(f"[red]problem:[/] {escape(p)}")
+            render.err.print(f"[red]problem:[/] {esc(p)}")
         render.out.print("all checks hold" if res["ok"] else f"{len(res['problems'])} problem(s)")
     if not res["ok"]:
         raise Exit(code=1)
@@ -231,13 +245,14 @@ def history(c, env=None, json_=False, limit=20, verbose=False):
 # ------------------------------------------------------------------ backups.*
 
 
-@task(name="list", help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})
+@task(name="list", help={"env": H_ENV, "before": "only backups taken at or before: " + H_BOUND,
+                         "after": "only backups taken at or after: " + H_BOUND, "json": H_JSON, "verbose": H_VERBOSE})
 @ops
-def backups_list(c, env=None, json_=False, verbose=False):
-    """Complete backups (with a manifest), newest first."""
+def backups_list(c, env=None, before=None, after=None, json_=False, verbose=False):
+    """Complete backups (with a manifest), newest first; --before/--after narrow them by time."""
     from ..status import list_backups
 
-    items = list_backups(env)
+    items = list_backups(env, before=before, after=after)
     if json_:
         render.print_json(items)
         return
@@ -246,7 +261,7 @@ def backups_list(c, env=None, json_=False, verbose=False):
                    "yes" if b["verified"] else ""] for b in items])
 
 
-@task(name="verify", help={"to": "backup id, a unique prefix of one, or 'latest' (default)", "env": H_ENV,
+@task(name="verify", help={"to": H_TO + " (default: latest)", "env": H_ENV,
                           "json": H_JSON, "verbose": H_VERBOSE})
 @ops
 def backups_verify(c, to="latest", env=None, json_=False, verbose=False):
@@ -258,6 +273,8 @@ def backups_verify(c, to="latest", env=None, json_=False, verbose=False):
         render.print_json(res)
         return
     v = res["verification"]
+    if (res.get("selection") or {}).get("form") not in (None, "id", "latest"):
+        render.out.print("--to=" + str(res["selection"]["asked"]) + ": " + res["selection"]["text"], markup=False)
     if v["rows"]:
         render.table(f"backup {res['id']} verified in {v['duration_s']:.1f}s (revision {v['revision'] or 'base'})",
                      ["table", "rows"], [[t, n] for t, n in sorted(v["rows"].items())])
@@ -284,7 +301,8 @@ def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=Fa
                      [[r["kind"], r["name"], r["age"], r["reason"]] for r in res["removed"]])
     render.out.print(f"{len(res['removed'])} to remove, {len(res['kept'])} kept"
                      + (f"; dry run ({res['dry_run_reason']}): nothing was deleted"
-                        + ("; add --yes to delete" if res["dry_run_reason"] != "--dry-run" else "") if res["dry_run"] else ""))
+                        + ("; add --yes to delete" if res["dry_run_reason"] != "--dry-run" else "") if res["dry_run"] else ""),
+                     markup=False)
 
 
 # ------------------------------------------------------------------ adopt
@@ -293,13 +311,13 @@ def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=Fa
 def _confirm_adopt(env_name: str, report: dict) -> bool:
     if not sys.stdin.isatty():
         return False
-    render.err.print(f"adopt {report['database']} on {env_name}: TypeORM {report.get('typeorm_last')} "
-                     f"({report.get('typeorm_applied')} migrations) = Alembic revision {report.get('revision')}; "
-                     + ("the live schema matches it" if not any(d.get("accepted") for d in report.get("drift") or [])
-                        else "the live schema matches it but for the accepted differences: "
-                        + ", ".join(f"{d['kind']}:{d['name']}" for d in report["drift"] if d.get("accepted")))
-                     + ". This writes alembic_version (alembic stamp).", markup=False)
-    render.err.print(f"[bold]Type the environment name ({env_name}) to continue:[/] ", end="")
+    accepted = [f"{d['kind']}:{d['name']}" for d in report.get("drift") or [] if d.get("accepted")]
+    render.err.print(f"[bold]adopt[/] {esc(report['database'])} on {esc(env_name)}: TypeORM {esc(report.get('typeorm_last'))} "
+                     f"({esc(report.get('typeorm_applied'))} migrations) = Alembic revision {esc(report.get('revision'))}; "
+                     + (f"the live schema matches it but for the accepted differences: {esc(', '.join(accepted))}"
+                        if accepted else "the live schema matches it")
+                     + ". This writes alembic_version (alembic stamp).")
+    render.err.print(f"[bold]Type the environment name ({esc(env_name)}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
     except EOFError:
@@ -307,22 +325,24 @@ def _confirm_adopt(env_name: str, report: dict) -> bool:
 
 
 @task(help={"env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE,
+            "table": "TypeORM's migrations table, when the backend sets migrationsTableName (default: migrations)",
             "accept_drift": "accept the schema differences found (bare flag: every one listed; or name them, "
                             "comma-separated, as kind:name): recorded with who/when, then stamped"},
       optional=["accept_drift"])
 @ops
-def adopt(c, env=None, yes=False, accept_drift=None, json_=False, verbose=False):
+def adopt(c, env=None, yes=False, json_=False, verbose=False, table=None, accept_drift=None):
     """Take over a TypeORM-built DB: map its migrations table, check the schema, alembic stamp."""
     from ..ops.adopt import adopt as do_adopt
 
-    res = do_adopt(env, yes=yes, sink=render.ConsoleSink(render.err, verbose=verbose),
+    res = do_adopt(env, yes=yes, table=table, sink=render.ConsoleSink(render.err, verbose=verbose),
                    confirm=_confirm_adopt if sys.stdin.isatty() else None, accept_drift=accept_drift)
     if json_:
         render.print_json(res)
         return
     pend = res.get("pending") or []
     render.out.print(f"adopted {res['database']} at revision {res['stamped']} (TypeORM {res['typeorm_last']}); "
-                     + (f"{len(pend)} pending: run `invoke deploy --env={res['env']}`" if pend else "up to date with head"))
+                     + (f"{len(pend)} pending: run `invoke deploy --env={res['env']}`" if pend else "up to date with head"),
+                     markup=False)
 
 
 # ------------------------------------------------------------------ migrations.*
@@ -336,7 +356,7 @@ def migrations_new(c, message=None, verbose=False):
     from ..ops.revisions import new_revision
 
     r = new_revision(message)
-    render.out.print(f"created {r['id']} (after {r['down_revision']}): {r['file']}")
+    render.out.print(f"created {r['id']} (after {r['down_revision']}): {r['file']}", markup=False)
 
 
 @task(name="history", help={"env": "also mark which revisions this env has applied", "json": H_JSON,
@@ -411,7 +431,8 @@ def sandbox_up(c, env="local", verbose=False):
     if e.sandbox is None:
         raise OpsError(f"env {e.name!r} has no sandbox", "use an env with a 'sandbox:' section, e.g. local")
     cl = ensure_sandbox(e)
-    render.out.print(f"sandbox running: {cl.url(e.database.name, e.database.user).replace('+psycopg', '')} (PostgreSQL {'.'.join(map(str, cl.version))})")
+    render.out.print(f"sandbox running: {cl.url(e.database.name, e.database.user).replace('+psycopg', '')} "
+                     f"(PostgreSQL {'.'.join(map(str, cl.version))})", markup=False)
 
 
 @task(name="down", help={"env": H_SANDBOX_ENV, "destroy": "also delete the sandbox's data directory",
@@ -425,7 +446,7 @@ def sandbox_down(c, env="local", destroy=False, verbose=False):
     if e.sandbox is None:
         raise OpsError(f"env {e.name!r} has no sandbox")
     cl = stop_sandbox(e, destroy=destroy)
-    render.out.print(("destroyed " if destroy else "stopped ") + str(cl.root))
+    render.out.print(("destroyed " if destroy else "stopped ") + str(cl.root), markup=False)
 
 
 def build_collection() -> Collection:

@@ -9,8 +9,9 @@ constraint (``pg_get_indexdef`` without the index's own name: partial and expres
 indexes too); enum types and their values in order. Names count: later revisions alter
 and drop objects by name, so a renamed index is a difference.
 
-The tables vetai-ops and TypeORM keep for themselves (:data:`IGNORED_TABLES`) and every
-object on them are left out: they are bookkeeping, not the app's schema.
+The tables vetai-ops and TypeORM keep for themselves (:data:`IGNORED_TABLES`, and a TypeORM
+journal with a custom name that ``adopt --table`` marked) and every object on them are
+left out: they are bookkeeping, not the app's schema.
 
 :func:`compare` returns :class:`Difference` items: ``kind`` (table, column, index,
 constraint, enum), ``name`` (``pets``, ``pets.weight``, ``pets.ix_pets_name``,
@@ -34,6 +35,10 @@ IGNORED_TABLES = frozenset({
     "migrations", "typeorm_metadata", "query-result-cache",
 })
 
+_JOURNALS = """
+select c.relname as tbl from pg_class c join pg_namespace n on n.oid = c.relnamespace
+where n.nspname = %(schema)s and c.relkind in ('r', 'p') and obj_description(c.oid, 'pg_class') = %(journal)s
+"""
 _TABLES = """
 select c.relname as tbl from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where n.nspname = %(schema)s and c.relkind in ('r', 'p') and not c.relispartition
@@ -100,14 +105,20 @@ def driver_connection(conn):
     return getattr(fairy, "driver_connection", None) or conn
 
 
-def snapshot(conn, schema: str = "public") -> dict:
-    """The app schema of ``conn``'s database as plain data (JSON-serialisable)."""
+def snapshot(conn, schema: str = "public", ignore: set[str] | frozenset[str] = frozenset()) -> dict:
+    """The app schema of ``conn``'s database as plain data (JSON-serialisable). Left out:
+    :data:`IGNORED_TABLES`, a TypeORM journal ``adopt --table`` marked, and ``ignore``."""
+    from .typeorm_journal import JOURNAL_COMMENT
+
     pg = driver_connection(conn)
-    args = {"schema": schema}
+    args = {"schema": schema, "journal": JOURNAL_COMMENT}
     with pg.cursor(row_factory=dict_row) as cur:
+        cur.execute(_JOURNALS, args)
+        skip = IGNORED_TABLES | {r["tbl"] for r in cur.fetchall()} | set(ignore)
+
         def rows(q):  # the rows of one catalog query, bookkeeping tables left out
             cur.execute(q, args)
-            return [r for r in cur.fetchall() if r.get("tbl") not in IGNORED_TABLES]
+            return [r for r in cur.fetchall() if r.get("tbl") not in skip]
 
         tables: dict[str, dict] = {r["tbl"]: {} for r in rows(_TABLES)}
         for r in rows(_COLUMNS):

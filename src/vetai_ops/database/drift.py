@@ -52,9 +52,9 @@ def mark_accepted(diffs: list[Difference], records: list[dict]) -> list[Differen
     return [Difference(d.kind, d.name, d.detail, d.key in keys) for d in diffs]
 
 
-def live_drift(conn, expected: dict) -> list[Difference]:
+def live_drift(conn, expected: dict, ignore: set[str] | frozenset[str] = frozenset()) -> list[Difference]:
     """Differences of ``conn``'s database from ``expected``, each marked accepted or not."""
-    return mark_accepted(compare(expected, snapshot(conn)), accepted_records(conn))
+    return mark_accepted(compare(expected, snapshot(conn, ignore=ignore)), accepted_records(conn))
 
 
 def parse_tokens(values: Iterable[str] | str | bool | None) -> list[str]:

@@ -24,11 +24,19 @@ def adopt_playbook() -> Playbook:
     )
 
 
-def adopt(env_name: str | None, *, yes: bool = False, sink=None, confirm=None, accept_drift=None) -> dict:
+def adopt(env_name: str | None, *, yes: bool = False, table: str | None = None, sink=None, confirm=None,
+          accept_drift=None) -> dict:
     """Run the adopt playbook; returns the adopt report (revision, differences, pending...).
-    ``accept_drift``: tokens naming differences to accept (``True``: all of them)."""
+
+    ``table``: TypeORM's journal when the backend set ``migrationsTableName`` (default
+    ``migrations``); a name that is not a plain identifier is refused before anything runs.
+    ``accept_drift``: tokens naming schema differences to accept (``True``: all of them).
+    """
+    from ..database.typeorm_journal import check_table_name
     from ..pipeline import run_playbook
 
-    run = run_playbook("adopt", env_name, options={"yes": yes, "accept_drift": accept_drift}, sink=sink, confirm=confirm,
+    table = check_table_name(table)
+    run = run_playbook("adopt", env_name, options={"yes": yes, "table": table, "accept_drift": accept_drift},
+                       sink=sink, confirm=confirm,
                        playbook=adopt_playbook())
     return run["adopt"]

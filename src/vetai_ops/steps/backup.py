@@ -12,6 +12,7 @@ stored bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import time
@@ -19,7 +20,7 @@ import time
 from sqlalchemy import text
 
 from .. import __version__
-from ..errors import CommandFailed, StoreError
+from ..errors import CommandFailed, OpsError, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
@@ -150,7 +151,10 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
         except BaseException:
             proc.kill()
             proc.wait()
-            ctx.store.delete(key)
+            # the upload's own error says what is left behind; a delete that fails too (S3
+            # unreachable) must not replace it with "S3 delete failed"
+            with contextlib.suppress(OpsError):
+                ctx.store.delete(key)
             raise
         rc = proc.wait()
     tick.final()

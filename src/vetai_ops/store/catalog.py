@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import BackupNotFound, OpsError
+from ..errors import OpsError
 from .base import BackupStore
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
-ID_PREFIX_RE = re.compile(r"^\d{1,8}(T\d{0,6}Z?)?$")
+# \Z, not $ (which lets a trailing newline through); [0-9], not \d (any Unicode digit)
+ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
 
 
 @dataclass
@@ -132,38 +132,14 @@ class Catalog:
         return sorted(out)
 
     def resolve(self, to: str | None) -> Manifest:
-        """``to`` = exact id, unique prefix, or ``latest``. Clear errors otherwise."""
-        if not to or not str(to).strip():
-            raise BackupNotFound("--to is required: which backup to restore", "pass --to=<id>, a unique prefix, or --to=latest; `invoke backups.list` shows them")
-        to = str(to).strip()
-        backups = self.list()
-        if to == "latest":
-            if not backups:
-                raise BackupNotFound(f"no complete backups for env {self.env!r} in {self.store.location}", "run `invoke backup` first")
-            return backups[0]
-        if not ID_PREFIX_RE.match(to):
-            raise BackupNotFound(
-                f"--to={to!r} is not a backup id (expected YYYYMMDDTHHMMSSZ, a unique prefix of one, or latest)",
-                "see `invoke backups.list --env=" + self.env + "`",
-            )
-        matches = [m for m in backups if m.id.startswith(to)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            nearest = sorted(backups, key=lambda m: _distance(m.id, to))[:3]
-            hint = ("nearest: " + ", ".join(m.id for m in nearest)) if nearest else "there are no backups yet; run `invoke backup`"
-            raise BackupNotFound(f"no backup {to!r} for env {self.env!r} in {self.store.location}", hint)
-        raise BackupNotFound(
-            f"--to={to!r} is ambiguous: {len(matches)} backups match ({', '.join(m.id for m in matches[:5])})",
-            "give more characters of the id",
-        )
+        """``to`` = exact id, unique prefix, ``latest``, a time, ``-2h`` (see :mod:`.when`). Clear errors otherwise."""
+        return self.select(to).manifest
 
+    def select(self, to: str | None, *, now: datetime | None = None, history=None, explain: bool = False):
+        """The :class:`.when.Selection` for ``to`` (the backup and why); ``history`` is a callable
+        returning deploy_history rows, newest first, asked for ``pre-deploy`` (and with ``explain``,
+        to name the deploys the restore undoes)."""
+        from .when import select
 
-def _distance(bid: str, wanted: str) -> float:
-    digits = re.sub(r"\D", "", wanted)
-    have = re.sub(r"\D", "", bid)
-    n = min(len(digits), len(have))
-    try:
-        return abs(int(have[:n] or 0) - int(digits[:n] or 0))
-    except ValueError:
-        return float("inf")
+        return select(self.list(), to, env=self.env, location=self.store.location, now=now, history=history,
+                      explain=explain)

@@ -1,0 +1,566 @@
+"""Security hardening (issue 12): the linter found without an activated venv, the sandbox
+folder and its socket, the restore spool, local store permissions, rich markup in dynamic
+text, input validators, redaction, locks of prune and verify, SSH key permissions, and the
+environment of local children. Real parts only: the sandbox cluster, sshd, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BARE_PATH = "/usr/bin:/bin"  # neither the venv nor a global squawk
+
+
+def bare_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
+    env["PATH"] = BARE_PATH
+    env.update(extra)
+    return env
+
+
+# ------------------------------------------------------------------ squawk lookup
+
+
+def test_lint_finds_squawk_next_to_the_interpreter_without_path():
+    code = ("from vetai_ops.validate import lint_sql\n"
+            "fs = lint_sql({'r2': 'ALTER TABLE pets DROP COLUMN name;'}, {'r2': 'r2.py'})\n"
+            "print(sorted({f.rule for f in fs}))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=bare_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "squawk:ban-drop-column" in r.stdout and "squawk-missing" not in r.stdout
+
+
+def test_invoke_validate_lints_from_the_venv_without_activation(migrations_copy):
+    migrations_copy.add("0014", "0013", 'op.drop_column("pets", "color")',
+                        'op.add_column("pets", sa.Column("color", sa.Text()))')
+    invoke = Path(sys.executable).parent / "invoke"  # README: `.venv/bin/invoke`, venv not activated
+    r = subprocess.run([str(invoke), "validate", "--sql", "--json"], cwd=ROOT, env=bare_env(), capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL, timeout=300)
+    data = json.loads(r.stdout)
+    rules = {f["rule"] for f in data["findings"]}
+    assert "squawk:ban-drop-column" in rules, (rules, r.stderr)
+    assert "squawk-missing" not in rules
+
+
+def _protected_inventory(le) -> Path:
+    p = le.root / "protected.yml"
+    p.write_text(le.inventory.read_text().replace("  local:\n", "  local:\n    protected: true\n"))
+    return p
+
+
+def test_missing_squawk_refuses_a_protected_deploy_and_warns_elsewhere(local_env, migrations_copy, monkeypatch):
+    from vetai_ops.errors import GateRefused
+    from vetai_ops.events import ListSink
+    from vetai_ops.pipeline import run_playbook
+    from vetai_ops.validate import lint
+
+    local_env.run("deploy", yes=True, target="0012")
+    monkeypatch.setattr(lint, "find_tool", lambda name: None)  # a machine where squawk is nowhere
+    before = local_env.psql("select version_num from alembic_version")
+    monkeypatch.setenv("VETAI_OPS_INVENTORY", str(_protected_inventory(local_env)))
+    with pytest.raises(GateRefused) as ei:
+        run_playbook("deploy", "local", options={"yes": True})
+    assert ei.value.exit_code == 2 and "squawk" in ei.value.message
+    assert local_env.psql("select version_num from alembic_version") == before  # nothing changed
+
+    monkeypatch.setenv("VETAI_OPS_INVENTORY", str(local_env.inventory))
+    sink = ListSink()
+    report = run_playbook("deploy", "local", options={"yes": True}, sink=sink)
+    assert report["outcome"] == "success"
+    assert any(e.kind == "warning" and "squawk" in e.message for e in sink.events)
+
+
+# ------------------------------------------------------------------ 4. local store permissions
+
+
+def test_local_store_dumps_are_0600_and_folders_0700(local_env):
+    old = os.umask(0o022)
+    try:
+        local_env.backups.mkdir(mode=0o755)  # made by an older version (or by hand), world-readable
+        local_env.backups.chmod(0o755)
+        local_env.run("deploy", yes=True)
+        bid = local_env.run("backup")["backup_id"]
+    finally:
+        os.umask(old)
+    files = [p for p in local_env.backups.rglob("*") if p.is_file()]
+    assert any(p.name == f"{bid}.dump" for p in files) and any(p.name == f"{bid}.json" for p in files)
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    for d in [local_env.backups, *[p for p in local_env.backups.rglob("*") if p.is_dir()]]:
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
+# ------------------------------------------------------------------ 3. restore spool
+
+
+def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, monkeypatch):
+    from vetai_ops.steps import restore as restore_mod
+
+    local_env.inventory.write_text(local_env.inventory.read_text() + "    backup: {restore_jobs: 2}\n")
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    # a spool folder of this database left by a run that was SIGKILLed, and one of another database
+    dead = Path(f"/tmp/vetai-ops-spool-{local_env.dbname}.deadrun000")
+    other = Path("/tmp/vetai-ops-spool-someotherdb.deadrun000")
+    for d in (dead, other):
+        d.mkdir(mode=0o700, exist_ok=True)
+        (d / "backup.dump").write_bytes(b"clinic data")
+    seen = []
+    real = restore_mod.materialise
+
+    def observe(ctx, m):
+        path, folder = real(ctx, m)
+        seen.append((path, stat.S_IMODE(os.stat(path).st_mode), stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode),
+                     dead.exists()))
+        return path, folder
+
+    monkeypatch.setattr(restore_mod, "materialise", observe)
+    old = os.umask(0o022)
+    try:
+        local_env.run("rollback", to=bid, yes=True)
+    finally:
+        os.umask(old)
+    try:
+        assert len(seen) == 1
+        path, file_mode, dir_mode, dead_still_there = seen[0]
+        assert file_mode == 0o600 and dir_mode == 0o700, (oct(file_mode), oct(dir_mode))
+        assert not dead_still_there  # the dead run's spool went before this one was written
+        assert not os.path.exists(os.path.dirname(path))  # removed after pg_restore
+        assert other.exists()  # another database's spool is not ours to judge
+    finally:
+        import shutil
+
+        shutil.rmtree(other, ignore_errors=True)
+        shutil.rmtree(dead, ignore_errors=True)
+
+
+def test_restore_spool_removed_when_the_backup_is_corrupt(local_env):
+    from vetai_ops.errors import ChecksumMismatch
+
+    local_env.inventory.write_text(local_env.inventory.read_text()
+                                   + "    backup: {restore_jobs: 2, compression: zstd, compress_on: operator}\n")
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    dump = local_env.backups / "local" / f"{bid}.dump"
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+    before = set(Path("/tmp").glob(f"vetai-ops-spool-{local_env.dbname}.*"))
+    with pytest.raises(ChecksumMismatch):
+        local_env.run("rollback", to=bid, yes=True)
+    assert set(Path("/tmp").glob(f"vetai-ops-spool-{local_env.dbname}.*")) == before == set()
+
+
+# ------------------------------------------------------------------ 6. rich markup in dynamic text
+
+EVIL = "[/] [bold]down[/bold] [red"  # what an app may put in its reason phrase or body
+
+
+@pytest.fixture
+def evil_health():
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503, EVIL)
+            self.end_headers()
+            self.wfile.write(EVIL.encode())
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/health"
+    srv.shutdown()
+
+
+def test_markup_in_a_health_reason_phrase_gives_the_normal_recovery_and_report(local_env, evil_health):
+    local_env.run("deploy", yes=True, target="0012")
+    local_env.inventory.write_text(local_env.inventory.read_text().replace(
+        "    storage:", f"    checks: {{http: ['{evil_health}'], timeout: 2, retries: 1, retry_delay: 0.1}}\n    storage:"))
+    logs = Path(os.environ["VETAI_OPS_LOGS"])
+    r = subprocess.run([sys.executable, "-m", "invoke", "deploy", "--env=local", "--yes"], cwd=ROOT,
+                       env=dict(os.environ, COLUMNS="400"), capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "MarkupError" not in r.stderr and "unexpected error" not in r.stderr
+    assert "RECOVERY FAILED" not in r.stderr and "recovered:" in r.stderr
+    assert EVIL in r.stderr  # shown as the app sent it
+    assert local_env.psql("select version_num from alembic_version") == "0012"
+    runs = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
+    finished = [e for e in runs if e.get("kind") == "run_finished" or e.get("event") == "run_finished"]
+    assert finished and "failed" in json.dumps(finished[-1])
+
+
+def test_tables_and_errors_show_brackets_as_text(capsys):
+    from vetai_ops.cli import render
+    from vetai_ops.events import Event
+
+    render.table("t [/]", ["a[/]"], [["[bold]x[/]", None]])
+    sink = render.ConsoleSink(render.out)
+    for kind in ("run_started", "step_failed", "warning", "info", "revision_applied", "run_finished"):
+        sink.emit(Event(kind, "st[/]ep", f"{kind} {EVIL}", {"outcome": "failed", "duration_s": 1.0}))
+    render.render_plan({"env": "e[/]", "db_host": "[/]", "database": "d", "pending": ["r[/]"],
+                        "findings": [{"revision": "r[/]", "rule": "x[/]", "severity": "error", "file": "[/]f",
+                                      "line": 1}]})
+    out = capsys.readouterr().out
+    assert "[bold]x[/]" in out and out.count(EVIL) == 6 and "st[/]ep" in out and "x[/]" in out
+
+
+# ------------------------------------------------------------------ 1. sandbox folder under /var/tmp
+
+FAKE_TOOL = "#!/bin/sh\ntouch {marker}\nexit 0\n"
+
+
+@pytest.fixture
+def relocation(tmp_path, monkeypatch):
+    """A project folder the server user cannot reach (so the sandbox relocates), a private
+    relocation base instead of the machine's /var/tmp/vetai-ops (other runs share that one),
+    and a planted engine: binaries that leave a marker when anyone runs them."""
+    import shutil
+    import tempfile
+
+    from vetai_ops.database import sandbox
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests play the root operator (the relocation only happens under root)")
+    top = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="vetai-reloc-"))
+    top.chmod(0o755)
+    base = top / "vetai-ops"
+    monkeypatch.setattr(sandbox, "RELOCATED_BASE", base)
+    project = tmp_path / "project"  # under pytest's 0700 tmp tree: unreachable for the server user
+    project.mkdir()
+    evil = top / "evil-bin"
+    evil.mkdir()
+    marker = top / "RAN-AS-ROOT"
+    for tool in ("postgres", "pg_ctl", "pg_isready", "psql", "initdb"):
+        (evil / tool).write_text(FAKE_TOOL.format(marker=marker))
+        (evil / tool).chmod(0o755)
+
+    class R:
+        pass
+
+    r = R()
+    r.base, r.project, r.evil, r.marker, r.top = base, project, evil, marker, top
+    r.alt = base / __import__("hashlib").sha256(str(project / "sb").encode()).hexdigest()[:16]
+    r.env = lambda: _sandbox_env(project / "sb")
+    yield r
+    from vetai_ops.database.cluster import Cluster, resolve_bindir
+
+    if (r.alt / "data" / "PG_VERSION").exists():
+        Cluster(r.alt, 0, resolve_bindir()).stop("immediate")
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def _sandbox_env(sbdir: Path):
+    from vetai_ops.config import Inventory
+
+    from fixtures_pg import free_port
+
+    inv = Inventory.model_validate({"environments": {"local": {
+        "sandbox": {"dir": str(sbdir), "port": free_port()}, "database": {"name": "relocated", "user": "vetai"}}}})
+    e = inv.env("local")
+    e.name = "local"
+    return e
+
+
+def _nobody() -> tuple[int, int]:
+    import pwd
+
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def _plant(path: Path, engine_dir: Path, owner: tuple[int, int]) -> None:
+    path.mkdir(mode=0o755)
+    (path / "engine").write_text(f"{engine_dir}\n")
+    (path / "data").mkdir()
+    (path / "data" / "PG_VERSION").write_text("15\n")
+    for p in (path, path / "engine", path / "data", path / "data" / "PG_VERSION"):
+        os.chown(p, *owner)
+
+
+def test_sandbox_folder_planted_by_another_user_is_refused(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o755)
+    _plant(relocation.alt, relocation.evil, _nobody())
+    with pytest.raises(OpsError) as ei:
+        ensure_sandbox(relocation.env())
+    assert str(relocation.alt) in ei.value.message and "nobody" in ei.value.message
+    assert not relocation.marker.exists()  # none of the planted binaries ran
+
+
+def test_relocation_base_made_by_another_user_is_refused(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o777)
+    relocation.base.chmod(0o777)
+    os.chown(relocation.base, *_nobody())
+    with pytest.raises(OpsError) as ei:
+        ensure_sandbox(relocation.env())
+    assert str(relocation.base) in ei.value.message and "nobody" in ei.value.message
+    assert not relocation.alt.exists() and not relocation.marker.exists()
+
+
+def test_engine_file_someone_else_could_write_is_never_used(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o755)
+    _plant(relocation.alt, relocation.evil, (0, 0))  # folder ours...
+    os.chown(relocation.alt / "engine", *_nobody())  # ...but its engine file is not
+    with pytest.raises(OpsError, match="engine"):
+        ensure_sandbox(relocation.env())
+    (relocation.alt / "engine").chmod(0o666)
+    os.chown(relocation.alt / "engine", 0, 0)  # ours, but writable by everyone
+    with pytest.raises(OpsError, match="writable by other users"):
+        ensure_sandbox(relocation.env())
+    assert not relocation.marker.exists()
+
+
+# ------------------------------------------------------------------ 2. sandbox socket and auth
+
+
+def test_relocated_sandbox_is_ours_and_only_its_operator_connects(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+
+    c = ensure_sandbox(relocation.env())  # a real relocated cluster, created from scratch
+    assert c.root == relocation.alt
+    for p, mode in ((relocation.base, 0o755), (relocation.alt, 0o755), (relocation.alt / "engine", 0o644)):
+        st = os.lstat(p)
+        assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == mode, (p, st.st_uid, oct(st.st_mode))
+    assert stat.S_IMODE(c.socket_dir.stat().st_mode) == 0o700
+    sock = c.socket_dir / f".s.PGSQL.{c.port}"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o700
+    rules = c.psql("select type || ':' || auth_method from pg_hba_file_rules")
+    assert "trust" not in rules and "local:peer" in rules
+    # another local user: neither the socket folder nor peer auth lets it in
+    r = subprocess.run(["runuser", "-u", "nobody", "--", c.bin("psql"), "-X", "-h", str(c.socket_dir),
+                        "-p", str(c.port), "-U", "vetai", "-d", "postgres", "-c", "select 1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "Permission denied" in r.stderr or "authentication failed" in r.stderr, r.stderr
+    # the operator (root here) still works, as the tool's own connections above showed
+    assert c.psql("select current_user") == "vetai"
+    c.stop()
+
+
+def test_an_older_trusting_sandbox_is_tightened_on_start(local_env):
+    c = local_env.cluster()
+    (c.data / "pg_hba.conf").write_text("local all all trust\n")  # what older versions wrote
+    c.socket_dir.chmod(0o755)
+    c = local_env.cluster()  # the next run of the tool
+    assert stat.S_IMODE(c.socket_dir.stat().st_mode) == 0o700
+    assert "trust" not in c.psql("select auth_method from pg_hba_file_rules")
+
+
+NON_ROOT_RUN = r'''
+import os, sys, pwd
+# the interpreter lives under /root here: import everything a run needs while root can read it
+import vetai_ops.pipeline, vetai_ops.steps, vetai_ops.database.sandbox, vetai_ops.database.access
+import vetai_ops.store.factory, vetai_ops.targets.factory, vetai_ops.store.catalog, vetai_ops.journal
+import vetai_ops.validate, vetai_ops.validate.lint
+vetai_ops.steps._load()
+import sqlalchemy.dialects.postgresql.psycopg, psycopg, alembic.command, zstandard, json, hashlib, email
+import urllib.request, logging.config, uuid, getpass, socket, platform, tempfile, shlex, subprocess, threading
+import sqlalchemy.sql.default_comparator, alembic.ddl.postgresql, alembic.runtime.migration, alembic.autogenerate
+import mako.template
+pw = pwd.getpwnam("nobody")
+os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)  # from here on: an ordinary user
+os.environ["HOME"] = sys.argv[1]
+from vetai_ops.pipeline import run_playbook
+from vetai_ops.config import load_inventory
+from vetai_ops.database.sandbox import stop_sandbox
+try:
+    r = run_playbook("deploy", "local", options={"yes": True})
+    print("deploy", r["outcome"], r.get("to_rev"))
+    b = run_playbook("backup", "local")
+    print("backup", b["outcome"])
+    r = run_playbook("rollback", "local", options={"yes": True, "to": b["backup_id"]})
+    print("rollback", r["outcome"])
+finally:
+    stop_sandbox(load_inventory().env("local"), destroy=True)
+'''
+
+
+def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
+    """Without root the server runs as the operator's own user: the sandbox checks and the
+    peer map must let that user in (the suite otherwise runs everything as root)."""
+    import shutil
+    import tempfile
+
+    from fixtures_pg import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="vetai-nonroot-"))
+    try:
+        (home / "inventory.yml").write_text(
+            "default_env: local\nenvironments:\n  local:\n"
+            f"    sandbox: {{dir: '{home}/sb', port: {free_port()}}}\n"
+            "    database: {name: nonroot, user: vetai}\n"
+            f"    storage: {{type: local, path: '{home}/backups'}}\n")
+        (home / "run.py").write_text(NON_ROOT_RUN)
+        os.chown(home, *_nobody())
+        env = dict(os.environ, VETAI_OPS_INVENTORY=str(home / "inventory.yml"), VETAI_OPS_LOGS=str(home / "logs"))
+        r = subprocess.run([sys.executable, str(home / "run.py"), str(home)], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "deploy success 0013" in r.stdout and "backup success" in r.stdout and "rollback success" in r.stdout
+    finally:
+        if (home / "sb" / "data" / "PG_VERSION").exists():
+            from vetai_ops.database.cluster import resolve_bindir
+
+            subprocess.run(["runuser", "-u", "nobody", "--", str(resolve_bindir() / "pg_ctl"), "stop", "-m", "immediate",
+                            "-D", str(home / "sb" / "data")], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ 7. validators
+
+
+@pytest.mark.parametrize("key,value", [
+    ("name", "vc\n"), ("user", "vetai\n"), ("host", "db1\n"), ("env", "prod\n"), ("name", "vc١٢"), ("host", "db١"),
+])
+def test_validators_refuse_trailing_newlines_and_non_ascii_digits(tmp_path, key, value):
+    from vetai_ops.config import load_inventory
+    from vetai_ops.errors import ConfigError
+
+    env, db = ("prod", {"name": "vc", "user": "vetai"})
+    hosts = {"db": ["db1"]}
+    if key == "env":
+        env = value
+    elif key == "host":
+        hosts = {"db": [value]}
+    else:
+        db[key] = value
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"environments": {env: {"ssh": {}, "hosts": hosts, "database": db}}}))  # JSON is YAML
+    with pytest.raises(ConfigError):
+        load_inventory(inv)
+    ok = json.loads(inv.read_text().replace(json.dumps(value)[1:-1], "x1"))
+    inv.write_text(json.dumps(ok))
+    load_inventory(inv)  # the same file with a plain value loads
+
+
+@pytest.mark.parametrize("to", ["20261124T013200Z\n", "２０２６", "٢٠٢٦١١٢٤T013200Z"])
+def test_backup_ids_are_ascii_and_whole(local_env, to):
+    from vetai_ops.database.retired import _SUFFIX
+    from vetai_ops.errors import BackupNotFound
+    from vetai_ops.store.catalog import ID_RE, Catalog
+    from vetai_ops.store.local import LocalStore
+
+    assert not ID_RE.match(to) and not _SUFFIX.match(to.lower())
+    if not to.endswith("\n"):  # --to is stripped of whitespace first; Unicode digits are refused
+        with pytest.raises(BackupNotFound, match="not a backup id"):
+            Catalog(LocalStore(local_env.backups), "local").resolve(to)
+
+
+def test_fab_dash_h_host_is_validated(tmp_path, ssh_bed):
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"environments": {"prod": {
+        "ssh": {"user": "root", "port": ssh_bed.port, "key_file": ssh_bed.key_file, "known_hosts": ssh_bed.known_hosts},
+        "hosts": {"db": [ssh_bed.hosts[0]]}, "database": {"name": "vc", "user": "vetai"}}}}))
+    r = subprocess.run([sys.executable, "-m", "fabric", "-H", "127.0.0.2;touch /tmp/vetai-fab-pwned", "dump",
+                        "--env=prod"], cwd=ROOT, env=dict(os.environ, VETAI_OPS_INVENTORY=str(inv)),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "invalid host name" in r.stderr and "-H" in r.stderr, r.stderr
+    assert "cannot connect" not in r.stderr and not Path("/tmp/vetai-fab-pwned").exists()
+
+
+def test_health_urls_must_be_http(tmp_path):
+    from vetai_ops.config import load_inventory
+    from vetai_ops.errors import ConfigError
+
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"environments": {"e": {"checks": {"http": ["-K/etc/evil.cfg"]}}}}))
+    with pytest.raises(ConfigError, match="health check URL"):
+        load_inventory(inv)
+
+
+def test_curl_fallback_never_reads_the_url_as_an_option(tmp_path, health):
+    """A DB host without python3 falls back to curl: a URL that looks like an option (here a
+    config file that fetches the endpoint and writes a file) must stay a URL."""
+    from vetai_ops.steps.checks import http_check
+    from vetai_ops.targets.local import LocalTarget
+
+    class NoPython3(LocalTarget):  # a real host where python3 is not installed (the shell says 127)
+        def run(self, argv, **kw):
+            if argv[0] == "python3":
+                argv = ["sh", "-c", "exit 127"]
+            return super().run(argv, **kw)
+
+    marker = tmp_path / "written-by-curl"
+    cfg = tmp_path / "evil.cfg"
+    cfg.write_text(f'url = "{health.url}"\noutput = "{marker}"\n')
+    ok, _ = http_check(NoPython3(), health.url, 5)
+    assert ok  # the fallback works for a real URL
+    ok, detail = http_check(NoPython3(), f"-K{cfg}", 5)
+    assert not ok and not marker.exists(), detail
+
+
+# ------------------------------------------------------------------ 7. redaction
+
+
+def test_redaction_of_key_value_dsns_and_url_encoded_secrets():
+    from vetai_ops import secrets
+
+    out = secrets.redact("connect failed: host=db port=5432 password=hunter2x user=app; "
+                         "dsn=\"host=db password='two words'\" ?password=q1w2e3&sslmode=require PGPASSWORD=zz9")
+    for leaked in ("hunter2x", "two words", "q1w2e3", "zz9"):
+        assert leaked not in out, out
+    pw = "p@ss:w/rd!"
+    secrets.register(pw)
+    try:
+        out = secrets.redact("psql: p%40ss%3Aw%2Frd%21 rejected; form p%40ss%3Aw/rd%21 too; plus p%40ss%3Aw%2Frd%21")
+        assert "p%40ss" not in out and "rd%21" not in out, out
+    finally:
+        secrets.forget(pw)
+
+
+# ------------------------------------------------------------------ 7. password variable and local children
+
+
+def test_local_children_never_inherit_the_password_variables(local_env, monkeypatch):
+    """A real deploy whose service restart command dumps its environment: neither the
+    password_env variable nor PGPASSWORD reaches it (pg tools get a 0600 PGPASSFILE)."""
+    out = local_env.root / "restart-env"
+    monkeypatch.setenv("VETAI_TEST_DB_PW", "pw-only-for-pg-tools")
+    monkeypatch.setenv("PGPASSWORD", "pw-from-the-shell")
+    local_env.inventory.write_text(
+        local_env.inventory.read_text().replace("user: vetai}", "user: vetai, password_env: VETAI_TEST_DB_PW}")
+        + f"    services: {{restart: [sh, -c, 'env > {out}']}}\n")
+    local_env.run("deploy", yes=True)
+    env = out.read_text()
+    assert "pw-only-for-pg-tools" not in env and "VETAI_TEST_DB_PW" not in env
+    assert "pw-from-the-shell" not in env and "PGPASSWORD" not in env
+    assert "PATH=" in env  # the rest of the environment is still there
+
+
+# ------------------------------------------------------------------ 7. SSH key file permissions
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_ssh_key_readable_by_others_is_refused(ssh_bed, tmp_path, mode):
+    import shutil
+
+    from vetai_ops.errors import ConfigError
+
+    key = tmp_path / "id_ed25519"
+    shutil.copy(ssh_bed.key_file, key)
+    key.chmod(0o600)
+    assert ssh_bed.target(key_file=str(key)).run(["true"]).returncode == 0  # 0600: fine
+    key.chmod(mode)
+    with pytest.raises(ConfigError) as ei:
+        ssh_bed.target(key_file=str(key)).run(["true"])
+    assert str(key) in ei.value.message and f"{mode:04o}" in ei.value.message and ei.value.hint == f"chmod 600 {key}"
