@@ -1,7 +1,7 @@
 """The expected schema at a revision: what the history builds, not a hand-kept copy.
 
 :func:`reference` runs the Alembic history up to ``rev`` into a scratch database on the
-env's own server (``<db>_ref_<key>``, created and always dropped again), reads its catalog
+env's own server (``<db>_ref_<key>_<random>``, created and always dropped again), reads its catalog
 (:func:`vetai_ops.database.catalog.snapshot`) and caches that snapshot as JSON in
 ``.vetai/cache/reference/<key>.json`` (directory 0700, file 0600). The key is the sha256
 of the files of every revision up to ``rev`` (ids and bytes), ``env.py``, the server's
@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 from psycopg import sql
@@ -147,7 +148,8 @@ def equivalent_forms(conn, snap: dict) -> dict:
 
 def build(access, rev: str, key: str) -> dict:
     """Upgrade a new scratch database to ``rev``, snapshot it, drop it (always)."""
-    name = f"{access.db.name}_ref_{key[:10]}".lower()
+    # a suffix of its own: a concurrent build (a `check` beside a deploy) never drops this one
+    name = f"{access.db.name}_ref_{key[:8]}_{uuid.uuid4().hex[:6]}".lower()
     maint = access.admin_engine()
     try:
         with new_database(maint, name):

@@ -203,7 +203,8 @@ def _drift_gate(ctx, conn) -> str:
         raise GateRefused(
             f"the live schema of {ctx.access.db.name} differs from what the history builds at revision "
             f"{rev or 'base'}; {len(refused)} unaccepted difference(s), nothing changed:{describe(refused)}",
-            accept_hint(refused),
+            ("this database has no Alembic revision: if the backend's TypeORM built it, run `invoke adopt` first; "
+             if rev is None else "") + accept_hint(refused),
             report={"drift": [d.to_dict() for d in diffs], "revision": rev},
         )
     accepted = len(diffs) - len(chosen)
