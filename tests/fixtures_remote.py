@@ -365,9 +365,9 @@ class PgTCP:
             sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {}")
             .format(o, a),
             sql.SQL("CREATE SCHEMA app_cache AUTHORIZATION {}").format(a),
-            sql.SQL("CREATE TABLE app_cache.sessions (id int PRIMARY KEY, data text)"),
+            sql.SQL("CREATE TABLE app_cache.sessions (id serial PRIMARY KEY, data text)"),
             sql.SQL("ALTER TABLE app_cache.sessions OWNER TO {}").format(a),
-            sql.SQL("INSERT INTO app_cache.sessions VALUES (1, 'cached')"),
+            sql.SQL("INSERT INTO app_cache.sessions (data) VALUES ('cached')"),
             db=name,
         )
 
@@ -535,7 +535,8 @@ class RemoteEnv:
 
     def psql(self, sql: str, user: str | None = None) -> str:
         """psql on the live database as the deploy role (what owns the schema), or ``user``."""
-        return self.pg.cluster.psql(sql, db=self.dbname, user=user or self.pg.deploy_user)
+        role = user or self.pg.deploy_user  # the socket admits the superuser only: it becomes the role
+        return self.pg.cluster.psql(f'SET ROLE "{role}"; {sql}', db=self.dbname)
 
     def objects(self) -> list[str]:
         resp = self.s3.client().list_objects_v2(Bucket=self.bucket)

@@ -135,6 +135,13 @@ class Checks(Strict):
     # count every table's rows before and after a deploy (count(*): a full read of the data,
     # less than the backup reads; false skips the row-loss check on very large databases)
     row_counts: bool = True
+    # a pending statement that rewrites a table bigger than this (MiB) under its ACCESS EXCLUSIVE
+    # lock refuses the deploy unless acknowledged (`# vetai-ops: allow rewrite <table>`)
+    max_rewrite_mb: int = Field(1024, ge=0)
+    # data probes (before the backup): each one's statement_timeout, and the planner row
+    # estimate above which a probe reads a TABLESAMPLE SYSTEM sample of about this many rows
+    probe_timeout: str = "60s"
+    probe_sample_rows: int = Field(1_000_000, ge=1)
 
     @field_validator("http")
     @classmethod

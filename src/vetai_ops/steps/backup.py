@@ -115,6 +115,16 @@ class _ZstdReader:
 
 
 def take_backup(ctx, reason: str = "manual") -> Manifest:
+    """One backup, holding the shared "backup in progress" lock until its manifest is written
+    (``backups.prune`` leaves its dump and upload alone meanwhile)."""
+    from ..database.locks import backup_in_progress
+
+    with backup_in_progress(ctx.access.admin_engine(), ctx.access.db.name,
+                            f"vetai-ops backup ({ctx.action}) by {ctx.operator}"):
+        return _take_backup(ctx, reason)
+
+
+def _take_backup(ctx, reason: str) -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
     t0 = time.monotonic()
     with access.engine().connect() as conn:
