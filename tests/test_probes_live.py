@@ -173,6 +173,8 @@ def test_data_lost_by_a_dropped_column_is_counted_in_the_plan(local_env, migrati
     local_env.psql("update pets set color = null where name in ('Kiwi', 'Coco')")
     migrations_copy.add("0014", "0013", 'op.drop_column("pets", "color")',
                         'op.add_column("pets", sa.Column("color", sa.String(40)))')
+    # not acknowledged: the destructive gate's refusal says what would be lost
+    refused(local_env, r"drop_column pets.color, discards 6 non-NULL values \(")
     r = local_env.run("deploy", dry_run=True, allow=["drop_column pets.color"])
     assert r["outcome"] == "stopped"
     loss = [p for p in r["plan"]["probes"] if p["kind"] == "data_loss"]
@@ -241,3 +243,119 @@ def test_probe_after_a_backfill_in_the_same_revision_is_not_a_refusal(local_env,
                                         'op.alter_column("pets", "breed", nullable=True)')
     r = deployed(local_env)
     assert r["plan"]["probes"][0]["skipped"].startswith("an earlier pending statement changes these rows")
+
+
+REWRITE_CASES = [
+    # (column type before, ALTER TABLE subcommand, PostgreSQL rewrites?)
+    ("numeric(6,2)", "ALTER COLUMN c TYPE numeric(8,2)", False),
+    ("numeric(6,2)", "ALTER COLUMN c TYPE numeric(5,2)", True),
+    ("numeric(6,2)", "ALTER COLUMN c TYPE numeric", False),
+    ("numeric(6,2)", "ALTER COLUMN c TYPE double precision", True),
+    ("varchar(20)", "ALTER COLUMN c TYPE varchar(40)", False),
+    ("varchar(20)", "ALTER COLUMN c TYPE varchar(10)", True),
+    ("varchar(20)", "ALTER COLUMN c TYPE text", False),
+    ("text", "ALTER COLUMN c TYPE varchar(10)", True),
+    ("text", "ALTER COLUMN c TYPE varchar", False),
+    ("integer", "ALTER COLUMN c TYPE bigint", True),
+    ("varchar(20)", "ALTER COLUMN c TYPE varchar(40) USING c::varchar(40)", False),
+    ("varchar(20)", "ALTER COLUMN c TYPE varchar(40) USING upper(c)", True),
+    ("timestamp(3)", "ALTER COLUMN c TYPE timestamp(6)", False),
+    ("integer", "ADD COLUMN d uuid DEFAULT gen_random_uuid()", True),
+    ("integer", "ADD COLUMN d timestamptz DEFAULT now()", False),
+    ("integer", "ADD COLUMN d bigserial", True),
+    ("integer", "ADD COLUMN d integer NOT NULL DEFAULT 0", False),
+]
+
+
+@pytest.mark.parametrize("before,alter,rewrites", REWRITE_CASES)
+def test_rewrite_prediction_matches_postgresql(pg_url, before, alter, rewrites):
+    """The plan's 'rewrites' is checked against what PostgreSQL really does: the table's
+    relfilenode changes exactly when it is rewritten."""
+    from sqlalchemy import create_engine, text
+
+    from vetai_ops.database.probes import measure_impacts
+    from vetai_ops.validate.locks import statement_impacts
+
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text(f"CREATE TABLE t (id int PRIMARY KEY, c {before})"))
+            c.execute(text("INSERT INTO t (id) SELECT g FROM generate_series(1, 50) g"))
+        sql_text = f"ALTER TABLE t {alter};\n"
+        with engine.connect() as c:
+            imp, = measure_impacts(c, statement_impacts({"r1": sql_text}))
+        assert imp.lock == "ACCESS EXCLUSIVE" and imp.size_bytes > 0
+        with engine.begin() as c:
+            node = c.execute(text("select pg_relation_filenode('t')")).scalar()
+            c.exec_driver_sql(sql_text)
+            rewritten = c.execute(text("select pg_relation_filenode('t')")).scalar() != node
+        assert rewritten is rewrites  # the fixture itself
+        assert (imp.effect == "rewrite") is rewrites, imp
+    finally:
+        engine.dispose()
+
+
+def test_lock_levels_and_scans_from_the_sql():
+    from vetai_ops.validate.locks import statement_impacts
+
+    sql_text = """
+    CREATE INDEX CONCURRENTLY ix_a ON pets (name);
+    CREATE INDEX ix_b ON pets (name);
+    ALTER TABLE pets ADD CONSTRAINT fk FOREIGN KEY (client_id) REFERENCES clients (id) NOT VALID;
+    ALTER TABLE pets VALIDATE CONSTRAINT fk;
+    ALTER TABLE pets ADD CONSTRAINT ck CHECK (weight_kg > 0) NOT VALID;
+    ALTER TABLE pets ADD CONSTRAINT ck2 CHECK (weight_kg > 0);
+    ALTER TABLE pets ALTER COLUMN name SET NOT NULL;
+    ALTER TABLE pets DROP COLUMN color;
+    ALTER TABLE pets SET TABLESPACE pg_default;
+    UPDATE pets SET breed = 'x' WHERE breed IS NULL;
+    """
+    got = [(i.lock, i.effect) for i in statement_impacts({"r": sql_text})]
+    assert got == [("SHARE UPDATE EXCLUSIVE", "scan"), ("SHARE", "scan"), ("SHARE ROW EXCLUSIVE", ""),
+                   ("SHARE UPDATE EXCLUSIVE", "scan"), ("ACCESS EXCLUSIVE", ""), ("ACCESS EXCLUSIVE", "scan"),
+                   ("ACCESS EXCLUSIVE", "scan"), ("ACCESS EXCLUSIVE", ""), ("ACCESS EXCLUSIVE", "rewrite"),
+                   ("ROW EXCLUSIVE", "scan")]
+
+
+def test_probe_answers_on_a_scratch_table(pg_url):
+    """The probe kinds the deploy tests above do not plant, answered on real rows."""
+    from sqlalchemy import create_engine, text
+
+    from vetai_ops.database.probes import derive_probes, run_probes
+
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE t (id int PRIMARY KEY, a int, b int, n numeric(6,2), s text)"))
+            c.execute(text("INSERT INTO t VALUES (1, 1, NULL, 10, '5'), (2, 1, NULL, 9999.5, 'x'), "
+                           "(3, 2, 7, -1, '7'), (4, 2, 7, 3, NULL)"))
+            c.execute(text("CREATE TABLE nokey (a int)"))
+            c.execute(text("INSERT INTO nokey VALUES (1), (1)"))
+        sql_text = """
+        ALTER TABLE t ADD CONSTRAINT uq_ab UNIQUE (a, b);
+        ALTER TABLE t ADD CONSTRAINT uq_ab2 UNIQUE NULLS NOT DISTINCT (a, b);
+        ALTER TABLE t ADD CONSTRAINT ck_n CHECK (n > 0) NOT VALID;
+        ALTER TABLE t VALIDATE CONSTRAINT ck_n;
+        ALTER TABLE t ALTER COLUMN n TYPE numeric(4,1);
+        ALTER TABLE t ALTER COLUMN s TYPE integer USING s::integer;
+        ALTER TABLE nokey ADD PRIMARY KEY (a);
+        ALTER TABLE t ADD COLUMN z int, ADD CONSTRAINT ck_z CHECK (z > 0);
+        ALTER TABLE t ALTER COLUMN a TYPE date USING a::date;
+        """
+        probes = run_probes(engine, derive_probes({"r1": sql_text}), sample_rows=1000, timeout="10s",
+                            lock_timeout="2s")
+        got = {(p.kind, p.statement.split("CONSTRAINT ")[-1].split(" ")[0] if "CONSTRAINT" in p.statement
+                else p.columns[0] if p.columns else ""): (p.count, p.examples) for p in probes}
+        assert got[("unique", "uq_ab")] == (2, ["id=3", "id=4"])  # NULLs are distinct
+        assert got[("unique", "uq_ab2")][0] == 4  # ... unless NULLS NOT DISTINCT
+        assert got[("check", "ck_n")] == (1, ["id=3"])  # VALIDATE of a pending NOT VALID check
+        assert got[("cast", "n")] == (1, ["id=2"])  # 9999.5 overflows numeric(4,1)
+        assert got[("cast", "s")] == (1, ["id=2"])  # 'x' is no integer
+        pk = [p for p in probes if p.table == "nokey"]
+        assert [(p.kind, p.count, p.examples) for p in pk] == [("unique", 2, ["ctid=(0,1)", "ctid=(0,2)"]),
+                                                              ("not_null", 0, [])]
+        assert not [p for p in probes if "ck_z" in p.statement and p.kind == "check"]  # new column: no live rows
+        to_date = next(p for p in probes if p.kind == "cast" and p.columns == ["a"])  # int -> date: no cast at all
+        assert to_date.failed and "PostgreSQL refuses the cast" in to_date.what and to_date.count == 4
+    finally:
+        engine.dispose()

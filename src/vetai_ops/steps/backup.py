@@ -24,7 +24,9 @@ from ..errors import CommandFailed, OpsError, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
+from ..targets.stall import StallWatch, WatchedReader
 from . import step
+from ..database import writestats
 from ..database.introspect import estimated_rows
 from ..units import human_bytes
 
@@ -134,6 +136,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
+        write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     pg_dump_version = (ctx.state.get("pg_dump_version")
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
     bid = catalog.allocate_id()
@@ -152,7 +155,9 @@ def _take_backup(ctx, reason: str) -> Manifest:
     ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
     with access.pg_env() as penv:
         proc = target.start(argv, env=penv)
-        src = _ZstdReader(proc.stdout, ctx.env.backup.zstd_level) if on_operator else proc.stdout
+        watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the dump stream from pg_dump on {target.name}")
+        raw = WatchedReader(proc.stdout, watch, "no backup was registered")
+        src = _ZstdReader(raw, ctx.env.backup.zstd_level) if on_operator else raw
         reader = HashingReader(src, progress)
         try:
             # what the store may need to size its parts by (S3 allows 10,000 parts): the last
@@ -166,6 +171,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
             with contextlib.suppress(OpsError):
                 ctx.store.delete(key)
             raise
+        finally:
+            watch.close()
         rc = proc.wait()
     tick.final()
     if rc != 0:
@@ -201,6 +208,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         host=target.name,
         tables=tables,
         log_key=catalog.log_key(bid),
+        write_stats=write_stats,
     )
     catalog.write_manifest(m)  # last: only now does the backup exist
     return m

@@ -31,10 +31,11 @@ import time
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
 from . import step
-from ..database import retired
+from ..database import retired, writestats
 from ..database import swap as dbswap
 from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
+from ..targets.stall import StallWatch
 from ..units import human_bytes
 from .backup import Every
 
@@ -78,20 +79,27 @@ def _pump(ctx, m, src, proc, dec) -> tuple[str, list[BaseException]]:
     moved = 0
     tick = Every(ctx.progress)
     broken: list[BaseException] = []
+    # no byte read or written for backup.stall_timeout: the process is killed, the run told so
+    watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the restore stream of backup {m.id} into {ctx.db_target.name}")
     try:
         for b in iter(lambda: src.read(CHUNK), b""):
+            watch.tick()
             sha.update(b)
             moved += len(b)
             if not broken:
                 try:
                     proc.stdin.write(dec.decompress(b) if dec is not None else b)
+                    watch.tick()
                 except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
                     broken.append(e)
+            watch.check("the live database was not touched")
             tick("restore", moved, m.size, id=m.id)
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+    finally:
+        watch.close()
     tick.final()
     return sha.hexdigest(), broken
 
@@ -119,6 +127,10 @@ def _remove_dead_spools(ctx, target) -> None:
         return
     target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
                 "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
+    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
+    # in its name): one untouched for a day is a dead run's, whichever database it held
+    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
+                "-mmin", "+1440", "-delete"], check=False)
 
 
 def _spool_folder(ctx, target) -> str:
@@ -268,6 +280,7 @@ def restore_backup(ctx, m) -> dict:
         from ..store.catalog import new_id
 
         before = retired.unused_name(maint, live, m.id, new_id())
+        _lock_before_swap(ctx)
         swap(ctx, maint, live, scratch, before)
     except BaseException:
         # this run's copy never outlives a failed run (a killed one: the next run drops it)
@@ -277,6 +290,7 @@ def restore_backup(ctx, m) -> dict:
             pass
         raise
     access.dispose()
+    _writes_discarded(ctx, before, m)
     _after_swap(ctx, maint, before, m)
     return {
         "id": m.id,
@@ -285,6 +299,44 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+def _lock_before_swap(ctx) -> None:
+    """The lock is asked again before the live name changes hands. A recovery (on_failure)
+    must finish, so it takes a lost lock again when nobody else holds it; a rollback stops."""
+    lk = ctx.state.get("lock")
+    if lk is None:
+        return
+    retaken = lk.ensure("the swap", retake=bool(ctx.state.get("recovering")))
+    if retaken:
+        ctx.emit("warning", retaken)
+
+
+def _writes_discarded(ctx, before: str, m) -> None:
+    """Report the writes since backup ``m`` began that the restore set aside: the retired
+    database's write counters (complete: the swap ended its sessions, which flushes their
+    counters) against the manifest's. Best effort: the swap is done whatever this says."""
+    ctx.state["kept_as"] = before
+    own = ctx.state.get("own_writes") if ctx.state.get("backup_manifest") is m else None
+    eng = ctx.access.engine(before)
+    try:
+        with eng.connect() as c:
+            writes, notes = writestats.since(m.write_stats, writestats.snapshot(c), own)
+    except Exception as e:  # noqa: BLE001
+        writes, notes = None, [f"could not read the write statistics of {before}: {short_error(e)}"]
+    finally:
+        eng.dispose()
+    ctx.state.update(writes_since_backup=writes, writes_notes=notes)
+    if writes is None:
+        ctx.emit("warning", f"writes since backup {m.id} are unknown ({'; '.join(notes)}); whatever was written "
+                 f"is kept in {before}", writes_since_backup=None, kept_as=before)
+    elif writes:
+        ctx.emit("warning", f"writes since backup {m.id} discarded by this restore: {writestats.describe(writes)}"
+                 f" (inserted +, updated ~, deleted -; PostgreSQL statistics, an upper bound); they are kept in {before}"
+                 + (f"; {'; '.join(notes)}" if notes else ""), writes_since_backup=writes, kept_as=before)
+    else:
+        ctx.emit("info", f"no writes since backup {m.id} were discarded" + (f" ({'; '.join(notes)})" if notes else ""),
+                 writes_since_backup=writes, kept_as=before)
 
 
 def _after_swap(ctx, maint, before: str, m) -> None:

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
-from ..database.probes import derive_probes, measure_impacts, probe_notes, run_probes
+from ..database.probes import data_loss, derive_probes, measure_impacts, run_probes
 from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
@@ -106,7 +106,12 @@ def validate(ctx, render: bool = True, **_):
         )
     blocking = report.blocking
     if blocking:
-        ops = "; ".join(f"{f.revision}: {f.operation or f.rule} ({f.file}:{f.line})" for f in blocking)
+        checks = ctx.env.checks  # what a DROP COLUMN would discard, counted on the live data
+        loss = data_loss(access.engine(), getattr(report, "sql", {}) or {}, sample_rows=checks.probe_sample_rows,
+                         timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
+        ops = "; ".join(f"{f.revision}: {f.operation or f.rule}"
+                        + (f", {loss[(f.revision, f.operation)]}" if (f.revision, f.operation) in loss else "")
+                        + f" ({f.file}:{f.line})" for f in blocking)
         raise GateRefused(
             f"pending revisions contain destructive operations: {ops}",
             "if intended, add `# vetai-ops: allow <operation>` to the revision file, or pass "
@@ -165,9 +170,9 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
     over = over_limit(impacts, checks.max_rewrite_mb * 2**20, ctx.state.get("ack_tokens"), ctx.options.get("allow") or [])
     ctx.state.update(server_version=version, db_size=size, row_counts_before=counts,
                      impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes])
-    for p in probes:
-        for note in probe_notes(p):
-            ctx.emit("warning" if p.error or p.skipped else "info", note)
+    for p in probes:  # the plan shows every note; one that left a statement unproven is also a warning
+        if p.error:
+            ctx.emit("warning", f"{p.revision}: `{p.statement[:100]}` not proven by its {p.kind} probe: {p.error}")
     if orphans:
         desc = "; ".join(f"{fk.revision}: {n} rows of {fk.table}({', '.join(fk.columns)}) have no {fk.ref_table} "
                          f"(constraint {fk.name or '?'}; find them with: {fk.query(rows=True)})"

@@ -54,6 +54,9 @@ _REWRITE_SUBCOMMANDS = {AT.AT_SetTableSpace: "SET TABLESPACE copies the table",
 _SERIAL = {"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"}
 
 
+BOOKKEEPING = {"alembic_version", "vetai_ops_applied", "deploy_history"}
+
+
 def deparse(node) -> str:
     """PostgreSQL text of a parse-tree node, one line (pglast's deparser)."""
     return " ".join(RawStream()(node).split())
@@ -255,7 +258,8 @@ def statement_impacts(sql_by_rev: dict[str, str]) -> list[Impact]:
                     out.append(Impact(rev, text, rv.relname, rv.schemaname, ACCESS_EXCLUSIVE))
             if imp is not None:
                 out.append(imp)
-    return out
+    # Alembic's own bookkeeping (UPDATE alembic_version) is not the operator's concern
+    return [i for i in out if i.table not in BOOKKEEPING]
 
 
 REWRITE_RULE = "table-rewrite"
