@@ -54,8 +54,10 @@ from dataclasses import asdict, dataclass, field
 
 import pglast
 from pglast import ast as pg
-from pglast.enums import AlterTableType as AT, ConstrType, ObjectType
-from psycopg import errors as pgerr, sql
+from pglast.enums import AlterTableType as AT
+from pglast.enums import ConstrType, ObjectType
+from psycopg import errors as pgerr
+from psycopg import sql
 
 from ..validate.locks import Impact, deparse
 
@@ -586,11 +588,12 @@ def measure_impacts(conn, impacts: list[Impact]) -> list[Impact]:
             continue
         reasons = []
         for tc in imp.type_changes:
-            if oid is None or _settled(conn, lambda: _type_change_rewrites(q, oid, tc)):
+            if oid is None or _settled(conn, lambda oid=oid, tc=tc: _type_change_rewrites(q, oid, tc)):
                 reasons.append(f"type change of {tc.column} to {tc.type_sql}")
-        if imp.volatile_calls and _settled(conn, lambda: q(
+        calls = sorted(set(imp.volatile_calls))
+        if calls and _settled(conn, lambda calls=calls: q(
                 "select exists(select 1 from pg_proc where proname = any(:n) and provolatile = 'v')",
-                n=list(set(imp.volatile_calls))).scalar()):
+                n=calls).scalar()):
             reasons.append(f"volatile default ({', '.join(sorted(set(imp.volatile_calls)))})")
         if reasons:
             imp.effect, imp.reason = "rewrite", "; ".join(reasons)
@@ -622,7 +625,7 @@ def _type_change_rewrites(q, oid: int, tc) -> bool:
     dst = q("select t.oid, t.typname from pg_type t where t.oid = to_regtype(:t)", t=tc.type_sql).first()
     if row is None or dst is None:
         return True
-    src_oid, src_mod, src_name = row
+    src_oid, src_mod, _ = row
     dst_oid, dst_name = dst
     mods = tc.typmods
     if src_oid == dst_oid:
