@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -58,7 +57,7 @@ def drift_recipe(s: dict, kind: str) -> tuple[str, str, str, str]:
     tables = sorted(s["tables"])
     cols = [(t, c, v) for t in tables for c, v in sorted(s["tables"][t].items())]
     fks = [(t, n, v) for t in tables for n, v in sorted(s["constraints"].get(t, {}).items()) if v["kind"] == "foreign key"]
-    t0, c0 = tables[0], sorted(s["tables"][tables[0]])[0]
+    t0, c0 = tables[0], min(s["tables"][tables[0]])
     if kind == "index":
         return (f'CREATE INDEX ix_drift_hotfix ON "{t0}" ("{c0}")', "index", f"{t0}.ix_drift_hotfix", "not in the history")
     if kind == "extra_column":
@@ -83,7 +82,7 @@ def drift_recipe(s: dict, kind: str) -> tuple[str, str, str, str]:
         return (f'ALTER TABLE "{t}" DROP CONSTRAINT "{n}", ADD CONSTRAINT "{n}" {v["definition"]} NOT VALID',
                 "constraint", f"{t}.{n}", "NOT VALID live, expected")
     if kind == "enum_value":
-        e = sorted(s["enums"])[0]
+        e = min(s["enums"])
         return (f"ALTER TYPE \"{e}\" ADD VALUE 'drift_value'", "enum", e, "added drift_value")
     if kind == "extra_table":
         return ("CREATE TABLE legacy_notes (id int, note text)", "table", "legacy_notes", "not in the history")
@@ -179,7 +178,7 @@ def test_accepted_drift_is_recorded_deployed_over_and_new_drift_refused_again(lo
     local_env.psql(f'ALTER TABLE "{name2.split(".")[0]}" DROP COLUMN drift_note')
     # the accepted object changing again is a new difference too
     table = name.split(".")[0]
-    other = sorted(s["tables"][table])[-1]
+    other = max(s["tables"][table])
     local_env.psql(f'DROP INDEX ix_drift_hotfix; CREATE INDEX ix_drift_hotfix ON "{table}" ("{other}")')
     with pytest.raises(GateRefused) as ei:
         local_env.run("deploy", yes=True)
@@ -192,7 +191,7 @@ def test_a_revision_whose_result_differs_from_the_history_fails_the_postcheck_an
     """The post-check compares with what the history builds: a data-dependent revision that
     does something else on the live data than on an empty database is caught, and restored."""
     local_env.run("deploy", yes=True)
-    table = sorted(live_snapshot(local_env)["tables"])[0]
+    table = min(live_snapshot(local_env)["tables"])
     migrations_copy.add("9001", mig.head(),
                         f'op.execute("DO $$ BEGIN IF EXISTS (SELECT 1 FROM {table}) THEN '
                         f'CREATE TABLE half_done (x int); END IF; END $$")',
@@ -364,7 +363,7 @@ def _fks_with_rows(le, s):
 def test_a_revision_added_to_the_history_deploys_and_postchecks_without_touching_the_models(local_env, migrations_copy):
     local_env.run("deploy", yes=True)
     s = live_snapshot(local_env)
-    table = sorted(s["tables"])[0]
+    table = min(s["tables"])
     start = mig.head()
     migrations_copy.add("9001", start, f'op.add_column("{table}", sa.Column("loyalty_points", sa.Integer, '
                                        'server_default="0", nullable=False))\n'
