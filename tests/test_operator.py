@@ -552,7 +552,7 @@ def test_schema_compare_names_every_kind_of_difference(pg_cluster):
     import uuid as _uuid
 
     from vetai_ops.database import migrations as mig
-    from vetai_ops.database.schema_compare import compare, snapshot
+    from vetai_ops.database.catalog import compare, snapshot
 
     names = [f"cmp_{_uuid.uuid4().hex[:8]}" for _ in range(2)]
     engines = []
@@ -577,7 +577,7 @@ def test_schema_compare_names_every_kind_of_difference(pg_cluster):
             ):
                 conn.execute(text(sql))
         with engines[0].connect() as a, engines[1].connect() as b:
-            diffs = compare(snapshot(a), snapshot(b))
+            diffs = [str(d) for d in compare(snapshot(a), snapshot(b))]
     finally:
         for e in engines:
             e.dispose()
@@ -585,13 +585,13 @@ def test_schema_compare_names_every_kind_of_difference(pg_cluster):
             pg_cluster.psql(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
     text_ = "\n".join(diffs)
     for expected in (
-        "column clients.phone: type is 'character varying(40)' live, expected 'character varying(30)'",
-        "column clients.email: not null is True live, expected False",
-        "column clients.address: default is",
-        "foreign key fk_clients_user_id on clients:",
-        "named ix_clients_mail live, expected ix_clients_email",
-        "enum type appointment_status: values",
-        "table legacy_notes: in the live database but not in the expected schema",
+        "column clients.phone: type character varying(40) live, expected character varying(30)",
+        "column clients.email: NOT NULL live, expected NULL",
+        "column clients.address: default 'unknown'::text live, expected none",
+        "constraint clients.fk_clients_user_id: foreign key FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE live",
+        "index clients.ix_clients_email: named ix_clients_mail live",
+        "enum appointment_status: values",
+        "table legacy_notes: in the live database, not in the history",
     ):
         assert expected in text_, (expected, diffs)
     assert len(diffs) == 7, diffs
