@@ -224,5 +224,11 @@ def render_plan(p: dict, c: Console = out) -> None:
             if pr.get("revision") == rev:
                 for note in probe_notes(pr):
                     c.print(f"      [dim]probe[/] {esc(note)}")
+    accepting = set(p.get("accepting_drift") or [])
+    for d in p.get("drift") or []:
+        ident = f"{d['kind']}:{d['name']}"
+        tag = "accepting now" if ident in accepting else ("accepted" if d.get("accepted") else "drift")
+        c.print(f"  [yellow]{tag}[/] ", end="")
+        c.print(f"{d['kind']} {d['name']}: {d['detail']}", markup=False)  # catalog text is not markup
     if p.get("first_deploy_seeds"):
         c.print("  first deploy: demo data will be seeded")

@@ -8,7 +8,7 @@ After the backup, and before anything touches the live database:
 2. Alembic upgrade of the copy to the target, one transaction per revision, with the live
    migration's ``lock_timeout`` / ``statement_timeout``, each revision timed;
 3. the post-checks of the database on the copy: revision == target, the schema compared
-   with the models (at head), no table lost rows (exact counts before and after, within
+   with the reference the history builds at target (accepted drift passes), no table lost rows (exact counts before and after, within
    ``checks.row_count_tolerance``; skipped with ``checks.row_counts: false``);
 4. drop the copy, always; record the restore in the backup's manifest (estimates) and the
    per-revision durations in the journal (this step's ``detail`` in deploy_history).
@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 
 from ..database import migrations as mig
+from ..database.drift import drift_at
 from ..database.introspect import drop_database, row_counts
 from ..database.swap import rehearsal_name
 from ..errors import GateRefused, short_error
@@ -64,10 +65,12 @@ def _check_copy(ctx, engine, target: str, rows_before: dict[str, int]) -> list[s
         cur = mig.current(conn)
         if cur != target:
             problems.append(f"the copy is at revision {cur or 'base'}, expected {target}")
-        elif target == mig.head():
-            diff = mig.describe_diff(mig.schema_diff(conn))
-            if diff:
-                problems.append("the copy's schema differs from the models: " + "; ".join(diff[:10]))
+        else:  # the post-check's schema comparison: the reference the history builds at target
+            diffs, _ = drift_at(ctx.access, conn, target, emit=ctx.emit)
+            new = [d for d in diffs if not d.accepted]
+            if new:
+                problems.append(f"the copy's schema differs from the history at {target} ({len(new)} unaccepted "
+                                "difference(s)): " + "; ".join(str(d) for d in new[:10]))
         if rows_before:
             tol = ctx.env.checks.row_count_tolerance
             after = row_counts(conn, exclude=("deploy_history",))

@@ -148,6 +148,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
     """Live checks: server version, long transactions that would block DDL, disk room for dump + restore."""
     access = ctx.access
     with access.engine().connect() as conn:
+        drift_summary = _drift_gate(ctx, conn)
         version = conn.execute(text("show server_version")).scalar_one()
         size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         longx = conn.execute(
@@ -174,7 +175,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             ctx.emit("warning", f"{p.revision}: `{p.statement[:100]}` not proven by its {p.kind} probe: {p.error}")
     if orphans:
         desc = "; ".join(f"{fk.revision}: {n} rows of {fk.table}({', '.join(fk.columns)}) have no {fk.ref_table} "
-                         f"(constraint {fk.name or '?'}; find them with: {fk.query().replace('count(*)', 'c.*')})"
+                         f"(constraint {fk.name or '?'}; find them with: {fk.query(rows=True)})"
                          for fk, n in orphans)
         raise GateRefused(f"pending foreign keys would fail on orphan rows: {desc}",
                           "fix or delete those rows (or make the revision clean them up), then deploy again")
@@ -211,7 +212,37 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
             "free space there or use S3 storage",
         )
-    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions"
+    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions; {drift_summary}"
+
+
+def _drift_gate(ctx, conn) -> str:
+    """The live schema against the reference at the database's revision (the history, cached):
+    refuse, naming each, unless every difference is accepted (recorded, or named with
+    ``accept_drift`` now; those are recorded by the ``accept_drift`` step, before the backup)."""
+    from ..database.drift import accept_hint, describe, drift_at, parse_tokens, select
+
+    t0 = time.monotonic()
+    rev = ctx.state["from_rev"] if "from_rev" in ctx.state else mig.current(conn)
+    diffs, info = drift_at(ctx.access, conn, rev, emit=ctx.emit)
+    new = [d for d in diffs if not d.accepted]
+    chosen, unused = select(new, parse_tokens(ctx.options.get("accept_drift")))
+    for t in unused:
+        ctx.emit("warning", f"--accept-drift={t} names no unaccepted difference of the live schema (ignored)")
+    refused = [d for d in new if d not in chosen]
+    ctx.state.update(drift=[d.to_dict() for d in diffs], drift_accepting=chosen,
+                     drift_check_s=round(time.monotonic() - t0, 3), drift_reference_cached=info["cached"])
+    if refused:
+        raise GateRefused(
+            f"the live schema of {ctx.access.db.name} differs from what the history builds at revision "
+            f"{rev or 'base'}; {len(refused)} unaccepted difference(s), nothing changed:{describe(refused)}",
+            ("this database has no Alembic revision: if the backend's TypeORM built it, run `invoke adopt` first; "
+             if rev is None else "") + accept_hint(refused),
+            report={"drift": [d.to_dict() for d in diffs], "revision": rev},
+        )
+    accepted = len(diffs) - len(chosen)
+    return (f"schema matches the history at {rev or 'base'}"
+            + (f" ({accepted} accepted difference(s))" if accepted else "")
+            + (f"; accepting {len(chosen)} now: {', '.join(d.id for d in chosen)}" if chosen else ""))
 
 
 def tool_major(version_text: str) -> int | None:
@@ -300,6 +331,8 @@ def plan(ctx, rehearse: bool = True, **_):
         "pending": ctx.state.get("pending", []),
         "sql": ctx.state.get("sql", {}),
         "findings": ctx.state.get("findings", []),
+        "drift": ctx.state.get("drift", []),
+        "accepting_drift": [d.id for d in ctx.state.get("drift_accepting") or []],
         "impacts": ctx.state.get("impacts", []),
         "probes": ctx.state.get("probes", []),
         "backup_store": ctx.store.location,
