@@ -97,7 +97,7 @@ def test_read_only_fence_is_lifted_after_a_failure_and_after_sigterm(remote_env,
 
     health.status, health.on_request = 200, None
     migrations_copy.add("0013b", "0013", "op.execute('SELECT pg_sleep(20)')")
-    p = remote_env.popen("deploy", "--env=prod", "--yes")
+    p = remote_env.popen("deploy", "--env=prod", "--yes", "--no-rehearsal")  # the sleep in the real migrate
     assert wait_for(lambda: remote_env.pg.cluster.psql(
         "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(20)%'") == "1")
     # fenced (the live database is the copy the failure above restored; a new session is read-only)
@@ -112,7 +112,7 @@ def test_a_fence_left_by_a_killed_run_is_lifted_by_the_next_run(remote_env, migr
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
     fenced(remote_env)
     slow = migrations_copy.add("0013b", "0013", "op.execute('SELECT pg_sleep(30)')")
-    p = remote_env.popen("deploy", "--env=prod", "--yes")
+    p = remote_env.popen("deploy", "--env=prod", "--yes", "--no-rehearsal")  # the sleep in the real migrate
     assert wait_for(lambda: remote_env.pg.cluster.psql(
         "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'") == "1")
     p.kill()  # SIGKILL: nothing of the run can lift its fence
