@@ -156,3 +156,15 @@ def test_max_fail_tolerates_that_many_failed_hosts(remote_env, restart_log):
     assert [x["host"] for x in read_log(restart_log)] == hosts  # the rollout went on past the failed host
     assert f"failed (within services.max_fail 1) on {hosts[1]}" in r.stderr, r.stderr
     assert remote_env.revision() == "0013"
+
+
+def test_an_unreachable_app_host_refuses_the_deploy_before_the_backup(remote_env):
+    hosts = remote_env.bed.hosts
+    all_hosts_are_app_hosts(remote_env)
+    before = remote_env.revision()
+    remote_env.bed.kill(hosts[2])  # the fixture brings it back afterwards
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode == 2, r.stderr  # README: 2 = a refusal that changed nothing
+    assert "app host(s) not reachable" in r.stderr and hosts[2] in r.stderr, r.stderr
+    assert remote_env.revision() == before
+    assert not [k for k in remote_env.objects() if k.endswith(".json")]  # no backup was taken
