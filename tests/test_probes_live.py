@@ -340,6 +340,7 @@ def test_probe_answers_on_a_scratch_table(pg_url):
         ALTER TABLE t ALTER COLUMN s TYPE integer USING s::integer;
         ALTER TABLE nokey ADD PRIMARY KEY (a);
         ALTER TABLE t ADD COLUMN z int, ADD CONSTRAINT ck_z CHECK (z > 0);
+        ALTER TABLE t ALTER COLUMN a TYPE date USING a::date;
         """
         probes = run_probes(engine, derive_probes({"r1": sql_text}), sample_rows=1000, timeout="10s",
                             lock_timeout="2s")
@@ -354,5 +355,30 @@ def test_probe_answers_on_a_scratch_table(pg_url):
         assert [(p.kind, p.count, p.examples) for p in pk] == [("unique", 2, ["ctid=(0,1)", "ctid=(0,2)"]),
                                                               ("not_null", 0, [])]
         assert not [p for p in probes if "ck_z" in p.statement and p.kind == "check"]  # new column: no live rows
+        to_date = next(p for p in probes if p.kind == "cast" and p.columns == ["a"])  # int -> date: no cast at all
+        assert to_date.failed and "PostgreSQL refuses the cast" in to_date.what and to_date.count == 4
     finally:
         engine.dispose()
+
+
+def test_probes_over_ssh_as_the_unprivileged_deploy_role(remote_env, migrations_copy):
+    """Through the SSH tunnel, as the non-superuser deploy role: the per-row cast count (a DO
+    block in a READ ONLY transaction) works, the refusal comes before any backup reaches S3,
+    and the plan carries the lock line."""
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode == 0, r.stderr
+    remote_env.psql("update pets set microchip = 'AB-' || name where name in ('Luna', 'Rocky')")
+    migrations_copy.add("0014", "0013",
+                        'op.alter_column("pets", "microchip", type_=sa.BigInteger(), postgresql_using="microchip::bigint")',
+                        header=ACK_ALL)
+    objects = remote_env.objects()
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    out = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "0014: `ALTER TABLE pets ALTER COLUMN microchip TYPE bigint" in out, r.stderr
+    assert "2 rows of pets(microchip)" in out and "id=" in out
+    assert remote_env.objects() == objects and remote_env.revision() == "0013"
+    remote_env.psql("update pets set microchip = null where microchip like 'AB-%'")
+    r = remote_env.cli("plan", "--env=prod")
+    out = " ".join((r.stderr + r.stdout).split())
+    assert r.returncode == 0 and "ALTER TABLE pets ALTER COLUMN microchip TYPE bigint USING CAST(microchip AS bigint) " \
+        "— ACCESS EXCLUSIVE, rewrites" in out, out

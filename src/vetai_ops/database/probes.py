@@ -54,8 +54,10 @@ from dataclasses import asdict, dataclass, field
 
 import pglast
 from pglast import ast as pg
-from pglast.enums import AlterTableType as AT, ConstrType, ObjectType
-from psycopg import errors as pgerr, sql
+from pglast.enums import AlterTableType as AT
+from pglast.enums import ConstrType, ObjectType
+from psycopg import errors as pgerr
+from psycopg import sql
 
 from ..validate.locks import Impact, deparse
 
@@ -456,14 +458,20 @@ def _cast(cur, p: Probe, rel: sql.Composable, src: sql.Composable, key: sql.Comp
         return 0, []
     except pgerr.QueryCanceled:
         raise
-    except pgerr.DataError:
-        pass  # some value does not cast: count them
+    except (pgerr.DataError, pgerr.IntegrityError):
+        pass  # some value does not cast (or breaks a domain's CHECK): count them
     rows = sql.SQL("SELECT ctid AS vetai_tid, {} AS vetai_key FROM {}").format(key, src)
     test = sql.SQL("SELECT {} FROM {} WHERE ctid = $1").format(cast, rel)
     body = sql.SQL(_PER_ROW).format(rows=sql.Literal(rows.as_string(conn)), test=sql.Literal(test.as_string(conn)))
-    cur.execute(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))))
-    n, ex = cur.execute("SELECT current_setting('vetai_ops.probe_n'), current_setting('vetai_ops.probe_ex')").fetchone()
-    return int(n), list(json.loads(ex))
+    try:
+        with conn.transaction():
+            cur.execute(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))))
+            n, ex = cur.execute("SELECT current_setting('vetai_ops.probe_n'), "
+                                "current_setting('vetai_ops.probe_ex')").fetchone()
+        return int(n), list(json.loads(ex))
+    except pgerr.QueryCanceled:  # the one-statement try already proved a rejected value
+        p.what += " (at least one value; counting them all timed out after checks.probe_timeout)"
+        return 1, []
 
 
 def _assignment_cast_missing(cur, tab: _Table, column: str, type_sql: str) -> str:
@@ -545,6 +553,12 @@ def _answer(cur, p: Probe, tab: _Table, sample_rows: int, timeout: str) -> None:
                 p.count, p.examples = _cast(cur, p, rel, src, key)
             else:
                 p.count, p.examples = _count_and_examples(cur, _offenders(p, rel, src, key))
+    except pgerr.CannotCoerce as e:  # no cast between the types at all: PostgreSQL refuses the statement
+        p.what = f"PostgreSQL refuses the cast ({str(e).splitlines()[0][:160]}); give the revision a USING expression"
+        with conn.transaction():
+            p.count, p.examples = _count_and_examples(cur, _offenders(
+                Probe(p.revision, "", "all", p.table, p.schema, [], "", cond="true"), rel, src, key))
+        p.count = max(p.count or 0, 1)
     except pgerr.QueryCanceled:
         p.error = f"timed out after checks.probe_timeout={timeout} (not proven either way)"
     except pgerr.LockNotAvailable:
@@ -574,10 +588,12 @@ def measure_impacts(conn, impacts: list[Impact]) -> list[Impact]:
             continue
         reasons = []
         for tc in imp.type_changes:
-            if oid is None or _type_change_rewrites(q, oid, tc):
+            if oid is None or _settled(conn, lambda oid=oid, tc=tc: _type_change_rewrites(q, oid, tc)):
                 reasons.append(f"type change of {tc.column} to {tc.type_sql}")
-        if imp.volatile_calls and q("select exists(select 1 from pg_proc where proname = any(:n) "
-                                    "and provolatile = 'v')", n=list(set(imp.volatile_calls))).scalar():
+        calls = sorted(set(imp.volatile_calls))
+        if calls and _settled(conn, lambda calls=calls: q(
+                "select exists(select 1 from pg_proc where proname = any(:n) and provolatile = 'v')",
+                n=calls).scalar()):
             reasons.append(f"volatile default ({', '.join(sorted(set(imp.volatile_calls)))})")
         if reasons:
             imp.effect, imp.reason = "rewrite", "; ".join(reasons)
@@ -586,6 +602,15 @@ def measure_impacts(conn, impacts: list[Impact]) -> list[Impact]:
         else:
             imp.effect, imp.reason = "", "binary-coercible type change / stable default: catalog only"
     return impacts
+
+
+def _settled(conn, ask) -> bool:
+    """``ask()`` in a savepoint; a catalog question that errors counts as a rewrite (the safe answer)."""
+    try:
+        with conn.begin_nested():
+            return bool(ask())
+    except Exception:  # noqa: BLE001 - e.g. a type name the live catalog cannot read
+        return True
 
 
 _PRECISION_TYPES = {"timestamp", "timestamptz", "time", "timetz", "interval"}
@@ -600,7 +625,7 @@ def _type_change_rewrites(q, oid: int, tc) -> bool:
     dst = q("select t.oid, t.typname from pg_type t where t.oid = to_regtype(:t)", t=tc.type_sql).first()
     if row is None or dst is None:
         return True
-    src_oid, src_mod, src_name = row
+    src_oid, src_mod, _ = row
     dst_oid, dst_name = dst
     mods = tc.typmods
     if src_oid == dst_oid:

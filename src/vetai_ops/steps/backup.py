@@ -208,6 +208,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         host=target.name,
         tables=tables,
         log_key=catalog.log_key(bid),
+        db_size=db_size,
         write_stats=write_stats,
     )
     catalog.write_manifest(m)  # last: only now does the backup exist

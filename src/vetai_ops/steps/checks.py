@@ -1,4 +1,5 @@
-"""Post-checks: revision == target, live schema == models (Alembic compare_metadata),
+"""Post-checks: revision == target, live schema == the reference the history builds at
+that revision (:mod:`vetai_ops.database.reference`; accepted drift passes),
 data integrity (FK orphans, row counts vs the pre-deploy snapshot), HTTP health on
 every app host (fetched ON the host, so localhost-only endpoints work)."""
 
@@ -8,7 +9,7 @@ from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import OpsError
-from ..targets.health import check_hosts, http_check  # noqa: F401  (http_check: fab and tests use it from here)
+from ..targets.health import check_hosts, failures, http_check  # noqa: F401  (http_check: fab and tests use it from here)
 from ..database.introspect import public_tables, row_count
 from . import step
 
@@ -24,16 +25,23 @@ where con.contype = 'f' and n.nspname = 'public' and (not con.convalidated)
 """
 
 
-def health_by_host(ctx, targets=None) -> dict[str, list[tuple[str, str]]]:
+def health_by_host(ctx, targets=None) -> dict[str, list[tuple[str, bool, str]]]:
     """The health checks on ``targets`` (default: every app host), all at once (up to
-    ``services.forks``), one event per host and a summary; host -> its (url, detail) failures."""
+    ``services.forks``), one event per host and a summary; host -> [(url, ok, detail)]."""
     return check_hosts(ctx.app_targets if targets is None else targets, ctx.env.checks,
                        forks=ctx.env.services.forks, emit=ctx.emit)
 
 
+def health_results(ctx) -> list[dict]:
+    """Every health URL on every app host (with the env's retries, all hosts at once):
+    ``{host, url, ok, detail}``."""
+    return [{"host": h, "url": u, "ok": ok, "detail": d}
+            for h, res in health_by_host(ctx).items() for u, ok, d in res]
+
+
 def health(ctx, targets=None) -> list[str]:
     """Every failure as one line: ``<url> on <host>: <detail>``."""
-    return [f"{u} on {h}: {d}" for h, fails in health_by_host(ctx, targets).items() for u, d in fails]
+    return [f"{u} on {h}: {d}" for h, res in health_by_host(ctx, targets).items() for u, d in failures(res)]
 
 
 @step("health")
@@ -44,6 +52,29 @@ def health_step(ctx, **_):
     return f"{len(ctx.env.checks.http) * len(ctx.app_targets)} endpoints ok"
 
 
+def _schema_vs_history(ctx, conn, rev, warn_only: bool) -> tuple[str, str | None]:
+    """The live schema against the reference the history builds at ``rev``; differences
+    recorded as accepted pass. Returns (summary, problem or None). ``warn_only`` (a rollback
+    to an older backup, whose drift is that backup's) reports differences without failing."""
+    from ..database.drift import drift_at
+
+    try:
+        diffs, _ = drift_at(ctx.access, conn, rev, emit=ctx.emit)
+    except OpsError as e:
+        return "", f"schema not checked: {e.message}"
+    new = [d for d in diffs if not d.accepted]
+    accepted = len(diffs) - len(new)
+    note = f"schema matches the history at {rev or 'base'}" + (f" ({accepted} accepted difference(s))" if accepted else "")
+    if not new:
+        return note, None
+    what = "; ".join(str(d) for d in new[:10]) + (f"; ... and {len(new) - 10} more" if len(new) > 10 else "")
+    if warn_only:
+        ctx.emit("warning", f"the live schema differs from the history at {rev or 'base'}: {what} "
+                            "(see `invoke check`; accept with --accept-drift on the next deploy)")
+        return f"schema: {len(new)} unaccepted difference(s) from the history at {rev or 'base'}", None
+    return "", f"live schema differs from the history at {rev or 'base'} ({len(new)} unaccepted difference(s)): {what}"
+
+
 @step("postcheck")
 def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = True, **_):
     expect = ctx.state.get("expect_rev", ctx.state.get("to_rev"))
@@ -52,11 +83,11 @@ def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = Tr
         cur = mig.current(conn)
         if cur != expect:
             problems.append(f"database is at revision {cur}, expected {expect}")
-        head = mig.head()
-        if schema and cur == head:
-            diff = mig.describe_diff(mig.schema_diff(conn))
-            if diff:
-                problems.append("live schema differs from the models: " + "; ".join(diff[:10]))
+        schema_note = ""
+        if schema and (cur is None or mig.known(cur)):
+            schema_note, problem = _schema_vs_history(ctx, conn, cur, warn_only=schema == "warn")
+            if problem:
+                problems.append(problem)
         for r in conn.execute(text(ORPHANS_SQL)).mappings():
             problems.append(f"foreign key {r['conname']} on {r['child']} is not validated")
         before = ctx.state.get("row_counts_before") or {}
@@ -71,13 +102,14 @@ def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = Tr
                     problems.append(f"table {table} lost rows: {n} before, {now} after")
     still_failing = []
     if http:
-        by_host = health_by_host(ctx)
+        by_host = {h: failures(res) for h, res in health_by_host(ctx).items()}
         fails = [f"health {u} on {h}: {d}" for h, fs in by_host.items() for u, d in fs]
         tolerated = ctx.env.services.max_fail
-        if fails and http != "warn" and len([h for h, fs in by_host.items() if fs]) <= tolerated:
+        down = [h for h, fs in by_host.items() if fs]
+        if fails and http != "warn" and len(down) <= tolerated:
             # services.max_fail: up to that many hosts may be down without failing the deploy
-            ctx.emit("warning", f"health fails on {len([h for h, fs in by_host.items() if fs])} host(s), "
-                                f"within services.max_fail ({tolerated}): " + "; ".join(fails))
+            ctx.emit("warning", f"health fails on {len(down)} host(s), within services.max_fail ({tolerated}): "
+                     + "; ".join(fails))
             fails = []
         if http == "warn":  # after a restore: the DB is back; an app that stays down is reported, not "unrecovered"
             still_failing = fails
@@ -85,7 +117,7 @@ def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = Tr
             problems += fails
     if problems:
         raise OpsError("post-check failed: " + "; ".join(problems))
-    summary = f"revision {cur or 'base'}" + (", schema matches models" if schema and cur == head else "")
+    summary = f"revision {cur or 'base'}" + (f", {schema_note}" if schema_note else "")
     if still_failing:
         ctx.emit("warning", "after the restore, health checks still fail: " + "; ".join(still_failing))
         summary += "; HEALTH STILL FAILING: " + "; ".join(still_failing)

@@ -16,7 +16,7 @@ import time
 
 from ..errors import OpsError, short_error
 from ..targets.fleet import each_host, summary
-from ..targets.health import check_hosts
+from ..targets.health import check_hosts, failures
 from . import step
 
 
@@ -52,7 +52,8 @@ def restart(ctx, failures: str = "stop", **_):
                          host=o.host, ok=False, duration_s=round(o.duration_s, 3))
         # the batch's gate: its restarted hosts answer their health checks before the next batch
         gate = check_hosts(up, ctx.env.checks, forks=svc.forks, emit=ctx.emit)
-        for host, fails in gate.items():
+        for host, res in gate.items():
+            fails = failures(res)
             if fails:
                 failed[host] = "health: " + "; ".join(f"{u}: {d}" for u, d in fails)
         if failures == "stop" and len(failed) > svc.max_fail:

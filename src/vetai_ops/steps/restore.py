@@ -380,11 +380,25 @@ def restore(ctx, backup: str | None = None, **_):
         ctx.state["from_rev"] = _current_or_none(ctx)
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
+    t0 = time.monotonic()
     summary = restore_backup(ctx, m)
     ctx.state.update(restored_id=m.id, to_rev=m.revision, expect_rev=m.revision, restore_summary=summary)
+    _record(ctx, m, "recovery" if backup == "this_run" else "rollback", summary, round(time.monotonic() - t0, 3))
     if backup != "this_run":
         ctx.state["backup_url"] = ctx.store.url(m.dump_key)
     return f"{m.id} restored (previous DB kept as {summary['previous_db']})"
+
+
+def _record(ctx, m, kind: str, summary: dict, total_s: float) -> None:
+    """The restore's durations in the backup's manifest: the estimates of later plans read
+    them (store/estimates.py). Best effort: the restore is done whatever happens here."""
+    try:
+        ctx.catalog.add_restore(m.id, {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kind": kind, "ok": True,
+            "run_id": ctx.run_id, "verify_s": summary.get("verify_s"), "restore_s": summary.get("restore_s"),
+            "total_s": total_s})
+    except Exception as e:  # noqa: BLE001
+        ctx.emit("warning", f"could not record the restore's duration in backup {m.id}'s manifest: {short_error(e)}")
 
 
 def _current_or_none(ctx):

@@ -29,9 +29,9 @@ def http_check(target, url: str, timeout: float) -> tuple[bool, str]:
     return res.returncode == 0 and out.startswith("2"), out
 
 
-def _host_health(t, checks) -> list[tuple[str, str]]:
-    """Every health URL on one host (with its retries); (url, detail) of each failure."""
-    fails = []
+def _host_health(t, checks) -> list[tuple[str, bool, str]]:
+    """Every health URL on one host (with its retries): (url, ok, detail) each."""
+    out = []
     for url in checks.http:
         ok, detail = False, ""
         for attempt in range(max(1, checks.retries)):
@@ -40,30 +40,36 @@ def _host_health(t, checks) -> list[tuple[str, str]]:
                 break
             if attempt + 1 < max(1, checks.retries):
                 time.sleep(checks.retry_delay)
-        if not ok:
-            fails.append((url, detail))
-    return fails
+        out.append((url, ok, detail))
+    return out
 
 
-def check_hosts(targets, checks, *, forks: int, emit) -> dict[str, list[tuple[str, str]]]:
+def failures(results: list[tuple[str, bool, str]]) -> list[tuple[str, str]]:
+    """(url, detail) of the failed checks of one host's results."""
+    return [(u, d) for u, ok, d in results if not ok]
+
+
+def check_hosts(targets, checks, *, forks: int, emit) -> dict[str, list[tuple[str, bool, str]]]:
     """``checks.http`` on every target, all hosts at once (up to ``forks``). ``emit(kind,
     message, **data)`` reports one line per host as it answers, then a summary line.
-    Returns host -> its failures as (url, detail) (empty list: healthy)."""
-    out: dict[str, list[tuple[str, str]]] = {}
+    Returns host -> [(url, ok, detail)] in inventory order (a host whose checks could not
+    run at all, e.g. unreachable: one failed entry per URL)."""
+    res: dict[str, list[tuple[str, bool, str]]] = {}
     if not checks.http or not targets:
-        return out
+        return res
     urls = ", ".join(checks.http)
     done = []
     for o in each_host(targets, lambda t: _host_health(t, checks), forks=forks):
-        fails = o.value if o.ok else [(urls, short_error(o.error))]
-        out[o.host] = fails
+        results = o.value if o.ok else [(u, False, short_error(o.error)) for u in checks.http]
+        res[o.host] = results
         done.append(o)
-        if fails:
-            emit("warning", f"health on {o.host}: FAILED ({o.duration_s:.2f}s) " + "; ".join(f"{u}: {d}" for u, d in fails),
+        bad = failures(results)
+        if bad:
+            emit("warning", f"health on {o.host}: FAILED ({o.duration_s:.2f}s) " + "; ".join(f"{u}: {d}" for u, d in bad),
                  host=o.host, ok=False, duration_s=round(o.duration_s, 3))
         else:
             emit("info", f"health {urls} on {o.host}: ok ({o.duration_s:.2f}s)",
                  host=o.host, ok=True, duration_s=round(o.duration_s, 3))
     if len(done) > 1:
-        emit("info", summary("health", done, {h for h, f in out.items() if f}))
-    return out
+        emit("info", summary("health", done, {h for h, r in res.items() if failures(r)}))
+    return {t.name: res[t.name] for t in targets if t.name in res}
