@@ -16,7 +16,8 @@ import time
 
 from ..errors import OpsError, short_error
 from ..targets.fleet import each_host, summary
-from ..targets.health import check_hosts, failures
+from ..targets.health import check_hosts
+from ..targets.health import failures as failed_checks
 from . import step
 
 
@@ -53,7 +54,7 @@ def restart(ctx, failures: str = "stop", **_):
         # the batch's gate: its restarted hosts answer their health checks before the next batch
         gate = check_hosts(up, ctx.env.checks, forks=svc.forks, emit=ctx.emit)
         for host, res in gate.items():
-            fails = failures(res)
+            fails = failed_checks(res)
             if fails:
                 failed[host] = "health: " + "; ".join(f"{u}: {d}" for u, d in fails)
         if failures == "stop" and len(failed) > svc.max_fail:
