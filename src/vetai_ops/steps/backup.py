@@ -25,7 +25,9 @@ from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
 from . import step
+from ..database import dbprops
 from ..database.introspect import estimated_rows
+from ..database.rights import object_owners
 from ..units import human_bytes
 
 CHUNK = 1 << 20
@@ -123,6 +125,10 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
         revision = current(conn)
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
+        # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
+        # captured them before anything of the run, e.g. a write fence, touched them)
+        props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
+        owners = ctx.state.get("object_owners") or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
     pg_dump_version = (ctx.state.get("pg_dump_version")
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
@@ -190,6 +196,8 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
         compression=compression,
         host=target.name,
         tables=tables,
+        database_props=props,
+        object_owners=owners,
         log_key=catalog.log_key(bid),
     )
     catalog.write_manifest(m)  # last: only now does the backup exist

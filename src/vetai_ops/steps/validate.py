@@ -151,7 +151,16 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
         from ..database.orphans import added_foreign_keys, find_orphans
 
         orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
-    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts)
+        # a failed deploy must be undoable: the rights to restore the database as it is, and room
+        # for the copy, proven before the backup (exit 2 naming each missing GRANT)
+        from ..database import dbprops
+        from ..database.rights import object_owners, refuse_unless_recoverable
+
+        props, owners = dbprops.capture(conn, access.db.name), object_owners(conn)
+        room = refuse_unless_recoverable(conn, access.db.name, owners=owners, props=props, size=size,
+                                         target=ctx.db_target, factor=min_free_factor)
+    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts, db_props=props,
+                     object_owners=owners)
     if orphans:
         desc = "; ".join(f"{fk.revision}: {n} rows of {fk.table}({', '.join(fk.columns)}) have no {fk.ref_table} "
                          f"(constraint {fk.name or '?'}; find them with: {fk.query().replace('count(*)', 'c.*')})"
@@ -179,7 +188,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
             "free space there or use S3 storage",
         )
-    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions"
+    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions, recoverable ({room})"
 
 
 def tool_major(version_text: str) -> int | None:

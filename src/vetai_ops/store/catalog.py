@@ -42,6 +42,10 @@ class Manifest:
     tables: dict[str, int] = field(default_factory=dict)  # row counts at dump time (estimates)
     log_key: str | None = None
     verifications: list[dict[str, Any]] = field(default_factory=list)
+    # database-level properties at dump time (database/dbprops.py: owner, ACL, settings, locale,
+    # comment), given back to a restored copy; None in manifests written before they were recorded
+    database_props: dict[str, Any] | None = None
+    object_owners: list[str] | None = None  # roles owning dumped objects (a restore keeps them)
 
     @property
     def verified(self) -> bool:
