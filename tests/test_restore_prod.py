@@ -103,7 +103,7 @@ def test_killed_at_each_swap_stage(remote_env, app_sessions, stage, who):
         for h in (hold_live, hold_copy):
             if h is not None:
                 h.close()
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
     assert p.returncode != 0
     assert _live_open(env)
     assert env.psql("SELECT to_regclass('public.oops')") == "oops"  # nothing was swapped
@@ -275,3 +275,26 @@ def test_rollback_refuses_before_restoring_without_the_rights(remote_env):
     assert r.returncode == 2, r.stderr
     assert f'GRANT "{pg.app_user}" TO "{pg.deploy_user}";' in r.stderr and "before restoring" in r.stderr
     assert env.psql("SELECT to_regclass('public.oops')") == "oops" and _copies(env) == []
+
+
+def test_automatic_recovery_while_the_app_is_connected(remote_env, app_sessions, health):
+    """A deploy that fails after its backup restores it while the app holds sessions and
+    writes; the app's sessions are ended at the swap and it reconnects to the restored DB,
+    which has the app's grants and settings as before."""
+    env = remote_env
+    env.write(checks=f"{{http: ['{health.url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
+    assert env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
+    app_sessions.idle()
+    writer = app_sessions.writer("app_cache.sessions")
+    _wait(lambda: writer["ok"] > 0, "the app's first write")
+    health.status = 503
+    r = env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode != 0 and "recovered" in r.stderr, r.stderr
+    assert "RECOVERY FAILED" not in r.stderr
+    assert env.revision() == "0012" and _copies(env) == []
+    assert app_sessions.alive() == [False]
+    ok = writer["ok"]
+    _wait(lambda: writer["ok"] > ok, "the app's writer to write to the restored database")
+    with psycopg.connect(**env.pg.app_conninfo(env.dbname)) as c:
+        assert c.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+        assert c.execute("SELECT count(*) FROM clients").fetchone()[0] >= 0

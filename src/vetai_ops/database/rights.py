@@ -13,7 +13,8 @@ right is named with the exact statement that grants it (README, "Deploy role").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from psycopg import sql
 from sqlalchemy import text
