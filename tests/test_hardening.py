@@ -69,6 +69,9 @@ def test_missing_squawk_refuses_a_protected_deploy_and_warns_elsewhere(local_env
         run_playbook("deploy", "local", options={"yes": True})
     assert ei.value.exit_code == 2 and "squawk" in ei.value.message
     assert local_env.psql("select version_num from alembic_version") == before  # nothing changed
+    from vetai_ops.cli.validate_cmd import run_validate
+
+    assert run_validate(env="local", migrations=None, json_out=True, render_sql=True) == 2  # `invoke validate --env`
 
     monkeypatch.setenv("VETAI_OPS_INVENTORY", str(local_env.inventory))
     sink = ListSink()
@@ -112,6 +115,9 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
     for d in (dead, other):
         d.mkdir(mode=0o700, exist_ok=True)
         (d / "backup.dump").write_bytes(b"clinic data")
+    legacy = Path("/tmp/vetai-ops-0ldVers10n.dump")  # what older versions left, world-readable, a day ago
+    legacy.write_bytes(b"clinic data")
+    os.utime(legacy, (legacy.stat().st_atime - 2 * 86400, legacy.stat().st_mtime - 2 * 86400))
     seen = []
     real = restore_mod.materialise
 
@@ -134,11 +140,13 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
         assert not dead_still_there  # the dead run's spool went before this one was written
         assert not os.path.exists(os.path.dirname(path))  # removed after pg_restore
         assert other.exists()  # another database's spool is not ours to judge
+        assert not legacy.exists()
     finally:
         import shutil
 
         shutil.rmtree(other, ignore_errors=True)
         shutil.rmtree(dead, ignore_errors=True)
+        legacy.unlink(missing_ok=True)
 
 
 def test_restore_spool_removed_when_the_backup_is_corrupt(local_env):
@@ -196,9 +204,12 @@ def test_markup_in_a_health_reason_phrase_gives_the_normal_recovery_and_report(l
     assert "RECOVERY FAILED" not in r.stderr and "recovered:" in r.stderr
     assert EVIL in r.stderr  # shown as the app sent it
     assert local_env.psql("select version_num from alembic_version") == "0012"
-    runs = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
-    finished = [e for e in runs if e.get("kind") == "run_finished" or e.get("event") == "run_finished"]
-    assert finished and "failed" in json.dumps(finished[-1])
+    journal = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
+    deploy = [e for e in journal if e["action"] == "deploy"]
+    finished = [e for e in deploy if e["event"] == "run_finished"]
+    assert finished and finished[-1]["data"]["outcome"] == "failed"  # journaled to the end
+    assert any(e["event"] == "step_finished" and e["step"] == "restore" for e in deploy)  # the recovery ran
+    assert any(EVIL in e["message"] for e in deploy)  # the reason phrase, as sent, in the journal
 
 
 def test_tables_and_errors_show_brackets_as_text(capsys):
@@ -564,3 +575,94 @@ def test_ssh_key_readable_by_others_is_refused(ssh_bed, tmp_path, mode):
     with pytest.raises(ConfigError) as ei:
         ssh_bed.target(key_file=str(key)).run(["true"])
     assert str(key) in ei.value.message and f"{mode:04o}" in ei.value.message and ei.value.hint == f"chmod 600 {key}"
+
+
+# ------------------------------------------------------------------ 7. prune and verify take locks
+
+
+def test_every_backup_holds_the_backup_lock_while_it_writes(local_env, monkeypatch):
+    from vetai_ops.database.locks import running_backups
+    from vetai_ops.store.local import LocalStore
+
+    local_env.run("deploy", yes=True)
+    seen = []
+    real = LocalStore.put_stream
+
+    def observe(self, key, reader, **kw):  # the store is being written: who holds the lock now?
+        eng = local_env_engine(local_env)
+        try:
+            seen.append([r["application_name"] for r in running_backups(eng, local_env.dbname)])
+        finally:
+            eng.dispose()
+        return real(self, key, reader, **kw)
+
+    monkeypatch.setattr(LocalStore, "put_stream", observe)
+    local_env.run("backup")
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith("vetai-ops backup (backup) by ")
+    eng = local_env_engine(local_env)
+    try:
+        assert running_backups(eng, local_env.dbname) == []  # released with the backup
+    finally:
+        eng.dispose()
+
+
+def local_env_engine(le):
+    from sqlalchemy import create_engine, pool
+
+    return create_engine(le.cluster().url("postgres"), poolclass=pool.NullPool)
+
+
+def _old_incomplete(le) -> Path:
+    d = le.backups / "local"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / "20200105T000000Z.dump"  # an upload older than the grace period: dead, or a very long backup
+    p.write_bytes(b"PGDMP still being written")
+    return p
+
+
+def test_prune_deletes_nothing_while_a_backup_is_being_written(local_env):
+    from vetai_ops.database.locks import backup_in_progress
+
+    local_env.run("deploy", yes=True)
+    dump = _old_incomplete(local_env)
+    eng = local_env_engine(local_env)
+    try:
+        with backup_in_progress(eng, local_env.dbname, "vetai-ops backup (backup) by someone@elsewhere"):
+            r = subprocess.run([sys.executable, "-m", "invoke", "backups.prune", "--env=local", "--keep-last=1",
+                                "--keep-days=0"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL, timeout=300)
+            assert r.returncode == 3, r.stderr
+            assert "backup" in r.stderr and "someone@elsewhere" in r.stderr and "deleted nothing" in r.stderr
+            assert dump.exists()
+    finally:
+        eng.dispose()
+    r = subprocess.run([sys.executable, "-m", "invoke", "backups.prune", "--env=local", "--keep-last=1", "--keep-days=0"],
+                       cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert not dump.exists()  # with no backup running, the dead upload goes
+
+
+def test_prune_and_verify_refuse_while_another_run_holds_the_env_lock(local_env):
+    from vetai_ops.pipeline import run_context
+    from vetai_ops.steps.lock import lock
+
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    dump = _old_incomplete(local_env)
+    manifest = local_env.backups / "local" / f"{bid}.json"
+    before = manifest.read_bytes()
+    with run_context("local", "deploy") as holder:
+        lock(holder)  # a deploy (or another verify) is running
+        for args in (["backups.prune", "--keep-last=1", "--keep-days=0"], ["backups.verify", f"--to={bid}"]):
+            r = subprocess.run([sys.executable, "-m", "invoke", *args, "--env=local"], cwd=ROOT, env=dict(os.environ),
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+            assert r.returncode == 3, (args, r.stderr)
+            assert "deploy by" in r.stderr  # names the holder
+    assert dump.exists() and manifest.read_bytes() == before  # nothing deleted, no verification lost or written
+    local_env.run("deploy", yes=True)  # the lock is free again
+    from vetai_ops.ops.verify import verify_backup
+
+    verify_backup("local", bid)
+    verify_backup("local", bid)
+    assert len(json.loads(manifest.read_text())["verifications"]) == 2  # one after the other, both recorded

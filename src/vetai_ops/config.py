@@ -135,6 +135,20 @@ class Checks(Strict):
     # count every table's rows before and after a deploy (count(*): a full read of the data,
     # less than the backup reads; false skips the row-loss check on very large databases)
     row_counts: bool = True
+    # a pending statement that rewrites a table bigger than this (MiB) under its ACCESS EXCLUSIVE
+    # lock refuses the deploy unless acknowledged (`# vetai-ops: allow rewrite <table>`)
+    max_rewrite_mb: int = Field(1024, ge=0)
+    # data probes (before the backup): each one's statement_timeout, and the planner row
+    # estimate above which a probe reads a TABLESAMPLE SYSTEM sample of about this many rows
+    probe_timeout: str = "60s"
+    probe_sample_rows: int = Field(1_000_000, ge=1)
+
+    @field_validator("probe_timeout")
+    @classmethod
+    def _timeout(cls, v):
+        if not re.fullmatch(r"[0-9]+ ?(ms|s|min|h)?", v.strip()):
+            raise ValueError(f"invalid probe_timeout {v!r}: a PostgreSQL duration such as '60s', '500ms' or '2min'")
+        return v.strip()
 
     @field_validator("http")
     @classmethod
@@ -161,6 +175,8 @@ class Backup(Strict):
     zstd_level: int = 1  # bench: level 1 was both smaller and ~2x cheaper than 3 on 2 cores (bench/README.md)
     compress_on: Literal["host", "operator"] = "host"
     restore_jobs: int | None = None  # None: the DB host's cores
+    # a dump or restore stream that moves no bytes for this long is killed and reported
+    stall_timeout: float = Field(default=120.0, gt=0)
 
 
 class Environment(Strict):

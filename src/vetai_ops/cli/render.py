@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.syntax import Syntax
 from rich.text import Text
 
+from ..database.probes import probe_notes
 from ..events import Event
 from ..units import human_bytes
 
@@ -128,6 +129,16 @@ def plan_sql(p: dict, c: Console = out) -> None:
         c.print("-- nothing pending")
 
 
+def impact_line(imp: dict) -> str:
+    """'ALTER TABLE pets ... — ACCESS EXCLUSIVE, rewrites 1.2 MiB' from an impact's JSON."""
+    from ..validate.locks import Impact
+
+    fields = {k: imp.get(k) for k in ("revision", "statement", "table", "schema", "lock", "effect", "reason",
+                                      "size_bytes", "acknowledged")}
+    line = Impact(**fields).line()
+    return line + (" (acknowledged)" if imp.get("acknowledged") else "")
+
+
 def render_plan(p: dict, c: Console = out) -> None:
     c.print(f"[bold]plan[/] env [bold]{esc(p['env'])}[/]{' (protected)' if p.get('protected') else ''}: "
             f"db host {esc(p.get('db_host'))}, app hosts {esc(', '.join(p.get('app_hosts') or []) or '-')}, "
@@ -159,5 +170,12 @@ def render_plan(p: dict, c: Console = out) -> None:
                 tag = "acknowledged" if f.get("acknowledged") else "blocking"
                 c.print(f"      [yellow]{tag}[/] {esc(f.get('operation') or f.get('rule'))} "
                         f"({esc(f.get('file'))}:{esc(f.get('line'))})")
+        for imp in p.get("impacts") or []:
+            if imp.get("revision") == rev:
+                c.print(f"      [dim]lock[/] {esc(impact_line(imp))}")
+        for pr in p.get("probes") or []:
+            if pr.get("revision") == rev:
+                for note in probe_notes(pr):
+                    c.print(f"      [dim]probe[/] {esc(note)}")
     if p.get("first_deploy_seeds"):
         c.print("  first deploy: demo data will be seeded")

@@ -10,6 +10,10 @@
 5. append the result to the manifest's ``verifications`` (the manifest is re-read just
    before, then rewritten atomically by the store).
 
+It holds the env's deploy lock throughout (exit 3 while a deploy, rollback, prune or
+another verify runs): two verifications never overwrite each other's manifest update,
+and the restore spool of a run that died can be told from one in use.
+
 The live database is never connected to: only the maintenance DB and the scratch DB.
 """
 
@@ -26,6 +30,9 @@ __all__ = ["VerifyFailed", "verify_backup"]
 def verify_backup(env_name: str | None, to: str | None, sink=None) -> dict:
     """Verify backup ``to`` of env ``env_name``. Raises VerifyFailed (after recording) if it failed."""
     with op_context(env_name, "verify", sink=sink) as ctx:
+        from ..steps.lock import lock
+
+        lock(ctx)  # one run at a time per env: the manifest update below is never lost
         sel = ctx.catalog.select(to or "latest", history=lambda: read_history(ctx.access.engine(), limit=500))
         m = sel.manifest
         ctx.emit("run_started", f"verify backup {m.id} of {ctx.env.name}", step=None, run_id=ctx.run_id)

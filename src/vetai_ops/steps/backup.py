@@ -24,6 +24,7 @@ from ..errors import CommandFailed, OpsError, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
+from ..targets.stall import StallWatch, WatchedReader
 from . import step
 from ..database import dbprops
 from ..database.introspect import estimated_rows
@@ -117,6 +118,16 @@ class _ZstdReader:
 
 
 def take_backup(ctx, reason: str = "manual") -> Manifest:
+    """One backup, holding the shared "backup in progress" lock until its manifest is written
+    (``backups.prune`` leaves its dump and upload alone meanwhile)."""
+    from ..database.locks import backup_in_progress
+
+    with backup_in_progress(ctx.access.admin_engine(), ctx.access.db.name,
+                            f"vetai-ops backup ({ctx.action}) by {ctx.operator}"):
+        return _take_backup(ctx, reason)
+
+
+def _take_backup(ctx, reason: str) -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
     t0 = time.monotonic()
     with access.engine().connect() as conn:
@@ -148,7 +159,9 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
     ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
     with access.pg_env() as penv:
         proc = target.start(argv, env=penv)
-        src = _ZstdReader(proc.stdout, ctx.env.backup.zstd_level) if on_operator else proc.stdout
+        watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the dump stream from pg_dump on {target.name}")
+        raw = WatchedReader(proc.stdout, watch, "no backup was registered")
+        src = _ZstdReader(raw, ctx.env.backup.zstd_level) if on_operator else raw
         reader = HashingReader(src, progress)
         try:
             # what the store may need to size its parts by (S3 allows 10,000 parts): the last
@@ -162,6 +175,8 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
             with contextlib.suppress(OpsError):
                 ctx.store.delete(key)
             raise
+        finally:
+            watch.close()
         rc = proc.wait()
     tick.final()
     if rc != 0:

@@ -25,6 +25,9 @@ def migrate(ctx, **_):
     for rev, sha in ctx.state.get("validated_hashes", {}).items():
         if files.get(rev, (None, None))[1] != sha:
             raise GateRefused(f"revision {rev} ({files.get(rev, ('?',))[0]}) changed on disk after validation; nothing applied")
+    lk = ctx.state.get("lock")
+    if lk is not None:
+        lk.ensure("migrate")  # a lost lock: stop here, nothing applied (never an unseen second deployer)
     timings = run_alembic(ctx, "upgrade", target, files)
     return f"{len(timings)} revisions applied -> {target}"
 

@@ -37,6 +37,7 @@ from ..database import dbprops
 from ..database import swap as dbswap
 from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
+from ..targets.stall import StallWatch
 from ..units import human_bytes
 from .backup import Every
 
@@ -80,20 +81,27 @@ def _pump(ctx, m, src, proc, dec) -> tuple[str, list[BaseException]]:
     moved = 0
     tick = Every(ctx.progress)
     broken: list[BaseException] = []
+    # no byte read or written for backup.stall_timeout: the process is killed, the run told so
+    watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the restore stream of backup {m.id} into {ctx.db_target.name}")
     try:
         for b in iter(lambda: src.read(CHUNK), b""):
+            watch.tick()
             sha.update(b)
             moved += len(b)
             if not broken:
                 try:
                     proc.stdin.write(dec.decompress(b) if dec is not None else b)
+                    watch.tick()
                 except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
                     broken.append(e)
+            watch.check("the live database was not touched")
             tick("restore", moved, m.size, id=m.id)
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+    finally:
+        watch.close()
     tick.final()
     return sha.hexdigest(), broken
 
@@ -121,6 +129,10 @@ def _remove_dead_spools(ctx, target) -> None:
         return
     target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
                 "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
+    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
+    # in its name): one untouched for a day is a dead run's, whichever database it held
+    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
+                "-mmin", "+1440", "-delete"], check=False)
 
 
 def _spool_folder(ctx, target) -> str:
@@ -289,6 +301,7 @@ def restore_backup(ctx, m) -> dict:
         from ..store.catalog import new_id
 
         before = retired.unused_name(maint, live, m.id, new_id())
+        _lock_before_swap(ctx)
         swap(ctx, maint, live, scratch, before)
     except BaseException:
         # this run's copy never outlives a failed run (a killed one: the next run drops it)
@@ -306,6 +319,17 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+def _lock_before_swap(ctx) -> None:
+    """The lock is asked again before the live name changes hands. A recovery (on_failure)
+    must finish, so it takes a lost lock again when nobody else holds it; a rollback stops."""
+    lk = ctx.state.get("lock")
+    if lk is None:
+        return
+    retaken = lk.ensure("the swap", retake=bool(ctx.state.get("recovering")))
+    if retaken:
+        ctx.emit("warning", retaken)
 
 
 def _after_swap(ctx, maint, before: str, m) -> None:

@@ -9,6 +9,8 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
+from ..database.probes import data_loss, derive_probes, measure_impacts, run_probes
+from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
 from ..config import env_flag
@@ -50,6 +52,7 @@ def changed_applied(conn) -> list[str]:
 def validate(ctx, render: bool = True, **_):
     """Static checks + where the DB stands. Refuses (GateRefused) and changes nothing."""
     from ..validate import FAILING_RULES, validate_history
+    from ..validate.ack import file_acknowledgements
 
     access = ctx.access
     with access.engine().connect() as conn:
@@ -103,7 +106,12 @@ def validate(ctx, render: bool = True, **_):
         )
     blocking = report.blocking
     if blocking:
-        ops = "; ".join(f"{f.revision}: {f.operation or f.rule} ({f.file}:{f.line})" for f in blocking)
+        checks = ctx.env.checks  # what a DROP COLUMN would discard, counted on the live data
+        loss = data_loss(access.engine(), getattr(report, "sql", {}) or {}, sample_rows=checks.probe_sample_rows,
+                         timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
+        ops = "; ".join(f"{f.revision}: {f.operation or f.rule}"
+                        + (f", {loss[(f.revision, f.operation)]}" if (f.revision, f.operation) in loss else "")
+                        + f" ({f.file}:{f.line})" for f in blocking)
         raise GateRefused(
             f"pending revisions contain destructive operations: {ops}",
             "if intended, add `# vetai-ops: allow <operation>` to the revision file, or pass "
@@ -120,6 +128,9 @@ def validate(ctx, render: bool = True, **_):
         validated_hashes={r: report.revisions[r].sha256 for r in pending if r in report.revisions},
         acknowledged_destructive=bool(ack),
         sql=getattr(report, "sql", {}) or {},
+        # the revision files' `# vetai-ops: allow ...` lines, for the live checks (rewrite acks)
+        ack_tokens={r: sorted(file_acknowledgements(report.revisions[r].file.read_text(errors="replace")))
+                    for r in pending if r in report.revisions},
     )
     if ack:  # only a proven backup lets a destructive change run: playbooks whose backup is optional take one
         ctx.state["when:backup_first"] = True
@@ -151,6 +162,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
         from ..database.orphans import added_foreign_keys, find_orphans
 
         orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
+        impacts = measure_impacts(conn, statement_impacts(ctx.state.get("sql") or {}))
         # a failed deploy must be undoable: the rights to restore the database as it is, and room
         # for the copy, proven before the backup (exit 2 naming each missing GRANT)
         from ..database import dbprops
@@ -159,14 +171,34 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
         props, owners = dbprops.capture(conn, access.db.name), object_owners(conn)
         room = refuse_unless_recoverable(conn, access.db.name, owners=owners, props=props, size=size,
                                          target=ctx.db_target, factor=min_free_factor)
-    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts, db_props=props,
-                     object_owners=owners)
+    checks = ctx.env.checks
+    probes = run_probes(access.engine(), derive_probes(ctx.state.get("sql") or {}), sample_rows=checks.probe_sample_rows,
+                        timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
+    over = over_limit(impacts, checks.max_rewrite_mb * 2**20, ctx.state.get("ack_tokens"), ctx.options.get("allow") or [])
+    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts,
+                     impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes],
+                     db_props=props, object_owners=owners)
+    for p in probes:  # the plan shows every note; one that left a statement unproven is also a warning
+        if p.error:
+            ctx.emit("warning", f"{p.revision}: `{p.statement[:100]}` not proven by its {p.kind} probe: {p.error}")
     if orphans:
         desc = "; ".join(f"{fk.revision}: {n} rows of {fk.table}({', '.join(fk.columns)}) have no {fk.ref_table} "
                          f"(constraint {fk.name or '?'}; find them with: {fk.query().replace('count(*)', 'c.*')})"
                          for fk, n in orphans)
         raise GateRefused(f"pending foreign keys would fail on orphan rows: {desc}",
                           "fix or delete those rows (or make the revision clean them up), then deploy again")
+    failed = [p for p in probes if p.failed]
+    if failed:
+        raise GateRefused("pending revisions would fail on the live data: " + "; ".join(p.describe() for p in failed),
+                          "fix those rows (or make the revision fix them before the statement), then deploy again; "
+                          "nothing changed, no backup was taken")
+    if over:
+        raise GateRefused(
+            f"pending statements would rewrite tables over checks.max_rewrite_mb={checks.max_rewrite_mb} MiB "
+            "under their lock: " + "; ".join(f"{i.revision}: {i.line()}" for i in over),
+            "if intended (a maintenance window), add `# vetai-ops: allow rewrite <table>` to the revision file or "
+            "pass " + " ".join(f"--allow='rewrite {i.table}'" for i in over)
+            + "; or raise checks.max_rewrite_mb in the inventory")
     if longx and ctx.state.get("pending"):
         desc = ", ".join(f"pid {r['pid']} ({r['usename']}, {r['state']}, {r['secs']}s)" for r in longx)
         raise GateRefused(
@@ -244,6 +276,8 @@ def plan(ctx, **_):
         "pending": ctx.state.get("pending", []),
         "sql": ctx.state.get("sql", {}),
         "findings": ctx.state.get("findings", []),
+        "impacts": ctx.state.get("impacts", []),
+        "probes": ctx.state.get("probes", []),
         "backup_store": ctx.store.location,
         "first_deploy_seeds": bool(ctx.state.get("when:first_deploy")),
         "estimated_restore_s": est,
