@@ -340,6 +340,7 @@ def test_probe_answers_on_a_scratch_table(pg_url):
         ALTER TABLE t ALTER COLUMN s TYPE integer USING s::integer;
         ALTER TABLE nokey ADD PRIMARY KEY (a);
         ALTER TABLE t ADD COLUMN z int, ADD CONSTRAINT ck_z CHECK (z > 0);
+        ALTER TABLE t ALTER COLUMN a TYPE date USING a::date;
         """
         probes = run_probes(engine, derive_probes({"r1": sql_text}), sample_rows=1000, timeout="10s",
                             lock_timeout="2s")
@@ -354,5 +355,7 @@ def test_probe_answers_on_a_scratch_table(pg_url):
         assert [(p.kind, p.count, p.examples) for p in pk] == [("unique", 2, ["ctid=(0,1)", "ctid=(0,2)"]),
                                                               ("not_null", 0, [])]
         assert not [p for p in probes if "ck_z" in p.statement and p.kind == "check"]  # new column: no live rows
+        to_date = next(p for p in probes if p.kind == "cast" and p.columns == ["a"])  # int -> date: no cast at all
+        assert to_date.failed and "PostgreSQL refuses the cast" in to_date.what and to_date.count == 4
     finally:
         engine.dispose()

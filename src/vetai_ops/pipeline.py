@@ -339,18 +339,34 @@ def _recovery_summary(report: dict) -> str:
     if not rec and swapped:
         # the restore ran as a main step (a rollback) and failed after its swap: it is done
         return (f"the live database is backup {report.get('restored_id')}; the one it replaced is kept as "
-                f"{swapped['previous_db']} (to go back: ALTER DATABASE ... RENAME, or `invoke rollback` to another backup)")
+                f"{swapped['previous_db']} (to go back: ALTER DATABASE ... RENAME, or `invoke rollback` to another backup)"
+                + _writes_summary(report))
     if not rec:
         if report.get("db_changed"):
             return ("no backup was taken by this run, so nothing was restored: the database may be partly "
                     f"changed; check `invoke status --env={report.get('env')}`")
         return "the database was not changed by this run; nothing to restore"
     if rec.get("status") == "ok":
-        return f"recovered: {', '.join(rec.get('done', []))}; backup {report.get('backup_id')} at {report.get('backup_url')}"
+        return (f"recovered: {', '.join(rec.get('done', []))}; backup {report.get('backup_id')} at {report.get('backup_url')}"
+                + _writes_summary(report))
     return (
         f"RECOVERY FAILED at {rec.get('failed_step')}: {rec.get('error')}; restore by hand with "
         f"`invoke rollback --to={report.get('backup_id')} --env={report.get('env')}` (backup at {report.get('backup_url')})"
     )
+
+
+def _writes_summary(report: dict) -> str:
+    """What the restore set aside: the app's writes since the backup, and where they are."""
+    if not report.get("kept_as"):
+        return ""
+    from .database.writestats import describe
+
+    w = report.get("writes_since_backup")
+    if w == {}:
+        return f"; no writes since the backup were discarded (the replaced database is kept as {report['kept_as']})"
+    return (f"; WRITES SINCE THE BACKUP discarded by the restore: {describe(w)}"
+            + (f" ({'; '.join(report.get('writes_notes') or [])})" if w is None else "")
+            + f"; they are kept in database {report['kept_as']}")
 
 
 def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
@@ -374,7 +390,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
     for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary", "selection"):
+              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])

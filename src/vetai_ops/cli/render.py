@@ -153,6 +153,15 @@ def render_plan(p: dict, c: Console = out) -> None:
             c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
+        if "writes_since_backup" in p:
+            from ..database.writestats import describe
+
+            w = p["writes_since_backup"]
+            line = ("no writes since that backup (PostgreSQL statistics)" if w == {} else
+                    f"WRITES SINCE THAT BACKUP, discarded by this rollback: {describe(w)}"
+                    " (inserted +, updated ~, deleted -; PostgreSQL statistics, may lag a few seconds)")
+            notes = "; ".join(p.get("writes_notes") or [])
+            c.print(f"  [{'dim' if w == {} else 'yellow bold'}]{esc(line + (f'; {notes}' if notes else ''))}[/]")
     else:
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
                 + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""),

@@ -97,7 +97,7 @@ def _load_env(env: str | None):
 
 
 @task(help={"env": H_ENV, "yes": H_YES, "dry_run": "show the plan and stop; nothing changes",
-            "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name'",
+            "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name', or a big table rewrite: --allow='rewrite pets'",
             "skip_backup": "skip the pre-deploy backup (refused on protected envs)",
             "json": H_JSON, "verbose": H_VERBOSE}, iterable=["allow"])
 @ops

@@ -456,8 +456,8 @@ def _cast(cur, p: Probe, rel: sql.Composable, src: sql.Composable, key: sql.Comp
         return 0, []
     except pgerr.QueryCanceled:
         raise
-    except pgerr.DataError:
-        pass  # some value does not cast: count them
+    except (pgerr.DataError, pgerr.IntegrityError):
+        pass  # some value does not cast (or breaks a domain's CHECK): count them
     rows = sql.SQL("SELECT ctid AS vetai_tid, {} AS vetai_key FROM {}").format(key, src)
     test = sql.SQL("SELECT {} FROM {} WHERE ctid = $1").format(cast, rel)
     body = sql.SQL(_PER_ROW).format(rows=sql.Literal(rows.as_string(conn)), test=sql.Literal(test.as_string(conn)))
@@ -545,6 +545,12 @@ def _answer(cur, p: Probe, tab: _Table, sample_rows: int, timeout: str) -> None:
                 p.count, p.examples = _cast(cur, p, rel, src, key)
             else:
                 p.count, p.examples = _count_and_examples(cur, _offenders(p, rel, src, key))
+    except pgerr.CannotCoerce as e:  # no cast between the types at all: PostgreSQL refuses the statement
+        p.what = f"PostgreSQL refuses the cast ({str(e).splitlines()[0][:160]}); give the revision a USING expression"
+        with conn.transaction():
+            p.count, p.examples = _count_and_examples(cur, _offenders(
+                Probe(p.revision, "", "all", p.table, p.schema, [], "", cond="true"), rel, src, key))
+        p.count = max(p.count or 0, 1)
     except pgerr.QueryCanceled:
         p.error = f"timed out after checks.probe_timeout={timeout} (not proven either way)"
     except pgerr.LockNotAvailable:
@@ -574,10 +580,11 @@ def measure_impacts(conn, impacts: list[Impact]) -> list[Impact]:
             continue
         reasons = []
         for tc in imp.type_changes:
-            if oid is None or _type_change_rewrites(q, oid, tc):
+            if oid is None or _settled(conn, lambda: _type_change_rewrites(q, oid, tc)):
                 reasons.append(f"type change of {tc.column} to {tc.type_sql}")
-        if imp.volatile_calls and q("select exists(select 1 from pg_proc where proname = any(:n) "
-                                    "and provolatile = 'v')", n=list(set(imp.volatile_calls))).scalar():
+        if imp.volatile_calls and _settled(conn, lambda: q(
+                "select exists(select 1 from pg_proc where proname = any(:n) and provolatile = 'v')",
+                n=list(set(imp.volatile_calls))).scalar()):
             reasons.append(f"volatile default ({', '.join(sorted(set(imp.volatile_calls)))})")
         if reasons:
             imp.effect, imp.reason = "rewrite", "; ".join(reasons)
@@ -586,6 +593,15 @@ def measure_impacts(conn, impacts: list[Impact]) -> list[Impact]:
         else:
             imp.effect, imp.reason = "", "binary-coercible type change / stable default: catalog only"
     return impacts
+
+
+def _settled(conn, ask) -> bool:
+    """``ask()`` in a savepoint; a catalog question that errors counts as a rewrite (the safe answer)."""
+    try:
+        with conn.begin_nested():
+            return bool(ask())
+    except Exception:  # noqa: BLE001 - e.g. a type name the live catalog cannot read
+        return True
 
 
 _PRECISION_TYPES = {"timestamp", "timestamptz", "time", "timetz", "interval"}

@@ -26,7 +26,7 @@ from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
 from ..targets.stall import StallWatch, WatchedReader
 from . import step
-from ..database import dbprops
+from ..database import dbprops, writestats
 from ..database.introspect import estimated_rows
 from ..database.rights import object_owners
 from ..units import human_bytes
@@ -141,6 +141,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
         owners = ctx.state.get("object_owners") or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
+        write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     pg_dump_version = (ctx.state.get("pg_dump_version")
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
     bid = catalog.allocate_id()
@@ -214,6 +215,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         database_props=props,
         object_owners=owners,
         log_key=catalog.log_key(bid),
+        write_stats=write_stats,
     )
     catalog.write_manifest(m)  # last: only now does the backup exist
     return m

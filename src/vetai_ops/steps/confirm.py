@@ -22,9 +22,15 @@ def _rollback_plan(ctx) -> dict:
     m = sel.manifest
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
     ctx.state["selection"] = sel.to_json()  # how --to was read, and the journaled deploys it undoes
+    from ..database import writestats
+
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
+        # what the restore will set aside: shown before the operator types the env name
+        writes, notes = writestats.since(m.write_stats, writestats.snapshot(c))
     return {
+        "writes_since_backup": writes, "writes_notes": notes,
+        "kept_as": f"{ctx.env.database.name}_before_{m.id.lower()}",
         "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
         "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
         "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,

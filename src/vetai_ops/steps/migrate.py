@@ -9,6 +9,7 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
+from ..database import writestats
 from ..errors import GateRefused
 from . import step
 from .validate import APPLIED_DDL
@@ -56,6 +57,8 @@ def run_alembic(ctx, direction: str, target: str | None, files: dict | None = No
             )
         else:
             ctx.connection.execute(text("DELETE FROM vetai_ops_applied WHERE revision = :r"), {"r": rev})
+        # the rows this revision itself wrote are not the app's: a restore's report leaves them out
+        writestats.add_into(run.state.setdefault("own_writes", {}), writestats.own_transaction_writes(ctx.connection))
         timings.append({"revision": rev, "upgrade": step.is_upgrade, "duration_s": dur})
         verb = "" if step.is_upgrade else "reverted "
         run.emit("revision_applied", f"{verb}{rev} {dur:.2f}s", revision=rev, duration_s=dur)

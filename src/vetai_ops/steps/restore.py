@@ -32,8 +32,7 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
 from . import step
-from ..database import retired
-from ..database import dbprops
+from ..database import dbprops, retired, writestats
 from ..database import swap as dbswap
 from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
@@ -311,6 +310,7 @@ def restore_backup(ctx, m) -> dict:
             pass
         raise
     access.dispose()
+    _writes_discarded(ctx, before, m)
     _after_swap(ctx, maint, before, m)
     return {
         "id": m.id,
@@ -330,6 +330,33 @@ def _lock_before_swap(ctx) -> None:
     retaken = lk.ensure("the swap", retake=bool(ctx.state.get("recovering")))
     if retaken:
         ctx.emit("warning", retaken)
+
+
+def _writes_discarded(ctx, before: str, m) -> None:
+    """Report the writes since backup ``m`` began that the restore set aside: the retired
+    database's write counters (complete: the swap ended its sessions, which flushes their
+    counters) against the manifest's. Best effort: the swap is done whatever this says."""
+    ctx.state["kept_as"] = before
+    own = ctx.state.get("own_writes") if ctx.state.get("backup_manifest") is m else None
+    eng = ctx.access.engine(before)
+    try:
+        with eng.connect() as c:
+            writes, notes = writestats.since(m.write_stats, writestats.snapshot(c), own)
+    except Exception as e:  # noqa: BLE001
+        writes, notes = None, [f"could not read the write statistics of {before}: {short_error(e)}"]
+    finally:
+        eng.dispose()
+    ctx.state.update(writes_since_backup=writes, writes_notes=notes)
+    if writes is None:
+        ctx.emit("warning", f"writes since backup {m.id} are unknown ({'; '.join(notes)}); whatever was written "
+                 f"is kept in {before}", writes_since_backup=None, kept_as=before)
+    elif writes:
+        ctx.emit("warning", f"writes since backup {m.id} discarded by this restore: {writestats.describe(writes)}"
+                 f" (inserted +, updated ~, deleted -; PostgreSQL statistics, an upper bound); they are kept in {before}"
+                 + (f"; {'; '.join(notes)}" if notes else ""), writes_since_backup=writes, kept_as=before)
+    else:
+        ctx.emit("info", f"no writes since backup {m.id} were discarded" + (f" ({'; '.join(notes)})" if notes else ""),
+                 writes_since_backup=writes, kept_as=before)
 
 
 def _after_swap(ctx, maint, before: str, m) -> None:

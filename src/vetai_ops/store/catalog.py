@@ -41,6 +41,9 @@ class Manifest:
     host: str = ""
     tables: dict[str, int] = field(default_factory=dict)  # row counts at dump time (estimates)
     log_key: str | None = None
+    # PostgreSQL's write counters when the dump began (database/writestats.py): what a restore
+    # of this backup discards is counted against them
+    write_stats: dict[str, Any] | None = None
     verifications: list[dict[str, Any]] = field(default_factory=list)
     # database-level properties at dump time (database/dbprops.py: owner, ACL, settings, locale,
     # comment), given back to a restored copy; None in manifests written before they were recorded
