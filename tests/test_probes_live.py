@@ -359,3 +359,26 @@ def test_probe_answers_on_a_scratch_table(pg_url):
         assert to_date.failed and "PostgreSQL refuses the cast" in to_date.what and to_date.count == 4
     finally:
         engine.dispose()
+
+
+def test_probes_over_ssh_as_the_unprivileged_deploy_role(remote_env, migrations_copy):
+    """Through the SSH tunnel, as the non-superuser deploy role: the per-row cast count (a DO
+    block in a READ ONLY transaction) works, the refusal comes before any backup reaches S3,
+    and the plan carries the lock line."""
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    assert r.returncode == 0, r.stderr
+    remote_env.psql("update pets set microchip = 'AB-' || name where name in ('Luna', 'Rocky')")
+    migrations_copy.add("0014", "0013",
+                        'op.alter_column("pets", "microchip", type_=sa.BigInteger(), postgresql_using="microchip::bigint")',
+                        header=ACK_ALL)
+    objects = remote_env.objects()
+    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    out = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "0014: `ALTER TABLE pets ALTER COLUMN microchip TYPE bigint" in out, r.stderr
+    assert "2 rows of pets(microchip)" in out and "id=" in out
+    assert remote_env.objects() == objects and remote_env.revision() == "0013"
+    remote_env.psql("update pets set microchip = null where microchip like 'AB-%'")
+    r = remote_env.cli("plan", "--env=prod")
+    out = " ".join((r.stderr + r.stdout).split())
+    assert r.returncode == 0 and "ALTER TABLE pets ALTER COLUMN microchip TYPE bigint USING CAST(microchip AS bigint) " \
+        "— ACCESS EXCLUSIVE, rewrites" in out, out

@@ -179,6 +179,30 @@ class Backup(Strict):
     stall_timeout: float = Field(default=120.0, gt=0)
 
 
+class Deploy(Strict):
+    """How a deploy proves itself before the live database is touched (issue 14)."""
+
+    # rehearse the pending revisions on a scratch copy restored from this run's backup, after
+    # the backup and before the live database is migrated: auto = when a pending revision has a
+    # data-dependent operation (raw SQL, type change, NOT NULL, unique, check, foreign key,
+    # backfill), and always on protected envs; always; off (the team's written choice: a
+    # database too big to copy twice). `deploy --no-rehearsal` is refused on protected envs.
+    rehearsal: Literal["auto", "always", "off"] = "auto"
+    # recovery-time objective: refuse (exit 2, before the backup) a deploy whose rollback,
+    # predicted from this env's past restores scaled by the database's size now, takes longer
+    max_rollback_s: float | None = Field(None, gt=0)
+
+    @field_validator("rehearsal", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off` as false (and `on`/`yes` as true)
+        if v is False:
+            return "off"
+        if v is True:
+            raise ValueError("write rehearsal: auto or rehearsal: always (a bare on/yes/true is ambiguous)")
+        return v
+
+
 class Environment(Strict):
     protected: bool = False
     description: str | None = None
@@ -190,6 +214,7 @@ class Environment(Strict):
     checks: Checks = Field(default_factory=Checks)
     services: Services = Field(default_factory=Services)
     backup: Backup = Field(default_factory=Backup)
+    deploy: Deploy = Field(default_factory=Deploy)
     downgrade_on_failure: bool = False
 
     # filled by load_inventory

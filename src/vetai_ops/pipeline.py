@@ -168,13 +168,23 @@ def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dic
     except BaseException as e:
         msg = redact(short_error(e))
         rec.update(status="failed", duration_s=round(time.monotonic() - t0, 3), error=msg)
+        _detail(ctx, rec)
         ctx.emit("step_failed", msg, step=spec.label, duration_s=rec["duration_s"])
         raise
     rec.update(status="ok", duration_s=round(time.monotonic() - t0, 3))
+    _detail(ctx, rec)
     if summary:
         rec["summary"] = summary
     ctx.emit("step_finished", summary or "", step=spec.label, duration_s=rec["duration_s"])
     return rec
+
+
+def _detail(ctx: RunContext, rec: dict) -> None:
+    """A step's measurements for the journal (``ctx.state["step_detail"]``, e.g. the rehearsal's
+    per-revision durations): kept in its record, and so in deploy_history's ``steps``."""
+    detail = ctx.state.pop("step_detail", None)
+    if detail:
+        rec["detail"] = redact_data(detail)
 
 
 def _ttys() -> set[int]:
@@ -412,7 +422,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
                     "backup_id": report.get("backup_id") or report.get("restored_id"),
                     "outcome": report["outcome"] + ("+restored" if report.get("recovery", {}).get("status") == "ok" else ""),
                     "error": report.get("error"),
-                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
+                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s", "detail")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
                     "revisions": report.get("revisions", []),
                     "tool_version": __version__,
                 },

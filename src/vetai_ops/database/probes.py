@@ -54,8 +54,10 @@ from dataclasses import asdict, dataclass, field
 
 import pglast
 from pglast import ast as pg
-from pglast.enums import AlterTableType as AT, ConstrType, ObjectType
-from psycopg import errors as pgerr, sql
+from pglast.enums import AlterTableType as AT
+from pglast.enums import ConstrType, ObjectType
+from psycopg import errors as pgerr
+from psycopg import sql
 
 from ..validate.locks import Impact, deparse
 
@@ -461,9 +463,15 @@ def _cast(cur, p: Probe, rel: sql.Composable, src: sql.Composable, key: sql.Comp
     rows = sql.SQL("SELECT ctid AS vetai_tid, {} AS vetai_key FROM {}").format(key, src)
     test = sql.SQL("SELECT {} FROM {} WHERE ctid = $1").format(cast, rel)
     body = sql.SQL(_PER_ROW).format(rows=sql.Literal(rows.as_string(conn)), test=sql.Literal(test.as_string(conn)))
-    cur.execute(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))))
-    n, ex = cur.execute("SELECT current_setting('vetai_ops.probe_n'), current_setting('vetai_ops.probe_ex')").fetchone()
-    return int(n), list(json.loads(ex))
+    try:
+        with conn.transaction():
+            cur.execute(sql.SQL("DO {}").format(sql.Literal(body.as_string(conn))))
+            n, ex = cur.execute("SELECT current_setting('vetai_ops.probe_n'), "
+                                "current_setting('vetai_ops.probe_ex')").fetchone()
+        return int(n), list(json.loads(ex))
+    except pgerr.QueryCanceled:  # the one-statement try already proved a rejected value
+        p.what += " (at least one value; counting them all timed out after checks.probe_timeout)"
+        return 1, []
 
 
 def _assignment_cast_missing(cur, tab: _Table, column: str, type_sql: str) -> str:
@@ -580,11 +588,12 @@ def measure_impacts(conn, impacts: list[Impact]) -> list[Impact]:
             continue
         reasons = []
         for tc in imp.type_changes:
-            if oid is None or _settled(conn, lambda: _type_change_rewrites(q, oid, tc)):
+            if oid is None or _settled(conn, lambda oid=oid, tc=tc: _type_change_rewrites(q, oid, tc)):
                 reasons.append(f"type change of {tc.column} to {tc.type_sql}")
-        if imp.volatile_calls and _settled(conn, lambda: q(
+        calls = sorted(set(imp.volatile_calls))
+        if calls and _settled(conn, lambda calls=calls: q(
                 "select exists(select 1 from pg_proc where proname = any(:n) and provolatile = 'v')",
-                n=list(set(imp.volatile_calls))).scalar()):
+                n=calls).scalar()):
             reasons.append(f"volatile default ({', '.join(sorted(set(imp.volatile_calls)))})")
         if reasons:
             imp.effect, imp.reason = "rewrite", "; ".join(reasons)
@@ -616,7 +625,7 @@ def _type_change_rewrites(q, oid: int, tc) -> bool:
     dst = q("select t.oid, t.typname from pg_type t where t.oid = to_regtype(:t)", t=tc.type_sql).first()
     if row is None or dst is None:
         return True
-    src_oid, src_mod, src_name = row
+    src_oid, src_mod, _ = row
     dst_oid, dst_name = dst
     mods = tc.typmods
     if src_oid == dst_oid:

@@ -57,6 +57,15 @@ def restore_name(live: str, backup_id: str) -> str:
     return f"{restore_prefix(live)}{backup_id.lower()}"
 
 
+def rehearsal_prefix(live: str) -> str:
+    return f"{live}_rehearse_".lower()
+
+
+def rehearsal_name(live: str, backup_id: str) -> str:
+    """The scratch copy a deploy rehearses its revisions on (steps/rehearse.py)."""
+    return f"{rehearsal_prefix(live)}{backup_id.lower()}"
+
+
 _RESTORE_SUFFIX = re.compile(r"^\d{8}t\d{6}z$")
 
 
@@ -126,11 +135,14 @@ def swap_in(maint: Engine, live: str, scratch: str, before: str,
 
 
 def restore_copies(maint: Engine, live: str) -> list[str]:
-    """Databases named like this env's restore copies (``<db>_restore_<backup id>``)."""
-    p = restore_prefix(live)
-    with maint.connect() as c:
-        names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
-        return sorted(n for n in names if _RESTORE_SUFFIX.match(n[len(p):]))
+    """Databases named like this env's restore copies (``<db>_restore_<backup id>``) and
+    rehearsal copies (``<db>_rehearse_<backup id>``)."""
+    out = []
+    for p in (restore_prefix(live), rehearsal_prefix(live)):
+        with maint.connect() as c:
+            names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
+            out += [n for n in names if _RESTORE_SUFFIX.match(n[len(p):])]
+    return sorted(out)
 
 
 def repair(maint: Engine, live: str) -> list[str]:

@@ -215,6 +215,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         database_props=props,
         object_owners=owners,
         log_key=catalog.log_key(bid),
+        db_size=db_size,
         write_stats=write_stats,
     )
     catalog.write_manifest(m)  # last: only now does the backup exist

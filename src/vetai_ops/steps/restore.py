@@ -401,8 +401,10 @@ def restore(ctx, backup: str | None = None, **_):
         _refuse_unless_recoverable(ctx, m)  # the auto-recovery's run proved it in its preflight
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
+    t0 = time.monotonic()
     summary = restore_backup(ctx, m)
     ctx.state.update(restored_id=m.id, to_rev=m.revision, expect_rev=m.revision, restore_summary=summary)
+    _record(ctx, m, "recovery" if backup == "this_run" else "rollback", summary, round(time.monotonic() - t0, 3))
     if backup != "this_run":
         ctx.state["backup_url"] = ctx.store.url(m.dump_key)
     return f"{m.id} restored (previous DB kept as {summary['previous_db']})"
@@ -424,6 +426,18 @@ def _refuse_unless_recoverable(ctx, m) -> None:
         summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(ctx, m),
                                             size=max(size, m.size), target=ctx.db_target, when="before restoring")
     ctx.emit("info", f"the deploy role can restore {access.db.name} as it was; {summary}")
+
+
+def _record(ctx, m, kind: str, summary: dict, total_s: float) -> None:
+    """The restore's durations in the backup's manifest: the estimates of later plans read
+    them (store/estimates.py). Best effort: the restore is done whatever happens here."""
+    try:
+        ctx.catalog.add_restore(m.id, {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kind": kind, "ok": True,
+            "run_id": ctx.run_id, "verify_s": summary.get("verify_s"), "restore_s": summary.get("restore_s"),
+            "total_s": total_s})
+    except Exception as e:  # noqa: BLE001
+        ctx.emit("warning", f"could not record the restore's duration in backup {m.id}'s manifest: {short_error(e)}")
 
 
 def _current_or_none(ctx):
