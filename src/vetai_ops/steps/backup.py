@@ -223,7 +223,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
 
 
 @step("backup")
-def backup(ctx, reason: str = "manual", **_):
+def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
         if ctx.env.protected:
             from ..errors import GateRefused

@@ -389,7 +389,7 @@ def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
 
 
 @step("restore")
-def restore(ctx, backup: str | None = None, **_):
+def restore(ctx, backup: str | None = None):
     """Restore ``--to`` (rollback) or, with backup=this_run, the backup this run made."""
     if backup == "this_run":
         m = ctx.state.get("backup_manifest")

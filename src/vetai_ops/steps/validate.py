@@ -49,7 +49,7 @@ def changed_applied(conn) -> list[str]:
 
 
 @step("validate")
-def validate(ctx, render: bool = True, **_):
+def validate(ctx, render: bool = True):
     """Static checks + where the DB stands. Refuses (GateRefused) and changes nothing."""
     from ..validate import FAILING_RULES, validate_history
     from ..validate.ack import file_acknowledgements
@@ -144,7 +144,7 @@ def validate(ctx, render: bool = True, **_):
 
 
 @step("preflight")
-def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, **_):
+def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
     """Live checks: server version, long transactions that would block DDL, disk room for dump + restore."""
     access = ctx.access
     with access.engine().connect() as conn:
@@ -290,7 +290,7 @@ def _row_counts(conn) -> dict[str, int]:
 
 
 @step("plan")
-def plan(ctx, rehearse: bool = True, **_):
+def plan(ctx, rehearse: bool = True):
     """What the run will do; the face renders it; --dry-run stops right after confirm.
 
     Also decides whether the deploy rehearses (validate/datadep.py) and predicts its times
