@@ -78,6 +78,13 @@ def missing_rights(conn: Connection, dbname: str, *, owners: Iterable[str] = (),
     if not row[0]:
         out.append(Missing(f"own database {dbname} (to rename it away at the swap; it is owned by {row[1]})",
                            f"ALTER DATABASE {_q(dbname)} OWNER TO {_q(me)};"))
+    space = conn.execute(text(
+        "SELECT t.spcname, has_tablespace_privilege(t.oid, 'CREATE') FROM pg_database d"
+        " JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = :d AND t.spcname <> 'pg_default'"),
+        {"d": dbname}).first()
+    if space is not None and not space[1]:
+        out.append(Missing(f"create the restore copy in tablespace {space[0]}, where {dbname} lives",
+                           f"GRANT CREATE ON TABLESPACE {_q(space[0])} TO {_q(me)};"))
     signal = conn.execute(text("SELECT pg_has_role(current_user, 'pg_signal_backend', 'USAGE')")).scalar()
     if not signal:
         # roles that may hold sessions on the database: CONNECT grantees, and whoever is connected
