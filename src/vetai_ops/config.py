@@ -215,6 +215,7 @@ class Environment(Strict):
     services: Services = Field(default_factory=Services)
     backup: Backup = Field(default_factory=Backup)
     deploy: Deploy = Field(default_factory=Deploy)
+    downgrade_on_failure: bool = False
 
     # filled by load_inventory
     name: str = ""

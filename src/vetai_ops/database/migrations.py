@@ -94,6 +94,10 @@ def known(rev: str) -> bool:
         return False
 
 
+def revision_file(rev: str) -> Path:
+    return Path(script_directory().get_revision(rev).path)
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
