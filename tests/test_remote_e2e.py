@@ -19,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.remote
 
 import procs
-from fixtures_remote import ROOT  # noqa: E402  (RemoteEnv and remote_env live in fixtures_remote.py)
+from fixtures_remote import ROOT  # (RemoteEnv and remote_env live in fixtures_remote.py)
 
 
 

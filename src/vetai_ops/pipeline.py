@@ -282,9 +282,12 @@ def run_playbook(
     playbook: Playbook | None = None,
 ) -> dict:
     """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    pb = playbook or load_playbook(name)
+    from .steps import check_playbook
+
+    check_playbook(pb)  # a bad playbook is refused (exit 2) before any lock, backup or journal line
     inv = inventory or load_inventory()
     env = inv.env(env_name)
-    pb = playbook or load_playbook(name)
     ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
     report: dict[str, Any] = {
         "run_id": ctx.run_id,
@@ -319,7 +322,6 @@ def run_playbook(
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
-                    ctx.state["failure"] = report["error"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:

@@ -16,7 +16,7 @@ from .validate import APPLIED_DDL
 
 
 @step("migrate")
-def migrate(ctx, **_):
+def migrate(ctx):
     target = ctx.state.get("to_rev")
     pending = ctx.state.get("pending", [])
     if not pending:

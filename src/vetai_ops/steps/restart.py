@@ -22,7 +22,7 @@ from . import step
 
 
 @step("restart")
-def restart(ctx, failures: str = "stop", **_):
+def restart(ctx, failures: str = "stop"):
     svc = ctx.env.services
     argv = svc.restart
     if not argv:

@@ -49,7 +49,7 @@ def changed_applied(conn) -> list[str]:
 
 
 @step("validate")
-def validate(ctx, render: bool = True, **_):
+def validate(ctx, render: bool = True):
     """Static checks + where the DB stands. Refuses (GateRefused) and changes nothing."""
     from ..validate import FAILING_RULES, validate_history
     from ..validate.ack import file_acknowledgements
@@ -144,7 +144,7 @@ def validate(ctx, render: bool = True, **_):
 
 
 @step("preflight")
-def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, **_):
+def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
     """Live checks: server version, long transactions that would block DDL, disk room for dump + restore."""
     access = ctx.access
     with access.engine().connect() as conn:
@@ -164,12 +164,21 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
 
         orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
         impacts = measure_impacts(conn, statement_impacts(ctx.state.get("sql") or {}))
+        # a failed deploy must be undoable: the rights to restore the database as it is, and room
+        # for the copy, proven before the backup (exit 2 naming each missing GRANT)
+        from ..database import dbprops
+        from ..database.rights import object_owners, refuse_unless_recoverable
+
+        props, owners = dbprops.capture(conn, access.db.name), object_owners(conn)
+        room = refuse_unless_recoverable(conn, access.db.name, owners=owners, props=props, size=size,
+                                         target=ctx.db_target, factor=min_free_factor)
     checks = ctx.env.checks
     probes = run_probes(access.engine(), derive_probes(ctx.state.get("sql") or {}), sample_rows=checks.probe_sample_rows,
                         timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
     over = over_limit(impacts, checks.max_rewrite_mb * 2**20, ctx.state.get("ack_tokens"), ctx.options.get("allow") or [])
     ctx.state.update(server_version=version, db_size=size, row_counts_before=counts,
-                     impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes])
+                     impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes],
+                     db_props=props, object_owners=owners)
     for p in probes:  # the plan shows every note; one that left a statement unproven is also a warning
         if p.error:
             ctx.emit("warning", f"{p.revision}: `{p.statement[:100]}` not proven by its {p.kind} probe: {p.error}")
@@ -213,7 +222,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             "free space there or use S3 storage",
         )
     _reach_app_hosts(ctx)
-    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions; {drift_summary}"
+    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions, recoverable ({room}); {drift_summary}"
 
 
 def _drift_gate(ctx, conn) -> str:
@@ -296,7 +305,7 @@ def _row_counts(conn) -> dict[str, int]:
 
 
 @step("plan")
-def plan(ctx, rehearse: bool = True, **_):
+def plan(ctx, rehearse: bool = True):
     """What the run will do; the face renders it; --dry-run stops right after confirm.
 
     Also decides whether the deploy rehearses (validate/datadep.py) and predicts its times
