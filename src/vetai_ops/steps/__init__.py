@@ -51,12 +51,14 @@ def playbook_problems(pb) -> list[str]:
     """Every problem of playbook ``pb`` as ``<key path>: <what>``: unknown steps (in
     ``steps:`` and ``on_failure:``), options the step does not take, unknown ``when:``
     conditions, an ``on_failure_after`` that is not one of its steps."""
-    _load()
     out = []
     for section in ("steps", "on_failure"):
         for i, spec in enumerate(getattr(pb, section)):
             at = f"{section}[{i}]"
-            if spec.step not in _REGISTRY:
+            try:
+                get_step(spec.step)  # imports what the run would import anyway
+            except PlaybookError:
+                _load()  # every step, to list them
                 out.append(f"{at}.step: unknown step {spec.step!r} (steps: {', '.join(sorted(_REGISTRY))})")
                 continue
             accepted = step_options(spec.step)
