@@ -14,39 +14,10 @@ from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
 from ..config import env_flag
+from ..database.applied import changed_applied
 from . import step
 
 SET_BY_MIGRATE = {"squawk:require-lock-timeout", "squawk:require-statement-timeout", "squawk:require-timeout-settings"}
-
-APPLIED_DDL = """
-CREATE TABLE IF NOT EXISTS vetai_ops_applied (
-    revision text PRIMARY KEY,
-    file text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(),
-    duration_ms integer
-)
-"""
-
-
-def applied_hashes(conn) -> dict[str, tuple[str, str]]:
-    if not conn.execute(text("select to_regclass('public.vetai_ops_applied')")).scalar():
-        return {}
-    rows = conn.execute(text("select revision, file, sha256 from vetai_ops_applied")).all()
-    return {r[0]: (r[1], r[2]) for r in rows}
-
-
-def changed_applied(conn) -> list[str]:
-    """Applied revisions whose file changed since it was applied (messages)."""
-    files = mig.history_hashes()
-    out = []
-    for rev, (fname, sha) in applied_hashes(conn).items():
-        if rev not in files:
-            continue  # unknown revisions are caught by the ancestry check
-        if files[rev][1] != sha:
-            out.append(f"revision {rev} ({files[rev][0]}) was edited after it was applied (sha256 {sha[:12]} -> {files[rev][1][:12]})")
-    return out
-
 
 @step("validate")
 def validate(ctx, render: bool = True):
