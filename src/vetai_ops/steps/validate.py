@@ -192,6 +192,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
             f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
             "free space there or use S3 storage",
         )
+    _reach_app_hosts(ctx)
     return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions, recoverable ({room}); {drift_summary}"
 
 
@@ -223,6 +224,20 @@ def _drift_gate(ctx, conn) -> str:
     return (f"schema matches the history at {rev or 'base'}"
             + (f" ({accepted} accepted difference(s))" if accepted else "")
             + (f"; accepting {len(chosen)} now: {', '.join(d.id for d in chosen)}" if chosen else ""))
+
+
+def _reach_app_hosts(ctx) -> None:
+    """Reach every app host now, all at once: an unreachable one refuses the deploy before
+    the backup (not halfway through the restarts), and the connections opened here are the
+    ones the restart and the health checks reuse."""
+    from ..errors import short_error
+    from ..targets.fleet import each_host
+
+    bad = [f"{o.host}: {short_error(o.error)}" for o in each_host(
+        ctx.app_targets, lambda t: t.run(["true"], timeout=60), forks=ctx.env.services.forks) if not o.ok]
+    if bad:
+        raise GateRefused(f"app host(s) not reachable: {'; '.join(bad)}; nothing changed",
+                          "check those hosts (up, sshd, host key), or remove them from hosts.app")
 
 
 def tool_major(version_text: str) -> int | None:
