@@ -220,10 +220,6 @@ class Environment(Strict):
     # filled by load_inventory
     name: str = ""
 
-    @property
-    def is_remote(self) -> bool:
-        return self.ssh is not None
-
 
 class Inventory(Strict):
     default_env: str = "local"

@@ -316,7 +316,6 @@ def run_playbook(
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
-                    ctx.state["failure"] = report["error"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:
