@@ -38,7 +38,7 @@ from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
 from ..targets.stall import StallWatch
 from ..units import human_bytes
-from .backup import Every
+from ..transfer import Every
 
 CHUNK = 1 << 20
 # restore_plan: stream (single job) below these, spool + pg_restore -j N above
