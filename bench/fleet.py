@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,17 +180,17 @@ def main() -> int:
     }
     ratios = {k: round(v, 2) for k, v in ratios.items()}
     verdicts = [{"target": k, "limit": lim, "measured": ratios[k], "met": ratios[k] <= lim} for k, lim in TARGETS.items()]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     result = {"date": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "repeat": args.repeat, "command": "python bench/fleet.py "
               + " ".join(sys.argv[1:]), "machine": {"host": platform.node(), "cpus": os.cpu_count(),
               "python": platform.python_version()}, "health_delay_s": HEALTH_DELAY_S, "restart_s": RESTART_S,
               "samples": samples, "medians": med, "ratios": ratios, "verdicts": verdicts}
-    md = [f"# bench/fleet.py — {result['date']} on {result['machine']['host']} ({os.cpu_count()} cores), "
-          f"medians of {args.repeat}", "",
-          f"Health endpoint answers in {HEALTH_DELAY_S:g} s; the restart command takes {RESTART_S:g} s. "
-          "Each run is the pipeline with two steps: `health` (opens the SSH connections, as a deploy's "
-          "preflight does: **cold**), then the row's step over the same connections (as a deploy's restart and "
-          "post-check reuse them): `step s` is that second step's own time, `run s` the whole in-process run.", "",
+    md = [(f"# bench/fleet.py — {result['date']} on {result['machine']['host']} ({os.cpu_count()} cores), "
+           f"medians of {args.repeat}"), "",
+          (f"Health endpoint answers in {HEALTH_DELAY_S:g} s; the restart command takes {RESTART_S:g} s. "
+           "Each run is the pipeline with two steps: `health` (opens the SSH connections, as a deploy's "
+           "preflight does: **cold**), then the row's step over the same connections (as a deploy's restart and "
+           "post-check reuse them): `step s` is that second step's own time, `run s` the whole in-process run."), "",
           "| row | hosts | batch | step s | vs 1 host | cold health s | run s |", "|---|---|---|---|---|---|---|"]
     base = {"health": med["health_1"]["step_s"], "restart_b4": med["restart_b4_1"]["step_s"],
             "restart_b1": med["restart_b4_1"]["step_s"]}

@@ -8,9 +8,9 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from ..database import migrations as mig
+from ..database.introspect import public_tables, row_count
 from ..errors import OpsError
 from ..targets.health import check_hosts, failures, http_check  # noqa: F401  (http_check: fab and tests use it from here)
-from ..database.introspect import public_tables, row_count
 from . import step
 
 ORPHANS_SQL = """
