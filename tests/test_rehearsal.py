@@ -157,3 +157,31 @@ def test_plan_estimates_from_history_and_the_recovery_time_objective(local_env):
     assert ei.value.exit_code == 2
     assert manifests(local_env) == before
     assert local_env.psql("select to_regclass('public.pets') is null") == "t"  # still the rolled-back (empty) one
+
+
+def test_what_auto_counts_as_data_dependent():
+    """validate/datadep.py on rendered SQL and the validator's findings (no database needed)."""
+    from vetai_ops.validate.datadep import data_dependent, decide
+
+    sql = {
+        "a": "CREATE TABLE promo (code text PRIMARY KEY, n int UNIQUE CHECK (n > 0));\n"
+             "ALTER TABLE promo ADD CONSTRAINT ck CHECK (n < 10);\nCREATE INDEX ix ON pets (name);",
+        "b": "ALTER TABLE pets ADD CONSTRAINT ck_w CHECK (weight_kg < 500) NOT VALID;",
+        "c": "ALTER TABLE pets ALTER COLUMN breed SET NOT NULL;",
+        "d": "UPDATE pets SET color = 'x';",
+        "e": "CREATE UNIQUE INDEX uq ON clients (email);",
+        "f": "ALTER TABLE pets ADD CONSTRAINT fk FOREIGN KEY (client_id) REFERENCES clients (id);",
+        "g": "",
+    }
+    why = data_dependent(list(sql), [{"revision": "b", "rule": "raw-sql", "operation": "execute ALTER"}], sql)
+    assert "a" not in why  # a new table has no rows; a plain index depends on no value
+    assert why["b"] == ["raw SQL (execute ALTER)"]  # NOT VALID reads no rows; the finding still counts
+    assert why["c"] == ["NOT NULL pets.breed"] and why["d"] == ["backfill (UPDATE pets)"]
+    assert why["e"] == ["unique index on clients"] and why["f"] == ["FOREIGN KEY on pets"]
+    assert "could not be rendered" in why["g"][0]
+    args = dict(pending=["c"], first_deploy=False, no_flag=False, skip_backup=False)
+    assert decide("auto", protected=False, reasons={"c": why["c"]}, **args).will
+    assert not decide("auto", protected=False, reasons={}, **args).will
+    assert decide("auto", protected=True, reasons={}, **args).will  # always on protected envs
+    assert not decide("off", protected=True, reasons=why, **args).will
+    assert not decide("auto", protected=False, reasons=why, **{**args, "first_deploy": True}).will

@@ -19,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.remote
 
 import procs
-from fixtures_remote import ROOT  # noqa: E402  (RemoteEnv and remote_env live in fixtures_remote.py)
+from fixtures_remote import ROOT  # (RemoteEnv and remote_env live in fixtures_remote.py)
 
 
 
@@ -293,7 +293,7 @@ def test_restart_rolls_over_every_app_host_over_ssh(remote_env):
 
 
 def test_bed_is_like_production(remote_env, app_sessions):
-    """The bed is not friendly (DESIGN §4): the tool runs as a non-superuser owner with CREATEDB;
+    """The bed is not friendly (docs/architecture.md, invariants): the tool runs as a non-superuser owner with CREATEDB;
     the app connects as its own role, which holds grants, settings and objects of its own."""
     pg, db = remote_env.pg, remote_env.dbname
     [(superuser, createdb, owner)] = pg.admin(

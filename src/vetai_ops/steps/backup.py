@@ -26,8 +26,10 @@ from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
 from ..targets.stall import StallWatch, WatchedReader
 from . import step
-from ..database import writestats
+from ..database import dbprops, writestats
 from ..database.introspect import estimated_rows
+from ..database.rights import object_owners
+from ..transfer import Every
 from ..units import human_bytes
 
 CHUNK = 1 << 20
@@ -53,32 +55,6 @@ class HashingReader:
 
     def readable(self) -> bool:
         return True
-
-
-class Every:
-    """Rate-limit progress events to one per ``interval`` seconds (plus ``final()``):
-    the run keeps every event it emits (ctx.events), so one event per chunk would make
-    memory grow with the dump size; this keeps it bounded by wall time instead."""
-
-    def __init__(self, emit, interval: float = 0.5):
-        self._emit = emit
-        self._interval = interval
-        self._next = 0.0
-        self._last = None
-
-    def __call__(self, *args, **kw) -> None:
-        self._last = (args, kw)
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self._interval
-            self._emit(*args, **kw)
-            self._last = None
-
-    def final(self) -> None:
-        if self._last is not None:
-            args, kw = self._last
-            self._last = None
-            self._emit(*args, **kw)
 
 
 def git_commit() -> str | None:
@@ -135,6 +111,10 @@ def _take_backup(ctx, reason: str) -> Manifest:
         revision = current(conn)
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
+        # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
+        # captured them before anything of the run, e.g. a write fence, touched them)
+        props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
+        owners = ctx.state.get("object_owners") or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     pg_dump_version = (ctx.state.get("pg_dump_version")
@@ -207,6 +187,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
         compression=compression,
         host=target.name,
         tables=tables,
+        database_props=props,
+        object_owners=owners,
         log_key=catalog.log_key(bid),
         db_size=db_size,
         write_stats=write_stats,
@@ -216,7 +198,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
 
 
 @step("backup")
-def backup(ctx, reason: str = "manual", **_):
+def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
         if ctx.env.protected:
             from ..errors import GateRefused

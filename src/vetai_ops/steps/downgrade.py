@@ -12,11 +12,11 @@ import time
 
 from ..database import migrations as mig
 from ..errors import ConfigError, GateRefused, StopPipeline, short_error
-from . import step
+from . import run_alembic, step
 
 
 @step("downgrade_plan")
-def downgrade_plan(ctx, **_):
+def downgrade_plan(ctx):
     to = ctx.options.get("to")
     if not to:
         raise ConfigError("--to is required: the revision to go down to (or 'base')",
@@ -87,7 +87,7 @@ def _downgrade_blockers(ctx, current: str | None) -> list[str]:
 
 
 @step("recovery_plan")
-def recovery_plan(ctx, **_):
+def recovery_plan(ctx):
     """on_failure's choice: downgrade (keeps the app's writes since the backup) when the env says
     ``downgrade_on_failure`` and every revision this run applied reverts without data loss;
     otherwise restore the backup."""
@@ -111,9 +111,7 @@ def recovery_plan(ctx, **_):
 
 
 @step("downgrade")
-def downgrade(ctx, to: str | None = None, **_):
-    from .migrate import run_alembic
-
+def downgrade(ctx, to: str | None = None):
     if to != "pre_deploy":
         target = ctx.state.get("to_rev")
         timings = run_alembic(ctx, "downgrade", target)

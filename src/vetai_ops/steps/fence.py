@@ -131,7 +131,7 @@ def repair_leftover(ctx) -> None:
 
 
 @step("fence")
-def fence(ctx, repair_only: bool = False, **_):
+def fence(ctx, repair_only: bool = False):
     repair_leftover(ctx)
     mode = ctx.env.write_fence
     if repair_only:
@@ -159,7 +159,7 @@ def fence(ctx, repair_only: bool = False, **_):
 
 
 @step("unfence")
-def unfence(ctx, **_):
+def unfence(ctx):
     if not ctx.state.get("fence"):
         return "no fence"
     _lift_now(ctx)

@@ -45,6 +45,10 @@ class Manifest:
     # of this backup discards is counted against them
     write_stats: dict[str, Any] | None = None
     verifications: list[dict[str, Any]] = field(default_factory=list)
+    # database-level properties at dump time (database/dbprops.py: owner, ACL, settings, locale,
+    # comment), given back to a restored copy; None in manifests written before they were recorded
+    database_props: dict[str, Any] | None = None
+    object_owners: list[str] | None = None  # roles owning dumped objects (a restore keeps them)
     # pg_database_size when the dump was taken (the estimates scale durations by it), and every
     # restore of this backup other than a verification: {at, kind: rollback | recovery |
     # rehearsal, ok, restore_s, verify_s, total_s, run_id} (store/estimates.py reads them)
