@@ -97,9 +97,10 @@ def test_read_only_fence_is_lifted_after_a_failure_and_after_sigterm(remote_env,
 
     health.status, health.on_request = 200, None
     migrations_copy.add("0013b", "0013", "op.execute('SELECT pg_sleep(20)')")
-    p = remote_env.popen("deploy", "--env=prod", "--yes", "--no-rehearsal")  # the sleep in the real migrate
+    p = remote_env.popen("deploy", "--env=prod", "--yes")  # waited for below in the real migrate (datname)
     assert wait_for(lambda: remote_env.pg.cluster.psql(
-        "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(20)%'") == "1")
+        "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(20)%'"
+        f" and datname = '{remote_env.dbname}'") == "1", 180)
     # fenced (the live database is the copy the failure above restored; a new session is read-only)
     assert live_fence(remote_env) == "on" and remote_env.psql("SHOW default_transaction_read_only") == "on"
     p.send_signal(signal.SIGTERM)
@@ -112,14 +113,22 @@ def test_a_fence_left_by_a_killed_run_is_lifted_by_the_next_run(remote_env, migr
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
     fenced(remote_env)
     slow = migrations_copy.add("0013b", "0013", "op.execute('SELECT pg_sleep(30)')")
-    p = remote_env.popen("deploy", "--env=prod", "--yes", "--no-rehearsal")  # the sleep in the real migrate
-    assert wait_for(lambda: remote_env.pg.cluster.psql(
-        "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'") == "1")
+    p = remote_env.popen("deploy", "--env=prod", "--yes")  # waited for below in the real migrate (datname)
+    if not wait_for(lambda: p.poll() is not None or remote_env.pg.cluster.psql(
+            "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'"
+            f" and datname = '{remote_env.dbname}'") == "1", 180) or p.poll() is not None:
+        p.kill()
+        pytest.fail("the deploy never reached the slow revision: " + p.communicate()[1][-3000:])
     p.kill()  # SIGKILL: nothing of the run can lift its fence
     p.communicate(timeout=60)
-    remote_env.pg.cluster.psql("select pg_cancel_backend(pid) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'")
+    remote_env.pg.cluster.psql("select pg_cancel_backend(pid) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'"
+                               f" and datname = '{remote_env.dbname}'")
     assert app_write(remote_env) == READ_ONLY  # the fence outlived its run
     slow.unlink()
+    r = remote_env.cli("plan", "--env=prod")  # a plan changes nothing: it only says so
+    assert r.returncode == 0, r.stderr
+    assert "write fence left by run" in r.stderr and "still up" in r.stderr
+    assert app_write(remote_env) == READ_ONLY
     r = remote_env.cli("deploy", "--env=prod", "--yes", "--json")
     assert r.returncode == 0, r.stderr
     assert "lifted a read_only write fence left by run" in r.stderr

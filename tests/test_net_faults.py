@@ -65,6 +65,16 @@ def wait_for(pred, timeout=60.0, step=0.02):
     return False
 
 
+def kill_lock(re_) -> str:
+    """Terminate the session holding THIS env's deploy lock (found by its key: other tests
+    may hold their own locks at the same time); returns how many were terminated."""
+    from vetai_ops.database.advisory import LOCK_CLASS, lock_key
+
+    return re_.pg.cluster.psql(
+        "select count(pg_terminate_backend(l.pid)) from pg_locks l where l.locktype = 'advisory' and l.granted"
+        f" and l.classid = {LOCK_CLASS} and l.objid = {lock_key(re_.dbname) & 0xFFFFFFFF} and l.objsubid = 2")
+
+
 def history_outcome(re_) -> str:
     return re_.psql("select outcome from deploy_history order by id desc limit 1")
 
@@ -86,8 +96,7 @@ def test_lock_lost_before_migrate_stops_with_nothing_applied(remote_env):
     terminated = []
 
     def terminate():
-        terminated.append(remote_env.pg.cluster.psql(
-            "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name like 'vetai-ops deploy%'"))
+        terminated.append(kill_lock(remote_env))
 
     rc, out, err, fired = _run_while(remote_env, terminate, lambda: bool(procs("pg_dump", remote_env.dbname)),
                                      ["deploy", "--env=prod", "--yes", "--accept-drift=table:bulk"])
@@ -106,9 +115,7 @@ def test_recovery_retakes_a_lost_lock_and_a_second_deployer_is_never_silent(remo
     before = _pets(remote_env)
     with_checks(remote_env, health)
     health.status = 503
-    kill = ("select count(pg_terminate_backend(pid)) from pg_stat_activity"
-            " where application_name like 'vetai-ops deploy%'")
-    health.on_request = lambda n: n == 1 and remote_env.pg.cluster.psql(kill)
+    health.on_request = lambda n: n == 1 and kill_lock(remote_env)
     r = remote_env.cli("deploy", "--env=prod", "--yes")
     assert r.returncode == 1 and "recovered" in r.stderr, r.stderr
     assert "taken again before the swap" in r.stderr
@@ -124,7 +131,7 @@ def test_recovery_retakes_a_lost_lock_and_a_second_deployer_is_never_silent(remo
     def steal(n):
         if n != 1:
             return
-        remote_env.pg.cluster.psql(kill)
+        kill_lock(remote_env)
         c = psycopg.connect(**remote_env.pg.conninfo("postgres"), autocommit=True, application_name="vetai-ops deploy by thief@elsewhere")
         assert wait_for(lambda: c.execute("select pg_try_advisory_lock(%s, %s)",
                                           (LOCK_CLASS, lock_key(remote_env.dbname))).fetchone()[0], 10)

@@ -71,9 +71,10 @@ def upgrade_playbook() -> Playbook:
         name="migrations.upgrade",
         description="lock -> validate (to --to) -> preflight -> plan -> confirm -> backup (protected, or a "
                     "destructive revision acknowledged) -> verify (then) -> migrate -> post-check",
-        steps=[StepSpec(step="lock"), StepSpec(step="validate"), StepSpec(step="preflight"),
+        steps=[StepSpec(step="lock"), StepSpec(step="fence", name="fence-repair", options={"repair_only": True}),
+               StepSpec(step="validate"), StepSpec(step="preflight"),
                StepSpec(step="plan", options={"rehearse": False}),
-               StepSpec(step="confirm"), StepSpec(step="accept_drift"), StepSpec(step="fence", options={"repair_only": True}),
+               StepSpec(step="confirm"), StepSpec(step="accept_drift"),
                StepSpec(step="backup", options={"reason": "pre-upgrade"}, when="backup_first"),
                StepSpec(step="verify"),
                StepSpec(step="migrate", when="run_migrations"),
@@ -89,8 +90,8 @@ def downgrade_playbook() -> Playbook:
     return Playbook(
         name="migrations.downgrade",
         description="lock -> plan (protected needs --yes) -> confirm -> backup (protected) -> downgrade -> post-check",
-        steps=[StepSpec(step="lock"), StepSpec(step="downgrade_plan"), StepSpec(step="confirm"),
-               StepSpec(step="fence", options={"repair_only": True}),
+        steps=[StepSpec(step="lock"), StepSpec(step="fence", name="fence-repair", options={"repair_only": True}),
+               StepSpec(step="downgrade_plan"), StepSpec(step="confirm"),
                StepSpec(step="backup", options={"reason": "pre-downgrade"}, when="backup_first"),
                StepSpec(step="downgrade"),
                StepSpec(step="postcheck", options={"http": False, "rows": False})],

@@ -1,8 +1,9 @@
 """The write fence (``write_fence: none | read_only | commands``): no app write between the
 backup's start and the end of the post-checks, so a restore in that window discards nothing.
 
-- ``fence`` (deploy: before ``backup``; rollback: before ``restore``): first lifts a fence a
-  killed run left (its record says which), then raises this run's. The record
+- ``fence`` with ``repair_only`` (right after ``lock`` in every mutating playbook): lifts a
+  fence a killed run left (its record says which), before any gate can refuse the run.
+- ``fence`` (deploy: before ``backup``; rollback: before ``restore``): raises this run's. The record
   ``<env>/fence.json`` in the backup store is written BEFORE the fence goes up and removed
   only once it is down: a run killed at any moment leaves a fence the next run can see.
 - ``unfence`` (after the post-checks): lifts it. Every other exit (a failure after the
@@ -120,10 +121,13 @@ def repair_leftover(ctx) -> None:
         raise OpsError(f"a 'commands' write fence left by run {rec.get('run_id')} cannot be lifted: "
                        "services.maintenance_off is not set", "set it, or end maintenance by hand and remove "
                        f"{ctx.store.url(_key(ctx))}")
-    with _signals_held():
-        failed = _lift(ctx, rec)
     what = (f"a {rec['mode']} write fence left by run {rec.get('run_id')} ({rec.get('operator')}, "
             f"{rec.get('action')}, up since {rec.get('since')})")
+    if ctx.options.get("dry_run"):  # a plan changes nothing: it says so
+        ctx.emit("warning", f"{what} is still up; the next deploy or rollback lifts it")
+        return
+    with _signals_held():
+        failed = _lift(ctx, rec)
     if failed:
         raise OpsError(f"{what} could not be lifted: {'; '.join(failed)}", "check the DB / app hosts, then re-run")
     ctx.state["fence_repaired"] = {k: rec.get(k) for k in ("run_id", "operator", "action", "since", "mode")}
@@ -135,7 +139,7 @@ def fence(ctx, repair_only: bool = False):
     repair_leftover(ctx)
     mode = ctx.env.write_fence
     if repair_only:
-        return "no fence for this action" + (" (a leftover one was lifted)" if ctx.state.get("fence_repaired") else "")
+        return "lifted a fence a killed run left" if ctx.state.get("fence_repaired") else "no fence left by a killed run"
     if mode == "none" or ctx.options.get("dry_run"):
         return "none" if mode == "none" else "dry run"
     rec = {"mode": mode, "run_id": ctx.run_id, "operator": ctx.operator, "action": ctx.action,
