@@ -19,7 +19,7 @@ import time
 from sqlalchemy import text
 
 from .. import __version__
-from ..errors import CommandFailed, StoreError
+from ..errors import CommandFailed, GateRefused, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
@@ -113,8 +113,28 @@ class _ZstdReader:
         return self._r.read(CHUNK if n is None or n < 0 else n)
 
 
+def signing_key(ctx):
+    """This env's manifest key, checked before anything is dumped. A protected env without
+    one is refused (its backups could not be restored by --to); elsewhere a warning."""
+    key = ctx.catalog.key()  # ConfigError when the configured variable is not exported
+    if key is None:
+        if ctx.env.protected:
+            raise GateRefused(
+                f"env {ctx.env.name!r} is protected and has no manifest key: its backups could not be signed, and a"
+                " protected env restores only signed backups; nothing was changed",
+                "set storage.manifest_key_env to the NAME of an environment variable holding the key, and export it"
+                " (README: Security)")
+        ctx.emit("warning", f"backups of env {ctx.env.name} are written unsigned (no storage.manifest_key_env):"
+                            " restoring one needs --trust-unsigned")
+    elif key.created:
+        ctx.emit("info", f"generated env {ctx.env.name}'s manifest key in {key.source} (0600): keep it; backups"
+                         " signed with it are not trusted without it")
+    return key
+
+
 def take_backup(ctx, reason: str = "manual") -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
+    signing_key(ctx)
     t0 = time.monotonic()
     with access.engine().connect() as conn:
         from ..database.migrations import current
@@ -164,7 +184,8 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
     if reader.size == 0:
         ctx.store.delete(key)
         raise StoreError("pg_dump produced no bytes; no backup was registered")
-    stored = ctx.store.size(key)
+    pinned = ctx.store.stat(key)  # size, and on S3 the ETag / VersionId the manifest pins
+    stored = pinned["size"]
     if stored != reader.size:
         ctx.store.delete(key)
         raise StoreError(f"stored size {stored} != streamed size {reader.size} for {key}; no backup was registered")
@@ -187,8 +208,10 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
         host=target.name,
         tables=tables,
         log_key=catalog.log_key(bid),
+        etag=pinned["etag"],
+        version_id=pinned["version_id"],
     )
-    catalog.write_manifest(m)  # last: only now does the backup exist
+    catalog.write_manifest(m)  # last, signed: only now does the backup exist
     return m
 
 
@@ -196,8 +219,6 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
 def backup(ctx, reason: str = "manual", **_):
     if ctx.options.get("skip_backup"):
         if ctx.env.protected:
-            from ..errors import GateRefused
-
             raise GateRefused(f"env {ctx.env.name!r} is protected: the pre-deploy backup cannot be skipped")
         ctx.emit("warning", "backup skipped (--skip-backup)")
         return "skipped"
