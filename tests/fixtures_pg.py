@@ -11,7 +11,11 @@ import pytest
 
 from vetai_ops.database.cluster import Cluster, resolve_bindir
 
-_ports = itertools.count(56000 + (os.getpid() % 500) * 4)
+# Each test process (an xdist worker, another worktree's run) starts from its own block of
+# 64 ports: workers have adjacent PIDs, and a process takes ~25 ports (clusters, moto, the
+# sshd candidates), so 4-port blocks overlapped and two workers could pick the same free port
+# before either bound it. Ports are still checked free before use.
+_ports = itertools.count(40000 + (os.getpid() % 300) * 64)
 
 
 def free_port() -> int:

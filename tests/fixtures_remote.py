@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from bed import import_or_skip, require_or_skip
 from fixtures_pg import free_port
 from vetai_ops.config import SSHConfig, Storage
 from vetai_ops.database.cluster import Cluster, resolve_bindir
@@ -56,15 +58,32 @@ def _port_free(addr: str, port: int) -> bool:
             return False
 
 
+def _listens(pid: int, addr: str, port: int) -> bool:
+    """Does process ``pid`` itself hold the listening socket ``addr:port``? (Another
+    worker's sshd may already listen there: a connect would succeed against it.)"""
+    want = "%08X:%04X" % (struct.unpack("<I", socket.inet_aton(addr))[0], port)
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == want and cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                return True
+    return False
+
+
 def _wait_listening(addr: str, port: int, proc: subprocess.Popen, timeout: float = 10) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             return False
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex((addr, port)) == 0:
-                return True
+        if _listens(proc.pid, addr, port):
+            return True
         time.sleep(0.02)
     return False
 
@@ -215,7 +234,7 @@ def ssh_bed(tmp_path_factory):
     """Real OpenSSH sshd on 127.0.0.2..: ``.hosts .port .key_file .known_hosts .user
     .ssh_config() .target(host) .kill(host) .restart(host) .known_hosts_with_wrong_key(path)``."""
     if not os.path.exists(SSHD):
-        pytest.skip(f"{SSHD} not found: install openssh-server (apt-get install -y openssh-server)")
+        require_or_skip(f"{SSHD} not found: install openssh-server (apt-get install -y openssh-server)")
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     root = tmp_path_factory.mktemp("sshbed")
     os.chmod(root, 0o755)
@@ -347,7 +366,7 @@ class S3Server(str):
 @pytest.fixture(scope="session")
 def s3_server():
     """moto S3 at ``.endpoint_url``; ``.create_bucket() .storage(**kw) .client() .stop() .start()``."""
-    pytest.importorskip("moto.server", reason="moto[s3,server] + flask + flask-cors are needed for the S3 tests")
+    import_or_skip("moto.server", "moto[s3,server] + flask + flask-cors are needed for the S3 tests")
     saved = {k: os.environ.get(k) for k in (*_AWS_ENV, *_AWS_UNSET)}
     os.environ.update(_AWS_ENV)
     for k in _AWS_UNSET:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bed import require_or_skip
 from vetai_ops.errors import ChecksumMismatch, CommandFailed, ConfigError, DeployFailed, GateRefused, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,7 +244,7 @@ def tiny_disk(tmp_path):
     d.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
     yield d
     subprocess.run(["umount", "-l", str(d)])
 

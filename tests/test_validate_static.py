@@ -521,7 +521,10 @@ def test_render_failure_returns_nothing(alembic_project):
 
 
 def test_lint_sql_without_squawk(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
+    from vetai_ops.validate import lint
+
+    # squawk neither next to the interpreter (where `pip install -e .` puts it) nor on PATH
+    monkeypatch.setattr(lint, "find_tool", lambda name: None)
     findings = lint_sql({"r2": "ALTER TABLE pets DROP COLUMN name;"}, {"r2": "r2.py"})
     assert [(f.rule, f.severity) for f in findings] == [("squawk-missing", "warning")]
     assert lint_sql({}, {}) == []

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sys
+import sysconfig
 from pathlib import Path
 
 
@@ -32,3 +36,20 @@ def versions_dir() -> Path:
 
 def logs_dir() -> Path:
     return Path(os.environ.get("VETAI_OPS_LOGS") or project_root() / "logs")
+
+
+def find_tool(name: str) -> str | None:
+    """A command-line tool, looked up where this package's own install put it first (the
+    scripts folder of the running interpreter's environment, e.g. ``.venv/bin/squawk`` of
+    ``pip install -e .``), then on PATH: a venv need not be activated for its tools to count."""
+    dirs = []
+    with contextlib.suppress(KeyError, OSError):
+        scripts = sysconfig.get_path("scripts")
+        if scripts:
+            dirs.append(Path(scripts))
+    dirs.append(Path(sys.executable).parent)  # a venv's python is a symlink: do not resolve it
+    for d in dirs:
+        cand = d / name
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    return shutil.which(name)

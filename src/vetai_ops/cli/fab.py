@@ -46,7 +46,7 @@ def _one(c, env, role, steps, options=None, verbose=False):
 def dump(c, env=None, verbose=False):
     """pg_dump on this host into the env's store (a full, manifest-checked backup)."""
     rep = _one(c, env, "db", ["backup"], verbose=verbose)
-    render.out.print(f"backup {rep.get('backup_id')} -> {rep.get('backup_url')}")
+    render.out.print(f"backup {rep.get('backup_id')} -> {rep.get('backup_url')}", markup=False)
 
 
 @task(help={"env": "inventory environment", "to": "backup id / prefix / latest", "yes": "no confirmation",
@@ -55,7 +55,7 @@ def dump(c, env=None, verbose=False):
 def restore(c, env=None, to=None, yes=False, verbose=False):
     """Restore a backup onto this DB host (verify, new DB, check, swap)."""
     rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes}, verbose=verbose)
-    render.out.print(f"restored {rep.get('restored_id')}")
+    render.out.print(f"restored {rep.get('restored_id')}", markup=False)
 
 
 @task(help={"env": "inventory environment", "verbose": H_VERBOSE})

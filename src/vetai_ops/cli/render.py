@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 from rich.syntax import Syntax
+from rich.text import Text
 
 from ..events import Event
 from ..units import human_bytes
@@ -24,6 +26,12 @@ def _width(stream) -> int | None:
 
 out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+
+def esc(v: Any) -> str:
+    """Dynamic text (names, messages, an app's HTTP reason phrase) inside a markup string:
+    rich must print it as it is, never read "[/]" or "[bold]" in it as markup."""
+    return escape("" if v is None else str(v))
+
 
 ICONS = {"step_finished": "[green]✔[/]", "step_failed": "[red]✘[/]", "step_skipped": "[dim]–[/]"}
 
@@ -50,26 +58,26 @@ class ConsoleSink:
             return
         self._stop_progress()
         if k == "run_started":
-            self.c.print(f"[bold]{e.message}[/]  [dim]run {e.data.get('run_id')}[/]")
+            self.c.print(f"[bold]{esc(e.message)}[/]  [dim]run {esc(e.data.get('run_id'))}[/]")
         elif k == "step_started":
             if self.verbose:
-                self.c.print(f"  [dim]… {e.step}[/]")
+                self.c.print(f"  [dim]… {esc(e.step)}[/]")
         elif k in ICONS:
             dur = e.data.get("duration_s")
             d = f" [dim]{dur:.2f}s[/]" if isinstance(dur, (int, float)) else ""
-            msg = f"  {e.message}" if e.message else ""
-            self.c.print(f"{ICONS[k]} {e.step}{d}{msg}")
+            msg = f"  {esc(e.message)}" if e.message else ""
+            self.c.print(f"{ICONS[k]} {esc(e.step)}{d}{msg}")
         elif k == "warning":
-            self.c.print(f"[yellow]! {e.message}[/]")
+            self.c.print(f"[yellow]! {esc(e.message)}[/]")
         elif k == "info":
-            self.c.print(f"  [dim]{e.message}[/]")
+            self.c.print(f"  [dim]{esc(e.message)}[/]")
         elif k == "revision_applied":
-            self.c.print(f"    [cyan]↑ {e.message}[/]")
+            self.c.print(f"    [cyan]↑ {esc(e.message)}[/]")
         elif k == "plan":
             render_plan(e.data, self.c)
         elif k == "run_finished":
             colour = "green" if e.data.get("outcome") in ("success", "stopped") else "red"
-            self.c.print(f"[{colour}]{e.message}[/] in {e.data.get('duration_s', 0):.1f}s")
+            self.c.print(f"[{colour}]{esc(e.message)}[/] in {e.data.get('duration_s', 0):.1f}s")
 
     def _on_progress(self, e: Event) -> None:
         done, total = e.data.get("done", 0), e.data.get("total")
@@ -77,7 +85,8 @@ class ConsoleSink:
             now = time.monotonic()
             if now - self._last_plain > 5:
                 self._last_plain = now
-                self.c.print(f"  {e.step}: {human_bytes(done)}" + (f" of {human_bytes(total)}" if total else ""))
+                self.c.print(f"  {e.step}: {human_bytes(done)}" + (f" of {human_bytes(total)}" if total else ""),
+                             markup=False)
             return
         if self._progress is None:
             self._progress = Progress(
@@ -85,7 +94,7 @@ class ConsoleSink:
                 TimeRemainingColumn(), console=self.c, transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(e.step or "transfer", total=total)
+            self._task = self._progress.add_task(esc(e.step or "transfer"), total=total)
         self._progress.update(self._task, completed=done, total=total)
 
 
@@ -95,11 +104,11 @@ def print_json(obj: Any) -> None:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    t = Table(title=title, title_justify="left", show_header=any(columns))
+    t = Table(title=Text(title), title_justify="left", show_header=any(columns))
     for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
+        t.add_column(Text(c))
+    for r in rows:  # Text cells: a value is shown as it is, never read as markup
+        t.add_row(*[Text("" if v is None else str(v)) for v in r])
     out.print(t)
 
 
@@ -107,7 +116,7 @@ def plan_sql(p: dict, c: Console = out) -> None:
     """The SQL each pending revision will run (Alembic offline rendering), in order."""
     sql = p.get("sql") or {}
     for rev in p.get("pending", []):
-        c.print(f"[bold]-- {rev}[/]")
+        c.print(f"[bold]-- {esc(rev)}[/]")
         text = (sql.get(rev) or "").strip()
         if text:
             # Syntax, never print(text): rich would read "[a-z0-9]" in a CHECK as markup; off a
@@ -120,15 +129,18 @@ def plan_sql(p: dict, c: Console = out) -> None:
 
 
 def render_plan(p: dict, c: Console = out) -> None:
-    c.print(f"[bold]plan[/] env [bold]{p['env']}[/]{' (protected)' if p.get('protected') else ''}: "
-            f"db host {p.get('db_host')}, app hosts {', '.join(p.get('app_hosts') or []) or '-'}, database {p.get('database')}")
+    c.print(f"[bold]plan[/] env [bold]{esc(p['env'])}[/]{' (protected)' if p.get('protected') else ''}: "
+            f"db host {esc(p.get('db_host'))}, app hosts {esc(', '.join(p.get('app_hosts') or []) or '-')}, "
+            f"database {esc(p.get('database'))}")
     if p.get("restore"):
-        c.print(f"  [bold]restore backup {p['restore']}[/] ({human_bytes(p.get('restore_size'))}) from {p.get('backup_store')}")
+        c.print(f"  [bold]restore backup {esc(p['restore'])}[/] ({human_bytes(p.get('restore_size'))}) "
+                f"from {esc(p.get('backup_store'))}")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
-                f"{p.get('database')}_before_{str(p['restore']).lower()}")
+                f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
     else:
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
-                + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""))
+                + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""),
+                markup=False)
     findings = [f if isinstance(f, dict) else f.__dict__ for f in p.get("findings", [])]
     for rev in p.get("pending", []):
         mine = [f for f in findings if f.get("revision") == rev]
@@ -136,10 +148,11 @@ def render_plan(p: dict, c: Console = out) -> None:
         for f in mine:
             by_rule[f.get("rule")] = by_rule.get(f.get("rule"), 0) + 1
         summary = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in sorted(by_rule.items()))
-        c.print(f"  [cyan]+ {rev}[/]" + (f"  [dim]{summary}[/]" if summary else ""))
+        c.print(f"  [cyan]+ {esc(rev)}[/]" + (f"  [dim]{esc(summary)}[/]" if summary else ""))
         for f in mine:
             if f.get("acknowledged") or f.get("severity") == "error":
                 tag = "acknowledged" if f.get("acknowledged") else "blocking"
-                c.print(f"      [yellow]{tag}[/] {f.get('operation') or f.get('rule')} ({f.get('file')}:{f.get('line')})")
+                c.print(f"      [yellow]{tag}[/] {esc(f.get('operation') or f.get('rule'))} "
+                        f"({esc(f.get('file'))}:{esc(f.get('line'))})")
     if p.get("first_deploy_seeds"):
         c.print("  first deploy: demo data will be seeded")

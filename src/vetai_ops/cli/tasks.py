@@ -12,6 +12,7 @@ from invoke import Collection, Exit, task
 from ..errors import OpsError
 from ..secrets import redact
 from . import render
+from .render import esc
 from ..units import human_bytes
 
 H_ENV = "environment from the inventory (default: the inventory's default_env, shipped as 'local')"
@@ -32,11 +33,11 @@ def ops(fn):
             report = e.details.get("report") or getattr(e, "report", None)
             if kwargs.get("json_") and report:
                 render.print_json({"ok": False, "error": redact(e.message), "hint": e.hint, "report": report})
-            render.err.print(f"[red bold]error:[/] {redact(e.message)}")
+            render.err.print(f"[red bold]error:[/] {esc(redact(e.message))}")
             if e.hint:
-                render.err.print(f"[yellow]fix:[/] {redact(e.hint)}")
+                render.err.print(f"[yellow]fix:[/] {esc(redact(e.hint))}")
             if verbose:
-                render.err.print(redact(traceback.format_exc()))
+                render.err.print(redact(traceback.format_exc()), markup=False)
             raise Exit(code=e.exit_code)
         except KeyboardInterrupt:
             render.err.print("[red]interrupted[/]")
@@ -44,9 +45,9 @@ def ops(fn):
         except Exit:
             raise
         except Exception as e:  # unexpected: short message, traceback with --verbose
-            render.err.print(f"[red bold]unexpected error:[/] {redact(type(e).__name__ + ': ' + str(e))}")
+            render.err.print(f"[red bold]unexpected error:[/] {esc(redact(type(e).__name__ + ': ' + str(e)))}")
             if verbose:
-                render.err.print(redact(traceback.format_exc()))
+                render.err.print(redact(traceback.format_exc()), markup=False)
             else:
                 render.err.print("[dim]re-run with --verbose for the traceback[/]")
             raise Exit(code=1)
@@ -58,7 +59,7 @@ def _confirm(env_name: str, plan: dict) -> bool:
     """Ask to type the env name. The plan itself was already shown by the run's plan event."""
     if not sys.stdin.isatty():
         return False
-    render.err.print(f"[bold]Type the environment name ({env_name}) to continue:[/] ", end="")
+    render.err.print(f"[bold]Type the environment name ({esc(env_name)}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
     except EOFError:
@@ -99,7 +100,8 @@ def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False,
     elif report.get("outcome") == "success":
         render.out.print(
             f"deployed {report['env']}: {report.get('from_rev') or 'base'} -> {report.get('to_rev') or 'base'}"
-            + (f"; backup {report['backup_id']} at {report.get('backup_url')}" if report.get("backup_id") else "")
+            + (f"; backup {report['backup_id']} at {report.get('backup_url')}" if report.get("backup_id") else ""),
+            markup=False,
         )
 
 
@@ -111,7 +113,7 @@ def backup(c, env=None, json_=False, verbose=False):
     if json_:
         render.print_json({"ok": True, "id": report.get("backup_id"), "url": report.get("backup_url"), "report": report})
     else:
-        render.out.print(f"backup {report.get('backup_id')} -> {report.get('backup_url')}")
+        render.out.print(f"backup {report.get('backup_id')} -> {report.get('backup_url')}", markup=False)
 
 
 @task(help={"to": "backup id, a unique prefix of one, or 'latest' (see backups.list)", "env": H_ENV, "yes": H_YES,
@@ -123,7 +125,8 @@ def rollback(c, to=None, env=None, yes=False, json_=False, verbose=False):
     if json_:
         render.print_json({"ok": True, "report": report})
     else:
-        render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})")
+        render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})",
+                         markup=False)
 
 
 @task(help={"env": H_ENV, "json": H_JSON, "allow": "acknowledge a destructive operation (repeatable)", "verbose": H_VERBOSE},
@@ -240,7 +243,8 @@ def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=Fa
                      [[r["kind"], r["name"], r["age"], r["reason"]] for r in res["removed"]])
     render.out.print(f"{len(res['removed'])} to remove, {len(res['kept'])} kept"
                      + (f"; dry run ({res['dry_run_reason']}): nothing was deleted"
-                        + ("; add --yes to delete" if res["dry_run_reason"] != "--dry-run" else "") if res["dry_run"] else ""))
+                        + ("; add --yes to delete" if res["dry_run_reason"] != "--dry-run" else "") if res["dry_run"] else ""),
+                     markup=False)
 
 
 # ------------------------------------------------------------------ adopt
@@ -249,10 +253,10 @@ def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=Fa
 def _confirm_adopt(env_name: str, report: dict) -> bool:
     if not sys.stdin.isatty():
         return False
-    render.err.print(f"[bold]adopt[/] {report['database']} on {env_name}: TypeORM {report.get('typeorm_last')} "
-                     f"({report.get('typeorm_applied')} migrations) = Alembic revision {report.get('revision')}; "
+    render.err.print(f"[bold]adopt[/] {esc(report['database'])} on {esc(env_name)}: TypeORM {esc(report.get('typeorm_last'))} "
+                     f"({esc(report.get('typeorm_applied'))} migrations) = Alembic revision {esc(report.get('revision'))}; "
                      "the live schema matches it. This writes alembic_version (alembic stamp).")
-    render.err.print(f"[bold]Type the environment name ({env_name}) to continue:[/] ", end="")
+    render.err.print(f"[bold]Type the environment name ({esc(env_name)}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
     except EOFError:
@@ -272,7 +276,8 @@ def adopt(c, env=None, yes=False, json_=False, verbose=False):
         return
     pend = res.get("pending") or []
     render.out.print(f"adopted {res['database']} at revision {res['stamped']} (TypeORM {res['typeorm_last']}); "
-                     + (f"{len(pend)} pending: run `invoke deploy --env={res['env']}`" if pend else "up to date with head"))
+                     + (f"{len(pend)} pending: run `invoke deploy --env={res['env']}`" if pend else "up to date with head"),
+                     markup=False)
 
 
 # ------------------------------------------------------------------ migrations.*
@@ -286,7 +291,7 @@ def migrations_new(c, message=None, verbose=False):
     from ..ops.revisions import new_revision
 
     r = new_revision(message)
-    render.out.print(f"created {r['id']} (after {r['down_revision']}): {r['file']}")
+    render.out.print(f"created {r['id']} (after {r['down_revision']}): {r['file']}", markup=False)
 
 
 @task(name="history", help={"env": "also mark which revisions this env has applied", "json": H_JSON,
@@ -360,7 +365,8 @@ def sandbox_up(c, env="local", verbose=False):
     if e.sandbox is None:
         raise OpsError(f"env {e.name!r} has no sandbox", "use an env with a 'sandbox:' section, e.g. local")
     cl = ensure_sandbox(e)
-    render.out.print(f"sandbox running: {cl.url(e.database.name, e.database.user).replace('+psycopg', '')} (PostgreSQL {'.'.join(map(str, cl.version))})")
+    render.out.print(f"sandbox running: {cl.url(e.database.name, e.database.user).replace('+psycopg', '')} "
+                     f"(PostgreSQL {'.'.join(map(str, cl.version))})", markup=False)
 
 
 @task(name="down", help={"env": H_SANDBOX_ENV, "destroy": "also delete the sandbox's data directory",
@@ -374,7 +380,7 @@ def sandbox_down(c, env="local", destroy=False, verbose=False):
     if e.sandbox is None:
         raise OpsError(f"env {e.name!r} has no sandbox")
     cl = stop_sandbox(e, destroy=destroy)
-    render.out.print(("destroyed " if destroy else "stopped ") + str(cl.root))
+    render.out.print(("destroyed " if destroy else "stopped ") + str(cl.root), markup=False)
 
 
 def build_collection() -> Collection:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import paths
 from . import render
+from .render import esc
 
 
 def run_validate(env: str | None, migrations: str | None, json_out: bool, render_sql: bool) -> int:
@@ -20,12 +21,14 @@ def run_validate(env: str | None, migrations: str | None, json_out: bool, render
     pending = None
     live_errors: list[str] = []
     current = None
+    protected = False
     if env:
         from ..database import migrations as mig
         from ..status import context
         from ..steps.validate import changed_applied
 
         with context(env) as ctx:
+            protected = ctx.env.protected
             with ctx.access.engine().connect() as conn:
                 current = mig.current(conn)
                 live_errors += changed_applied(conn)
@@ -44,21 +47,27 @@ def run_validate(env: str | None, migrations: str | None, json_out: bool, render
         data["pending"] = sorted(pending or [])
     # with --env, a pending destructive revision that deploy would refuse is not "valid" either
     ok = report.ok and not live_errors and not (env and report.blocking)
+    if protected and any(f.rule == "squawk-missing" for f in report.findings):
+        live_errors.append(f"squawk is not installed: protected env {env!r} refuses SQL nobody linted "
+                           "(`pip install -e .` installs squawk-cli)")
+        ok = False
     data["ok"] = ok
     if json_out:
         render.print_json(data)
     else:
         c = render.out
-        c.print(f"{data['revisions']} revisions in {vdir}; heads: {', '.join(data['heads']) or '-'}")
+        c.print(f"{data['revisions']} revisions in {vdir}; heads: {', '.join(data['heads']) or '-'}", markup=False)
         for e in data["errors"]:
-            c.print(f"[red]error[/] {e.get('code')}: {e.get('message')}  [dim]{e.get('file')}:{e.get('line') or ''}[/]")
+            c.print(f"[red]error[/] {esc(e.get('code'))}: {esc(e.get('message'))}  "
+                    f"[dim]{esc(e.get('file'))}:{esc(e.get('line') or '')}[/]")
         for e in live_errors:
-            c.print(f"[red]error[/] {e}")
+            c.print(f"[red]error[/] {esc(e)}")
         for f in data["findings"]:
             sev = "[red]blocking[/]" if f.get("severity") == "error" else "[yellow]warning[/]"
             if f.get("acknowledged"):
                 sev = "[green]acknowledged[/]"
-            c.print(f"{sev} {f['revision']} {f['rule']}: {f['message']}  [dim]{f['file']}:{f.get('line') or ''}[/]")
+            c.print(f"{sev} {esc(f['revision'])} {esc(f['rule'])}: {esc(f['message'])}  "
+                    f"[dim]{esc(f['file'])}:{esc(f.get('line') or '')}[/]")
         if render_sql and data.get("sql"):
             render.plan_sql({"pending": list(data["sql"]), "sql": data["sql"]}, c)
         c.print("[green]valid[/]" if ok else "[red]invalid[/]")

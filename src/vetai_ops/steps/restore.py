@@ -11,6 +11,9 @@
    - ``spool``: a seekable archive spooled to the DB host's /tmp (free space checked),
      decompressed on the way while the sha256 is computed (a mismatch stops there),
      then ``pg_restore -j N`` (more cores, big dumps, or ``backup.restore_jobs`` > 1).
+     The spool is a 0600 file in a fresh 0700 folder (``mktemp -d``), written under
+     umask 077 into that folder and removed on every exit path; folders left by runs
+     that died (SIGKILL, a dropped link) are removed by the next run holding the env's lock.
    Either way nothing but the new database is written before the checksum matched.
 3. check it: Alembic revision == manifest, every table of the manifest present.
 4. swap by rename: block new connections, terminate sessions, live -> ``<db>_before_<id>``,
@@ -92,8 +95,43 @@ def _pump(ctx, m, src, proc, dec) -> tuple[str, list[BaseException]]:
     return sha.hexdigest(), broken
 
 
-def materialise(ctx, m) -> tuple[str, bool]:
-    """A verified, seekable custom-format archive on the DB host. Returns (path, is_temp)."""
+SPOOL_PREFIX = "/tmp/vetai-ops-spool-"  # + "<database>." + random: '.' is never in a database name
+
+
+def _spool_glob(ctx) -> str:
+    return f"{SPOOL_PREFIX.rsplit('/', 1)[1]}{ctx.access.db.name}.*"
+
+
+def remove_spool(target, folder: str | None) -> None:
+    """Remove a spool folder on the DB host (best effort: never hides the run's own outcome)."""
+    if folder and folder.startswith(SPOOL_PREFIX):
+        try:
+            target.run(["rm", "-rf", "--", folder], check=False)
+        except Exception:  # noqa: BLE001 - a lost link: the next run removes it
+            pass
+
+
+def _remove_dead_spools(ctx, target) -> None:
+    """Spool folders of this database left by runs that died. Only under the env's lock: then
+    no other run of this database can be using one."""
+    if ctx.state.get("lock_conn") is None:
+        return
+    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
+                "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
+
+
+def _spool_folder(ctx, target) -> str:
+    """A fresh private (0700) folder in the DB host's /tmp for one spool file."""
+    res = target.run(["mktemp", "-d", f"{SPOOL_PREFIX}{ctx.access.db.name}.XXXXXXXXXX"])
+    folder = res.text.strip()
+    if not folder.startswith(SPOOL_PREFIX) or "\n" in folder:
+        raise OpsError(f"mktemp -d on {target.name} returned an unexpected path {folder[:120]!r}")
+    return folder
+
+
+def materialise(ctx, m) -> tuple[str, str | None]:
+    """A verified, seekable custom-format archive on the DB host. Returns (path, spool folder
+    to remove afterwards, or None when ``path`` is the store's own file)."""
     target, store = ctx.db_target, ctx.store
     on_host = target.host_path(store.local_path(m.dump_key))
     if on_host and m.compression in ("gzip", "none"):  # the stored file itself, verified in place
@@ -102,16 +140,20 @@ def materialise(ctx, m) -> tuple[str, bool]:
             for b in iter(lambda: f.read(CHUNK), b""):
                 sha.update(b)
         _check(m, sha.hexdigest(), ctx)
-        return on_host, False
+        return on_host, None
+    _remove_dead_spools(ctx, target)
     free = target.free_bytes("/tmp")
     if free < m.size * (4 if m.compression == "zstd" else 1.1):
         raise OpsError(
             f"not enough room on {target.name} to spool the backup: {free // 2**20} MiB free in /tmp",
             "free space on the DB host",
         )
-    path = target.mktemp(".dump")
-    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-f", "-o", path])
-    writer = host_dec or ["sh", "-c", 'cat > "$0"', path]
+    folder = _spool_folder(ctx, target)
+    path = f"{folder}/backup.dump"
+    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
+    # the shell creates the file (noclobber: never an existing one) 0600 under umask 077, in a
+    # 0700 folder; `zstd -o` would replace it with a file of its own mode
+    writer = ["sh", "-c", 'umask 077 && set -C && exec "$@" > "$0"', path, *(host_dec or ["cat"])]
     try:
         with store.open_read(m.dump_key) as src:
             proc = target.start(writer, stdin=True)
@@ -123,9 +165,9 @@ def materialise(ctx, m) -> tuple[str, bool]:
         if broken:
             raise OpsError(f"could not prepare backup {m.id} on {target.name}: {broken[0]}; the live database was not touched")
     except BaseException:
-        target.remove(path)
+        remove_spool(target, folder)
         raise
-    return path, True
+    return path, folder
 
 
 def _check(m, got: str, ctx) -> None:
@@ -149,7 +191,7 @@ def restore_into(ctx, m, dbname: str, maint=None) -> dict:
         with new_database(maint, dbname):
             _stream_restore(ctx, m, dbname)
         return {"verify_s": 0.0, "restore_s": round(time.monotonic() - t0, 3), "mode": "stream"}
-    path, is_temp = materialise(ctx, m)
+    path, spool = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
         with new_database(maint, dbname):
@@ -164,8 +206,7 @@ def restore_into(ctx, m, dbname: str, maint=None) -> dict:
                     returncode=res.returncode,
                 )
     finally:
-        if is_temp:
-            target.remove(path)
+        remove_spool(target, spool)
     return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3), "mode": mode}
 
 

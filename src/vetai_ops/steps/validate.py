@@ -86,6 +86,14 @@ def validate(ctx, render: bool = True, **_):
             "migration history failed validation: " + "; ".join(problems),
             "fix the files (never edit an applied revision: add a new one); `invoke validate` shows details",
         )
+    if any(f.rule == "squawk-missing" for f in report.findings):
+        if ctx.env.protected:  # a protected env never deploys SQL nobody linted
+            raise GateRefused(
+                f"squawk is not installed, so the pending SQL of protected env {ctx.env.name!r} cannot be linted",
+                "install the project (`pip install -e .` installs squawk-cli next to the interpreter) "
+                "or put squawk on PATH",
+            )
+        ctx.emit("warning", "squawk is not installed: the pending SQL was not linted (pip install squawk-cli)")
     failing = [f for f in report.blocking if f.rule in FAILING_RULES]
     if failing:  # PostgreSQL would refuse these after the backup: nothing to acknowledge, fix the file
         raise GateRefused(

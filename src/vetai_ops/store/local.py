@@ -1,4 +1,8 @@
-"""Backups in a folder (the default ``backups/``)."""
+"""Backups in a folder (the default ``backups/``).
+
+Dumps hold the whole database (clinic data, password hashes): every file is created 0600
+and every folder 0700, whatever the umask; folders made by older versions are tightened.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,34 @@ from ..errors import StoreError
 from .base import ProgressFn
 
 CHUNK = 1 << 20
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def _private_dirs(root: Path, d: Path) -> None:
+    """Create ``d`` (under ``root``) and its missing parents 0700; tighten the store's own
+    folders (root .. d) to 0700 when they are ours."""
+    d.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    p = d
+    while True:
+        with contextlib.suppress(OSError):
+            st = p.stat()
+            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                p.chmod(DIR_MODE)
+        if p == root or root not in p.parents:
+            break
+        p = p.parent
+
+
+def _create_private(path: Path):
+    """Open ``path`` for writing, created (or truncated) with mode 0600 before any byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # an existing file keeps its old mode through O_CREAT
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class LocalStore:
@@ -30,11 +62,11 @@ class LocalStore:
     def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None,
                    size_hint: int | None = None) -> int:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _private_dirs(self.root, dest.parent)
         tmp = dest.with_name(dest.name + ".partial")
         total = 0
         try:
-            with open(tmp, "wb") as f:
+            with _create_private(tmp) as f:
                 while True:
                     chunk = reader.read(CHUNK)
                     if not chunk:
@@ -73,10 +105,10 @@ class LocalStore:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _private_dirs(self.root, dest.parent)
         tmp = dest.with_name(dest.name + ".partial")
         try:
-            with open(tmp, "wb") as f:
+            with _create_private(tmp) as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

@@ -12,13 +12,13 @@ import io
 import json
 import logging
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..database.migrations import alembic_config
+from ..paths import find_tool
 from .model import Finding
 
 SQUAWK_TIMEOUT = 120  # seconds, for one squawk run over all files
@@ -96,12 +96,14 @@ def lint_sql(sql_by_rev: dict[str, str], files: dict[str, str]) -> list[Finding]
 
     Rule ids are ``squawk:<squawk rule>``; ``line`` is the 1-based line in the rendered SQL
     and ``operation`` the start of the offending statement. ``files`` maps revision ->
-    revision file for the findings. Without squawk on PATH: one ``squawk-missing`` finding.
+    revision file for the findings. squawk is looked up next to the running interpreter (the
+    ``squawk-cli`` this package installs), then on PATH; without it: one ``squawk-missing``
+    finding (a refusal on protected envs, see the validate step).
     """
     sql_by_rev = {rid: sql for rid, sql in sql_by_rev.items() if sql.strip()}
     if not sql_by_rev:
         return []
-    squawk = shutil.which("squawk")
+    squawk = find_tool("squawk")
     if squawk is None:
         return [Finding("", None, "squawk-missing", "squawk is not installed (pip install squawk-cli); "
                         "rendered SQL was not linted", operation="squawk")]
