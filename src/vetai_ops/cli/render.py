@@ -134,7 +134,8 @@ def render_plan(p: dict, c: Console = out) -> None:
             f"database {esc(p.get('database'))}")
     if p.get("restore"):
         c.print(f"  [bold]restore backup {esc(p['restore'])}[/] ({human_bytes(p.get('restore_size'))}) "
-                f"from {esc(p.get('backup_store'))}")
+                f"from {esc(p.get('backup_store'))}"
+                + (" [yellow bold]NOT SIGNED (--trust-unsigned)[/]" if p.get("restore_signed") is False else ""))
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
     else:

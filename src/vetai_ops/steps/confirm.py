@@ -10,7 +10,7 @@ def _rollback_plan(ctx) -> dict:
     """What a rollback will do, shown before the operator confirms it."""
     from ..database import migrations as mig
 
-    m = ctx.catalog.resolve(ctx.options.get("to"))
+    m = ctx.catalog.resolve(ctx.options.get("to"), trust_unsigned=bool(ctx.options.get("trust_unsigned")))
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
@@ -18,7 +18,7 @@ def _rollback_plan(ctx) -> dict:
         "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
         "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
         "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,
-        "backup_store": ctx.store.url(m.dump_key), "pending": [], "findings": [],
+        "backup_store": ctx.store.url(m.dump_key), "restore_signed": m.signed, "pending": [], "findings": [],
     }
 
 
