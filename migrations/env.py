@@ -12,7 +12,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from vetai_ops.database.migrations import include_object  # tables owned by vetai-ops stay out
+# tables owned by vetai-ops (and TypeORM's journal, whatever its name) stay out
+from vetai_ops.database.migrations import include_object, include_object_for
 from vetai_ops.schema.models import Base
 
 config = context.config
@@ -56,7 +57,7 @@ def _run(connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         transaction_per_migration=True,
-        include_object=include_object,
+        include_object=include_object_for(connection),
         compare_type=True,
         on_version_apply=config.attributes.get("on_version_apply"),
     )

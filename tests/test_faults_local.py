@@ -46,13 +46,49 @@ def cli_bg(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(pred, timeout=30.0, step=0.05):
-    end = time.time() + timeout
+def wait_for(pred, timeout=30.0, step=0.05, proc=None):
+    """Poll ``pred`` until it holds. With ``proc`` (a CLI started in the background) the wait
+    is for an event, not a guess at the CLI's start-up time: it lasts as long as that process
+    runs (bounded only by a generous limit) and ends at once, False, if the process exits."""
+    end = time.time() + (240.0 if proc is not None else timeout)
     while time.time() < end:
         if pred():
             return True
+        if proc is not None and proc.poll() is not None:
+            return pred()
         time.sleep(step)
     return False
+
+
+class AdvisoryGate:
+    """An advisory lock this test holds, so a planted revision running
+    ``SELECT pg_advisory_lock(<key>)`` waits inside its migration until the test opens the
+    gate: the run is held for certain (no pg_sleep a slow machine could outlast)."""
+
+    def __init__(self, le, key: int):
+        from sqlalchemy import create_engine, text
+
+        self.le, self.key, self.text = le, key, text
+        self.conn = create_engine(le.cluster().url(le.dbname), isolation_level="AUTOCOMMIT").connect()
+        self.conn.execute(text(f"SELECT pg_advisory_lock({key})"))
+        self.revision_sql = f"op.execute('SET lock_timeout = 0')\nop.execute('SELECT pg_advisory_lock({key})')"
+
+    def waiting(self) -> bool:
+        return self.le.psql(
+            f"select count(*) from pg_stat_activity where datname = current_database()"
+            f" and query like 'SELECT pg_advisory_lock({self.key})%' and wait_event_type = 'Lock'") == "1"
+
+    def open(self) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:  # a recovery that swapped the database in terminated this session: the lock went with it
+                conn.execute(self.text(f"SELECT pg_advisory_unlock({self.key})"))
+            except OperationalError:
+                pass
+            finally:
+                conn.close()
 
 
 # ------------------------------------------------------------------ 1. half-applied revision
@@ -189,27 +225,24 @@ def test_pg_restore_killed_leaves_live_untouched(local_env, tmp_path):
 def test_two_deploys_one_runs_other_refused(local_env, migrations_copy):
     """The first deploy is held inside its migration by an advisory lock this test owns (not by
     a sleep that a slow machine could outlast), so the second one meets it for certain."""
-    from sqlalchemy import create_engine, text
+    from vetai_ops.journal import operator_id
 
     local_env.run("deploy", yes=True)
-    migrations_copy.add("0014", "0013", "op.execute('SET lock_timeout = 0')\n"
-                                        "op.execute('SELECT pg_advisory_lock(4242)')")
-    gate = create_engine(local_env.cluster().url(local_env.dbname), isolation_level="AUTOCOMMIT").connect()
-    gate.execute(text("SELECT pg_advisory_lock(4242)"))
+    gate = AdvisoryGate(local_env, 4242)
+    migrations_copy.add("0014", "0013", gate.revision_sql)
     first = None
     try:
         first = cli_bg("deploy", "--env=local", "--yes")
-        assert wait_for(lambda: local_env.psql(
-            "select count(*) from pg_stat_activity where query like 'SELECT pg_advisory_lock(4242)%' "
-            "and wait_event_type = 'Lock'") == "1", timeout=120)
+        assert wait_for(gate.waiting, proc=first), "the first deploy never reached its migration"
         second = cli("deploy", "--env=local", "--yes", timeout=120)  # refused, never queued
     finally:
-        gate.execute(text("SELECT pg_advisory_unlock(4242)"))
-        gate.close()
+        gate.open()
         if first is not None:
             out, err = first.communicate(timeout=120)
     assert second.returncode == 3, second.stderr
-    assert "in progress" in second.stderr and "@" in second.stderr and "since" in second.stderr
+    said = " ".join(second.stderr.split())  # the console may wrap a long line
+    # the holder is named: which verb, by whom (user@host of the run holding the lock), since when
+    assert "in progress" in said and f"deploy by {operator_id()}" in said and "since" in said, said
     assert first.returncode == 0, err
     assert local_env.psql("select version_num from alembic_version") == "0014"
 
@@ -221,11 +254,15 @@ def test_two_deploys_one_runs_other_refused(local_env, migrations_copy):
 def test_interrupt_mid_migration(local_env, migrations_copy, sig):
     local_env.run("deploy", yes=True, target="0012")
     before = snapshot(local_env)
-    migrations_copy.add("0013b", "0013", "op.execute('SELECT pg_sleep(20)')")
+    gate = AdvisoryGate(local_env, 4343)
+    migrations_copy.add("0013b", "0013", gate.revision_sql)
     p = cli_bg("deploy", "--env=local", "--yes")
-    assert wait_for(lambda: local_env.psql("select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(20)%'") == "1")
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=60)
+    try:
+        assert wait_for(gate.waiting, proc=p), "the deploy never reached its migration"
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+    finally:
+        gate.open()
     assert p.returncode == 130, err
     assert "interrupted" in err
     assert snapshot(local_env) == before
@@ -259,7 +296,7 @@ def test_disk_full_registers_nothing(local_env, tiny_disk):
         local_env.run("backup")
     assert [p.name for p in tiny_disk.rglob("*") if p.is_file()] == []
     r = cli("backup", "--env=local")
-    assert r.returncode != 0 and "no space left" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "no space left" in r.stderr and "Traceback" not in r.stderr
 
 
 # ------------------------------------------------------------------ bad input
@@ -272,7 +309,7 @@ def test_missing_password_variable(local_env, monkeypatch):
     with pytest.raises(ConfigError, match="VETAI_TEST_PW is not set"):
         local_env.run("backup")
     r = cli("deploy", "--env=local", "--yes")
-    assert r.returncode != 0 and "VETAI_TEST_PW" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "VETAI_TEST_PW" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("field,value", [("name", "vetai;touch /tmp/pwned"), ("user", "x$(id)"), ("name", "a b")])
@@ -281,7 +318,7 @@ def test_shell_metacharacters_in_names_refused(local_env, field, value):
                                                   f"{field}: '{value}'", 1)
     local_env.inventory.write_text(inv)
     r = cli("backup", "--env=local")
-    assert r.returncode != 0 and f"database.{field}" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and f"database.{field}" in r.stderr and "Traceback" not in r.stderr
     assert not Path("/tmp/pwned").exists()
 
 
@@ -303,11 +340,15 @@ def test_destructive_pending_revision_refused(local_env, migrations_copy):
 
 def test_lock_does_not_outlive_a_killed_holder(local_env, migrations_copy):
     local_env.run("deploy", yes=True)
-    migrations_copy.add("0014", "0013", "op.execute('SELECT pg_sleep(6)')")
+    gate = AdvisoryGate(local_env, 4444)
+    migrations_copy.add("0014", "0013", gate.revision_sql)
     p = cli_bg("deploy", "--env=local", "--yes")
-    assert wait_for(lambda: local_env.psql("select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(6)%'") == "1")
-    p.kill()  # SIGKILL: no cleanup code runs at all
-    p.communicate(timeout=30)
+    try:
+        assert wait_for(gate.waiting, proc=p), "the deploy never reached its migration"
+        p.kill()  # SIGKILL: no cleanup code runs at all
+        p.communicate(timeout=30)
+    finally:
+        gate.open()
     # the advisory lock went with the session: the next run is not refused
     (migrations_copy.path / "versions" / "0014_planted.py").unlink()
     assert wait_for(lambda: local_env.psql(

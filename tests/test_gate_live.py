@@ -29,12 +29,12 @@ def test_edited_applied_revision_is_caught(local_env, migrations_copy):
     local_env.run("deploy", yes=True)
     r = cli("validate", "--env=local", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
-    f = migrations_copy.path / "versions" / "0005_align_appointments.py"
+    f = migrations_copy.path / "versions" / "0005_align_appointment_structure.py"
     f.write_text(f.read_text() + "\n# edited after it was applied\n")
     r = cli("validate", "--env=local", "--json")
     assert r.returncode != 0
     data = json.loads(r.stdout)
-    assert any("0005" in e and "0005_align_appointments.py" in e for e in data["live_errors"])
+    assert any("0005" in e and "0005_align_appointment_structure.py" in e for e in data["live_errors"])
     before = backups(local_env)
     with pytest.raises(GateRefused, match="0005"):
         local_env.run("deploy", yes=True)

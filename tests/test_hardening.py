@@ -214,3 +214,444 @@ def test_tables_and_errors_show_brackets_as_text(capsys):
                                       "line": 1}]})
     out = capsys.readouterr().out
     assert "[bold]x[/]" in out and out.count(EVIL) == 6 and "st[/]ep" in out and "x[/]" in out
+
+
+# ------------------------------------------------------------------ 1. sandbox folder under /var/tmp
+
+FAKE_TOOL = "#!/bin/sh\ntouch {marker}\nexit 0\n"
+
+
+@pytest.fixture
+def relocation(tmp_path, monkeypatch):
+    """A project folder the server user cannot reach (so the sandbox relocates), a private
+    relocation base instead of the machine's /var/tmp/vetai-ops (other runs share that one),
+    and a planted engine: binaries that leave a marker when anyone runs them."""
+    import shutil
+    import tempfile
+
+    from vetai_ops.database import sandbox
+
+    if os.geteuid() != 0:
+        pytest.fail("these tests play the root operator (the relocation only happens under root)")
+    top = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="vetai-reloc-"))
+    top.chmod(0o755)
+    base = top / "vetai-ops"
+    monkeypatch.setattr(sandbox, "RELOCATED_BASE", base)
+    project = tmp_path / "project"  # under pytest's 0700 tmp tree: unreachable for the server user
+    project.mkdir()
+    evil = top / "evil-bin"
+    evil.mkdir()
+    marker = top / "RAN-AS-ROOT"
+    for tool in ("postgres", "pg_ctl", "pg_isready", "psql", "initdb"):
+        (evil / tool).write_text(FAKE_TOOL.format(marker=marker))
+        (evil / tool).chmod(0o755)
+
+    class R:
+        pass
+
+    r = R()
+    r.base, r.project, r.evil, r.marker, r.top = base, project, evil, marker, top
+    r.alt = base / __import__("hashlib").sha256(str(project / "sb").encode()).hexdigest()[:16]
+    r.env = lambda: _sandbox_env(project / "sb")
+    yield r
+    from vetai_ops.database.cluster import Cluster, resolve_bindir
+
+    if (r.alt / "data" / "PG_VERSION").exists():
+        Cluster(r.alt, 0, resolve_bindir()).stop("immediate")
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def _sandbox_env(sbdir: Path):
+    from vetai_ops.config import Inventory
+
+    from fixtures_pg import free_port
+
+    inv = Inventory.model_validate({"environments": {"local": {
+        "sandbox": {"dir": str(sbdir), "port": free_port()}, "database": {"name": "relocated", "user": "vetai"}}}})
+    e = inv.env("local")
+    e.name = "local"
+    return e
+
+
+def _nobody() -> tuple[int, int]:
+    import pwd
+
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def _plant(path: Path, engine_dir: Path, owner: tuple[int, int]) -> None:
+    path.mkdir(mode=0o755)
+    (path / "engine").write_text(f"{engine_dir}\n")
+    (path / "data").mkdir()
+    (path / "data" / "PG_VERSION").write_text("15\n")
+    for p in (path, path / "engine", path / "data", path / "data" / "PG_VERSION"):
+        os.chown(p, *owner)
+
+
+def test_sandbox_folder_planted_by_another_user_is_refused(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o755)
+    _plant(relocation.alt, relocation.evil, _nobody())
+    with pytest.raises(OpsError) as ei:
+        ensure_sandbox(relocation.env())
+    assert str(relocation.alt) in ei.value.message and "nobody" in ei.value.message
+    assert not relocation.marker.exists()  # none of the planted binaries ran
+
+
+def test_relocation_base_made_by_another_user_is_refused(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o777)
+    relocation.base.chmod(0o777)
+    os.chown(relocation.base, *_nobody())
+    with pytest.raises(OpsError) as ei:
+        ensure_sandbox(relocation.env())
+    assert str(relocation.base) in ei.value.message and "nobody" in ei.value.message
+    assert not relocation.alt.exists() and not relocation.marker.exists()
+
+
+def test_engine_file_someone_else_could_write_is_never_used(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+    from vetai_ops.errors import OpsError
+
+    relocation.base.mkdir(mode=0o755)
+    _plant(relocation.alt, relocation.evil, (0, 0))  # folder ours...
+    os.chown(relocation.alt / "engine", *_nobody())  # ...but its engine file is not
+    with pytest.raises(OpsError, match="engine"):
+        ensure_sandbox(relocation.env())
+    (relocation.alt / "engine").chmod(0o666)
+    os.chown(relocation.alt / "engine", 0, 0)  # ours, but writable by everyone
+    with pytest.raises(OpsError, match="writable by other users"):
+        ensure_sandbox(relocation.env())
+    assert not relocation.marker.exists()
+
+
+# ------------------------------------------------------------------ 2. sandbox socket and auth
+
+
+def test_relocated_sandbox_is_ours_and_only_its_operator_connects(relocation):
+    from vetai_ops.database.sandbox import ensure_sandbox
+
+    c = ensure_sandbox(relocation.env())  # a real relocated cluster, created from scratch
+    assert c.root == relocation.alt
+    for p, mode in ((relocation.base, 0o755), (relocation.alt, 0o755), (relocation.alt / "engine", 0o644)):
+        st = os.lstat(p)
+        assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == mode, (p, st.st_uid, oct(st.st_mode))
+    assert stat.S_IMODE(c.socket_dir.stat().st_mode) == 0o700
+    sock = c.socket_dir / f".s.PGSQL.{c.port}"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o700
+    rules = c.psql("select type || ':' || auth_method from pg_hba_file_rules")
+    assert "trust" not in rules and "local:peer" in rules
+    # another local user: neither the socket folder nor peer auth lets it in
+    r = subprocess.run(["runuser", "-u", "nobody", "--", c.bin("psql"), "-X", "-h", str(c.socket_dir),
+                        "-p", str(c.port), "-U", "vetai", "-d", "postgres", "-c", "select 1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "Permission denied" in r.stderr or "authentication failed" in r.stderr, r.stderr
+    # the operator (root here) still works, as the tool's own connections above showed
+    assert c.psql("select current_user") == "vetai"
+    c.stop()
+
+
+def test_an_older_trusting_sandbox_is_tightened_on_start(local_env):
+    c = local_env.cluster()
+    (c.data / "pg_hba.conf").write_text("local all all trust\n")  # what older versions wrote
+    c.socket_dir.chmod(0o755)
+    c = local_env.cluster()  # the next run of the tool
+    assert stat.S_IMODE(c.socket_dir.stat().st_mode) == 0o700
+    assert "trust" not in c.psql("select auth_method from pg_hba_file_rules")
+
+
+NON_ROOT_RUN = r'''
+import os, sys, pwd
+# the interpreter lives under /root here: import everything a run needs while root can read it
+import vetai_ops.pipeline, vetai_ops.steps, vetai_ops.database.sandbox, vetai_ops.database.access
+import vetai_ops.store.factory, vetai_ops.targets.factory, vetai_ops.store.catalog, vetai_ops.journal
+import vetai_ops.validate, vetai_ops.validate.lint
+vetai_ops.steps._load()
+import sqlalchemy.dialects.postgresql.psycopg, psycopg, alembic.command, zstandard, json, hashlib, email
+import urllib.request, logging.config, uuid, getpass, socket, platform, tempfile, shlex, subprocess, threading
+import sqlalchemy.sql.default_comparator, alembic.ddl.postgresql, alembic.runtime.migration, alembic.autogenerate
+import mako.template
+pw = pwd.getpwnam("nobody")
+os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)  # from here on: an ordinary user
+os.environ["HOME"] = sys.argv[1]
+from vetai_ops.pipeline import run_playbook
+from vetai_ops.config import load_inventory
+from vetai_ops.database.sandbox import stop_sandbox
+try:
+    r = run_playbook("deploy", "local", options={"yes": True})
+    print("deploy", r["outcome"], r.get("to_rev"))
+    b = run_playbook("backup", "local")
+    print("backup", b["outcome"])
+    r = run_playbook("rollback", "local", options={"yes": True, "to": b["backup_id"]})
+    print("rollback", r["outcome"])
+finally:
+    stop_sandbox(load_inventory().env("local"), destroy=True)
+'''
+
+
+def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
+    """Without root the server runs as the operator's own user: the sandbox checks and the
+    peer map must let that user in (the suite otherwise runs everything as root)."""
+    import shutil
+    import tempfile
+
+    from fixtures_pg import free_port
+
+    home = Path(tempfile.mkdtemp(prefix="vetai-nonroot-"))
+    try:
+        (home / "inventory.yml").write_text(
+            "default_env: local\nenvironments:\n  local:\n"
+            f"    sandbox: {{dir: '{home}/sb', port: {free_port()}}}\n"
+            "    database: {name: nonroot, user: vetai}\n"
+            f"    storage: {{type: local, path: '{home}/backups'}}\n")
+        (home / "run.py").write_text(NON_ROOT_RUN)
+        os.chown(home, *_nobody())
+        env = dict(os.environ, VETAI_OPS_INVENTORY=str(home / "inventory.yml"), VETAI_OPS_LOGS=str(home / "logs"))
+        r = subprocess.run([sys.executable, str(home / "run.py"), str(home)], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "deploy success 0013" in r.stdout and "backup success" in r.stdout and "rollback success" in r.stdout
+    finally:
+        if (home / "sb" / "data" / "PG_VERSION").exists():
+            from vetai_ops.database.cluster import resolve_bindir
+
+            subprocess.run(["runuser", "-u", "nobody", "--", str(resolve_bindir() / "pg_ctl"), "stop", "-m", "immediate",
+                            "-D", str(home / "sb" / "data")], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ 7. validators
+
+
+@pytest.mark.parametrize("key,value", [
+    ("name", "vc\n"), ("user", "vetai\n"), ("host", "db1\n"), ("env", "prod\n"), ("name", "vc١٢"), ("host", "db١"),
+])
+def test_validators_refuse_trailing_newlines_and_non_ascii_digits(tmp_path, key, value):
+    from vetai_ops.config import load_inventory
+    from vetai_ops.errors import ConfigError
+
+    env, db = ("prod", {"name": "vc", "user": "vetai"})
+    hosts = {"db": ["db1"]}
+    if key == "env":
+        env = value
+    elif key == "host":
+        hosts = {"db": [value]}
+    else:
+        db[key] = value
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"environments": {env: {"ssh": {}, "hosts": hosts, "database": db}}}))  # JSON is YAML
+    with pytest.raises(ConfigError):
+        load_inventory(inv)
+    ok = json.loads(inv.read_text().replace(json.dumps(value)[1:-1], "x1"))
+    inv.write_text(json.dumps(ok))
+    load_inventory(inv)  # the same file with a plain value loads
+
+
+@pytest.mark.parametrize("to", ["20261124T013200Z\n", "２０２６", "٢٠٢٦١١٢٤T013200Z"])
+def test_backup_ids_are_ascii_and_whole(local_env, to):
+    from vetai_ops.database.retired import _SUFFIX
+    from vetai_ops.errors import BackupNotFound
+    from vetai_ops.store.catalog import ID_RE, Catalog
+    from vetai_ops.store.local import LocalStore
+
+    assert not ID_RE.match(to) and not _SUFFIX.match(to.lower())
+    if not to.endswith("\n"):  # --to is stripped of whitespace first; Unicode digits are refused
+        with pytest.raises(BackupNotFound, match="not a backup id"):
+            Catalog(LocalStore(local_env.backups), "local").resolve(to)
+
+
+def test_fab_dash_h_host_is_validated(tmp_path, ssh_bed):
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"environments": {"prod": {
+        "ssh": {"user": "root", "port": ssh_bed.port, "key_file": ssh_bed.key_file, "known_hosts": ssh_bed.known_hosts},
+        "hosts": {"db": [ssh_bed.hosts[0]]}, "database": {"name": "vc", "user": "vetai"}}}}))
+    r = subprocess.run([sys.executable, "-m", "fabric", "-H", "127.0.0.2;touch /tmp/vetai-fab-pwned", "dump",
+                        "--env=prod"], cwd=ROOT, env=dict(os.environ, VETAI_OPS_INVENTORY=str(inv)),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "invalid host name" in r.stderr and "-H" in r.stderr, r.stderr
+    assert "cannot connect" not in r.stderr and not Path("/tmp/vetai-fab-pwned").exists()
+
+
+def test_health_urls_must_be_http(tmp_path):
+    from vetai_ops.config import load_inventory
+    from vetai_ops.errors import ConfigError
+
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"environments": {"e": {"checks": {"http": ["-K/etc/evil.cfg"]}}}}))
+    with pytest.raises(ConfigError, match="health check URL"):
+        load_inventory(inv)
+
+
+def test_curl_fallback_never_reads_the_url_as_an_option(tmp_path, health):
+    """A DB host without python3 falls back to curl: a URL that looks like an option (here a
+    config file that fetches the endpoint and writes a file) must stay a URL."""
+    from vetai_ops.steps.checks import http_check
+    from vetai_ops.targets.local import LocalTarget
+
+    class NoPython3(LocalTarget):  # a real host where python3 is not installed (the shell says 127)
+        def run(self, argv, **kw):
+            if argv[0] == "python3":
+                argv = ["sh", "-c", "exit 127"]
+            return super().run(argv, **kw)
+
+    marker = tmp_path / "written-by-curl"
+    cfg = tmp_path / "evil.cfg"
+    cfg.write_text(f'url = "{health.url}"\noutput = "{marker}"\n')
+    ok, _ = http_check(NoPython3(), health.url, 5)
+    assert ok  # the fallback works for a real URL
+    ok, detail = http_check(NoPython3(), f"-K{cfg}", 5)
+    assert not ok and not marker.exists(), detail
+
+
+# ------------------------------------------------------------------ 7. redaction
+
+
+def test_redaction_of_key_value_dsns_and_url_encoded_secrets():
+    from vetai_ops import secrets
+
+    out = secrets.redact("connect failed: host=db port=5432 password=hunter2x user=app; "
+                         "dsn=\"host=db password='two words'\" ?password=q1w2e3&sslmode=require PGPASSWORD=zz9")
+    for leaked in ("hunter2x", "two words", "q1w2e3", "zz9"):
+        assert leaked not in out, out
+    pw = "p@ss:w/rd!"
+    secrets.register(pw)
+    try:
+        out = secrets.redact("psql: p%40ss%3Aw%2Frd%21 rejected; form p%40ss%3Aw/rd%21 too; plus p%40ss%3Aw%2Frd%21")
+        assert "p%40ss" not in out and "rd%21" not in out, out
+    finally:
+        secrets.forget(pw)
+
+
+# ------------------------------------------------------------------ 7. password variable and local children
+
+
+def test_local_children_never_inherit_the_password_variables(local_env, monkeypatch):
+    """A real deploy whose service restart command dumps its environment: neither the
+    password_env variable nor PGPASSWORD reaches it (pg tools get a 0600 PGPASSFILE)."""
+    out = local_env.root / "restart-env"
+    monkeypatch.setenv("VETAI_TEST_DB_PW", "pw-only-for-pg-tools")
+    monkeypatch.setenv("PGPASSWORD", "pw-from-the-shell")
+    local_env.inventory.write_text(
+        local_env.inventory.read_text().replace("user: vetai}", "user: vetai, password_env: VETAI_TEST_DB_PW}")
+        + f"    services: {{restart: [sh, -c, 'env > {out}']}}\n")
+    local_env.run("deploy", yes=True)
+    env = out.read_text()
+    assert "pw-only-for-pg-tools" not in env and "VETAI_TEST_DB_PW" not in env
+    assert "pw-from-the-shell" not in env and "PGPASSWORD" not in env
+    assert "PATH=" in env  # the rest of the environment is still there
+
+
+# ------------------------------------------------------------------ 7. SSH key file permissions
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_ssh_key_readable_by_others_is_refused(ssh_bed, tmp_path, mode):
+    import shutil
+
+    from vetai_ops.errors import ConfigError
+
+    key = tmp_path / "id_ed25519"
+    shutil.copy(ssh_bed.key_file, key)
+    key.chmod(0o600)
+    assert ssh_bed.target(key_file=str(key)).run(["true"]).returncode == 0  # 0600: fine
+    key.chmod(mode)
+    with pytest.raises(ConfigError) as ei:
+        ssh_bed.target(key_file=str(key)).run(["true"])
+    assert str(key) in ei.value.message and f"{mode:04o}" in ei.value.message and ei.value.hint == f"chmod 600 {key}"
+
+
+# ------------------------------------------------------------------ 7. prune and verify take locks
+
+
+def test_every_backup_holds_the_backup_lock_while_it_writes(local_env, monkeypatch):
+    from vetai_ops.database.locks import running_backups
+    from vetai_ops.store.local import LocalStore
+
+    local_env.run("deploy", yes=True)
+    seen = []
+    real = LocalStore.put_stream
+
+    def observe(self, key, reader, **kw):  # the store is being written: who holds the lock now?
+        eng = local_env_engine(local_env)
+        try:
+            seen.append([r["application_name"] for r in running_backups(eng, local_env.dbname)])
+        finally:
+            eng.dispose()
+        return real(self, key, reader, **kw)
+
+    monkeypatch.setattr(LocalStore, "put_stream", observe)
+    local_env.run("backup")
+    assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith("vetai-ops backup (backup) by ")
+    eng = local_env_engine(local_env)
+    try:
+        assert running_backups(eng, local_env.dbname) == []  # released with the backup
+    finally:
+        eng.dispose()
+
+
+def local_env_engine(le):
+    from sqlalchemy import create_engine, pool
+
+    return create_engine(le.cluster().url("postgres"), poolclass=pool.NullPool)
+
+
+def _old_incomplete(le) -> Path:
+    d = le.backups / "local"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / "20200105T000000Z.dump"  # an upload older than the grace period: dead, or a very long backup
+    p.write_bytes(b"PGDMP still being written")
+    return p
+
+
+def test_prune_deletes_nothing_while_a_backup_is_being_written(local_env):
+    from vetai_ops.database.locks import backup_in_progress
+
+    local_env.run("deploy", yes=True)
+    dump = _old_incomplete(local_env)
+    eng = local_env_engine(local_env)
+    try:
+        with backup_in_progress(eng, local_env.dbname, "vetai-ops backup (backup) by someone@elsewhere"):
+            r = subprocess.run([sys.executable, "-m", "invoke", "backups.prune", "--env=local", "--keep-last=1",
+                                "--keep-days=0"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL, timeout=300)
+            assert r.returncode == 3, r.stderr
+            assert "backup" in r.stderr and "someone@elsewhere" in r.stderr and "deleted nothing" in r.stderr
+            assert dump.exists()
+    finally:
+        eng.dispose()
+    r = subprocess.run([sys.executable, "-m", "invoke", "backups.prune", "--env=local", "--keep-last=1", "--keep-days=0"],
+                       cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert not dump.exists()  # with no backup running, the dead upload goes
+
+
+def test_prune_and_verify_refuse_while_another_run_holds_the_env_lock(local_env):
+    from vetai_ops.pipeline import run_context
+    from vetai_ops.steps.lock import lock
+
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    dump = _old_incomplete(local_env)
+    manifest = local_env.backups / "local" / f"{bid}.json"
+    before = manifest.read_bytes()
+    with run_context("local", "deploy") as holder:
+        lock(holder)  # a deploy (or another verify) is running
+        for args in (["backups.prune", "--keep-last=1", "--keep-days=0"], ["backups.verify", f"--to={bid}"]):
+            r = subprocess.run([sys.executable, "-m", "invoke", *args, "--env=local"], cwd=ROOT, env=dict(os.environ),
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+            assert r.returncode == 3, (args, r.stderr)
+            assert "deploy by" in r.stderr  # names the holder
+    assert dump.exists() and manifest.read_bytes() == before  # nothing deleted, no verification lost or written
+    local_env.run("deploy", yes=True)  # the lock is free again
+    from vetai_ops.ops.verify import verify_backup
+
+    verify_backup("local", bid)
+    verify_backup("local", bid)
+    assert len(json.loads(manifest.read_text())["verifications"]) == 2  # one after the other, both recorded

@@ -281,10 +281,10 @@ def test_plan_shows_sql_and_changes_nothing(local_env):
     history = local_env.psql("select count(*) from deploy_history")
     r = cli("plan", "--env=local")
     assert r.returncode == 0, r.stderr
-    assert "-- 0012" in r.stdout and "CREATE TABLE notifications" in r.stdout and "-- 0013" in r.stdout
+    assert "-- 0012" in r.stdout and "CREATE TABLE ai_diagnoses" in r.stdout and "-- 0013" in r.stdout
     r = cli("plan", "--env=local", "--json")
     plan = json.loads(r.stdout)["plan"]
-    assert plan["pending"] == ["0012", "0013"] and "CREATE TABLE notifications" in plan["sql"]["0012"]
+    assert plan["pending"] == ["0012", "0013"] and "CREATE TABLE ai_diagnoses" in plan["sql"]["0012"]
     assert (plan["from"], plan["to"]) == ("0011", "0013")
     # nothing written into the database: same revision, no deploy_history row
     assert local_env.psql("select version_num from alembic_version") == "0011"

@@ -130,7 +130,7 @@ def test_prune_keeps_newest_and_last_verified_removes_old_and_incomplete(local_e
 
     local_env.run("deploy", yes=True)  # one pre-deploy backup
     real = local_env.run("backup")["backup_id"]
-    # the first deploy restore-tests its backup (acknowledged revisions 0002/0004); forget that
+    # the first deploy restore-tests its backup (its revisions carry acknowledged destructive changes); forget that
     # here so that the old fake 20200102 is the newest verified backup
     forget_verifications(local_env)
     for i, bid in enumerate(["20200101T000000Z", "20200102T000000Z", "20200103T000000Z", "20200104T000000Z"]):
@@ -211,20 +211,25 @@ def test_prune_refuses_keep_last_zero(local_env):
 # ------------------------------------------------------------------ adopt
 
 
-def _typeorm_built(le, upto: int) -> None:
-    """A DB as TypeORM would have left it after the guide's first ``upto`` migrations."""
+def _typeorm_built(le, upto: int, table: str = "migrations", rows: list[tuple[int, str]] | None = None) -> None:
+    """A DB as TypeORM would have left it after the guide's first ``upto`` migrations: the
+    history run to that revision, and TypeORM's journal (id serial, timestamp bigint, name
+    varchar) in ``table`` holding ``rows`` (default: the guide's exact names and timestamps)."""
+    from psycopg import sql
+
     from vetai_ops.database import migrations as mig
 
     eng = create_engine(le.cluster().url(le.dbname), poolclass=pool.NullPool)
     with eng.connect() as conn:
         mig.upgrade(conn, TYPEORM_MIGRATIONS[upto - 1].revision)
         conn.commit()
+    ident = sql.Identifier(table).as_string()
     with eng.begin() as conn:
         conn.execute(text("DROP TABLE alembic_version"))
-        conn.execute(text('CREATE TABLE "migrations" ("id" SERIAL NOT NULL, "timestamp" bigint NOT NULL, '
+        conn.execute(text(f'CREATE TABLE {ident} ("id" SERIAL NOT NULL, "timestamp" bigint NOT NULL, '
                           '"name" character varying NOT NULL, CONSTRAINT "PK_8c82d7f526340ab734260ea46be" PRIMARY KEY ("id"))'))
-        for m in TYPEORM_MIGRATIONS[:upto]:
-            conn.execute(text('INSERT INTO migrations ("timestamp", name) VALUES (:t, :n)'), {"t": m.timestamp, "n": m.name})
+        for ts, name in rows if rows is not None else [(m.timestamp, m.name) for m in TYPEORM_MIGRATIONS[:upto]]:
+            conn.execute(text(f'INSERT INTO {ident} ("timestamp", name) VALUES (:t, :n)'), {"t": ts, "n": name})
     eng.dispose()
 
 
@@ -256,16 +261,19 @@ def test_adopt_at_13th_then_deploy_has_nothing_pending(local_env):
     assert r.returncode != 0 and "already managed by Alembic" in r.stderr
 
 
-def test_adopt_at_9th_then_deploy_to_head(local_env):
-    _typeorm_built(local_env, 9)
+def test_adopt_at_12th_then_deploy_to_head(local_env):
+    """TypeORM stopped at CreateDiagnosisTable: adopt stamps 0012, deploy applies ConsolidateSchema."""
+    _typeorm_built(local_env, 12)
     r = cli("adopt", "--env=local")
     assert r.returncode == 0, r.stderr
-    assert "0009" in r.stdout and "4 pending" in r.stdout
-    assert _current(local_env) == "0009"
+    assert "0012" in r.stdout and "CreateDiagnosisTable1750120000000" in r.stdout and "1 pending" in r.stdout
+    assert _current(local_env) == "0012"
     rep = local_env.run("deploy", yes=True)
     assert rep["outcome"] == "success"
-    assert [x["revision"] for x in rep["revisions"]] == ["0010", "0011", "0012", "0013"]
+    assert [x["revision"] for x in rep["revisions"]] == ["0013"]
     assert _current(local_env) == "0013"
+    assert local_env.psql("select count(*) from information_schema.tables where table_name in "
+                          "('prescriptions', 'vaccinations', 'notifications')") == "3"
 
 
 def test_adopt_mismatch_is_refused_naming_the_difference(local_env):
@@ -283,15 +291,80 @@ def test_adopt_mismatch_is_refused_naming_the_difference(local_env):
     assert out["ok"] is False and any("pets.microchip" in d for d in out["report"]["differences"])
 
 
-def test_adopt_refuses_unknown_or_missing_migrations(local_env):
+def test_adopt_with_a_custom_migrations_table_name_then_deploy(local_env):
+    """A backend that set migrationsTableName: --table names it; rows written out of
+    timestamp order are ordered as TypeORM orders them; the journal stays out of the
+    post-check of later deploys."""
+    guide = [(m.timestamp, m.name) for m in TYPEORM_MIGRATIONS]
+    _typeorm_built(local_env, 12, table="custom_name", rows=list(reversed(guide[:12])))
+    r = cli("adopt", "--env=local")
+    assert r.returncode == 2 and "no TypeORM 'migrations' table" in r.stderr and "--table" in r.stderr
+    assert _current(local_env) == "no table"
+    r = cli("adopt", "--env=local", "--table=custom_name", "--json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["stamped"] == "0012" and res["typeorm_table"] == "custom_name"
+    assert res["typeorm_last"] == "CreateDiagnosisTable1750120000000" and res["pending"] == ["0013"]
+    assert res["typeorm_names"] == [n for _, n in guide[:12]]  # read in timestamp order, not id order
+    rep = local_env.run("deploy", yes=True)
+    assert rep["outcome"] == "success" and [x["revision"] for x in rep["revisions"]] == ["0013"]
+    assert _current(local_env) == "0013"
+    assert local_env.psql("select count(*) from custom_name") == "12"  # TypeORM's journal is left as it was
+
+
+def test_adopt_refuses_a_table_name_that_is_not_an_identifier(local_env):
+    _typeorm_built(local_env, 13)
+    before = fingerprint(local_env)
+    for bad in ('migrations"; DROP TABLE users; --', "1migrations", "public.migrations", "x" * 64):
+        r = cli("adopt", "--env=local", f"--table={bad}")
+        assert r.returncode == 2 and "is not a table name" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert fingerprint(local_env) == before and _current(local_env) == "no table"
+
+
+def _refused(le, *names: str) -> dict:
+    """adopt exits 2 naming each of ``names`` and changes nothing; returns the --json report."""
+    before = fingerprint(le)
+    r = cli("adopt", "--env=local")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "nothing changed" in r.stderr
+    for n in names:
+        assert n in r.stderr, (n, r.stderr)
+    r = cli("adopt", "--env=local", "--json")
+    assert r.returncode == 2
+    out = json.loads(r.stdout)
+    assert out["ok"] is False and out["report"]["refused_names"] == list(names)
+    assert _current(le) == "no table" and fingerprint(le) == before  # nothing stamped, nothing changed
+    assert int(le.psql("select count(*) from pg_tables where tablename = 'vetai_ops_applied'")) == 0
+    assert databases(le) == {le.dbname}
+    return out
+
+
+def test_adopt_refuses_unknown_migration_names(local_env):
     local_env.cluster()
     r = cli("adopt", "--env=local")
-    assert r.returncode != 0 and "no TypeORM 'migrations' table" in r.stderr
-    _typeorm_built(local_env, 5)
-    local_env.psql("INSERT INTO migrations (\"timestamp\", name) VALUES (1760000000000, 'AddSpaceship1760000000000')")
-    r = cli("adopt", "--env=local")
-    assert r.returncode != 0 and "unknown TypeORM migration 'AddSpaceship1760000000000'" in r.stderr
-    assert _current(local_env) == "no table"
+    assert r.returncode == 2 and "no TypeORM 'migrations' table" in r.stderr
+    guide = [(m.timestamp, m.name) for m in TYPEORM_MIGRATIONS]
+    # the names this tool used to invent, and one the guide never had
+    _typeorm_built(local_env, 5, rows=[(1749000000000, "InitialSchema1749000000000"), *guide[1:5],
+                                       (1760000000000, "AddSpaceship1760000000000")])
+    out = _refused(local_env, "InitialSchema1749000000000", "AddSpaceship1760000000000")
+    assert "unknown TypeORM migrations 'InitialSchema1749000000000', 'AddSpaceship1760000000000'" in out["error"]
+
+
+def test_adopt_refuses_duplicated_migration_names(local_env):
+    guide = [(m.timestamp, m.name) for m in TYPEORM_MIGRATIONS]
+    _typeorm_built(local_env, 13, rows=[*guide, guide[6]])
+    out = _refused(local_env, "UpdateAppointmentsTable1750032503315")
+    assert "more than once" in out["error"]
+
+
+def test_adopt_refuses_names_that_are_not_a_prefix_of_the_guide(local_env):
+    guide = [(m.timestamp, m.name) for m in TYPEORM_MIGRATIONS]
+    # FixAppointmentColumnsNew and FixDatabaseColumns never ran, AddPetIdToMedicalRecords did
+    _typeorm_built(local_env, 11, rows=[*guide[:8], guide[10]])
+    out = _refused(local_env, "AddPetIdToMedicalRecords1750112631639", "FixAppointmentColumnsNew1750036733746",
+                   "FixDatabaseColumns1750038234648")
+    assert "not a prefix of the guide's order" in out["error"]
 
 
 def test_adopt_on_a_protected_env_asks_and_is_journaled(local_env):

@@ -4,13 +4,13 @@ host, backups go to a real S3 endpoint (moto server) through boto3."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import signal
 import os
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,80 +19,41 @@ import pytest
 
 pytestmark = pytest.mark.remote
 
-ROOT = Path(__file__).resolve().parents[1]
-PW_VAR = "VETAI_TEST_DB_PASSWORD"
-KEY_VAR = "VETAI_TEST_MANIFEST_KEY"  # storage.manifest_key_env: the key the bucket never holds
+from fixtures_remote import KEY_VAR, ROOT  # noqa: E402  (RemoteEnv and remote_env live in fixtures_remote.py)
 
 
-class RemoteEnv:
-    def __init__(self, tmp: Path, bed, pg, s3, known_hosts: str | None = None):
-        self.bed, self.pg, self.s3 = bed, pg, s3
-        self.dbname = "prod_" + uuid.uuid4().hex[:8]
-        self.bucket = s3.create_bucket()
-        self.inventory = tmp / "inventory.yml"
-        self.tmp = tmp
-        self.known_hosts = known_hosts or bed.known_hosts
-        self.manifest_key = "mk-" + uuid.uuid4().hex + uuid.uuid4().hex
-        pg.cluster.psql(f'CREATE DATABASE "{self.dbname}"')
-        self.write()
-
-    def write(self, **extra):
-        app = self.bed.hosts[1] if len(self.bed.hosts) > 1 else self.bed.hosts[0]
-        lines = [
-            "default_env: prod",
-            "environments:",
-            "  prod:",
-            "    protected: true",
-            f"    ssh: {{user: {self.bed.user}, port: {self.bed.port}, key_file: '{self.bed.key_file}', known_hosts: '{self.known_hosts}'}}",
-            f"    hosts: {{db: ['{self.bed.hosts[0]}'], app: ['{app}']}}",
-            f"    database: {{name: {self.dbname}, user: vetai, host: 127.0.0.1, port: {self.pg.port}, password_env: {PW_VAR},"
-            f" bin_dir: '{self.pg.cluster.bindir}'}}",
-            f"    storage: {{type: s3, bucket: {self.bucket}, prefix: prod, region: us-east-1, endpoint_url: '{self.s3.endpoint_url}',"
-            f" manifest_key_env: {KEY_VAR}}}",
-        ]
-        for k, v in extra.items():
-            lines.append(f"    {k}: {v}")
-        self.inventory.write_text("\n".join(lines) + "\n")
-
-    def env_vars(self) -> dict:
-        return {"VETAI_OPS_INVENTORY": str(self.inventory), PW_VAR: self.pg.password, "VETAI_OPS_LOGS": str(self.tmp / "logs"),
-                KEY_VAR: self.manifest_key}
-
-    def cli(self, *args, timeout=300):
-        env = dict(os.environ, **self.env_vars())
-        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def psql(self, sql: str) -> str:
-        return self.pg.cluster.psql(sql, db=self.dbname)
-
-    def objects(self) -> list[str]:
-        resp = self.s3.client().list_objects_v2(Bucket=self.bucket)
-        return sorted(o["Key"] for o in resp.get("Contents", []))
-
-    def uploads(self) -> list:
-        return self.s3.client().list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
-
-    def revision(self) -> str:
-        if not self.psql("select to_regclass('public.alembic_version')"):
-            return "base"
-        return self.psql("select coalesce((select version_num from alembic_version), 'base')")
+def wait_until(pred, proc, limit: float = 240.0) -> bool:
+    """Poll ``pred`` while the background CLI ``proc`` runs: the wait is for an event (a state
+    the run reaches), not a guess at the CLI's start-up time. False once the CLI has exited."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return pred()
+        time.sleep(0.01)
+    return False
 
 
-@pytest.fixture
-def remote_env(tmp_path, ssh_bed, pg_tcp, s3_server, monkeypatch):
-    if not s3_server.running:
-        s3_server.start()
-    re_ = RemoteEnv(tmp_path, ssh_bed, pg_tcp, s3_server)
-    for k, v in re_.env_vars().items():
-        monkeypatch.setenv(k, v)
-    yield re_
-    for h in ssh_bed.hosts:
-        if not ssh_bed.alive(h):
-            ssh_bed.restart(h)
-    pg_tcp.cluster.psql(f"select pg_terminate_backend(pid) from pg_stat_activity where datname like '{re_.dbname}%'")
-    for db in pg_tcp.cluster.psql(f"select datname from pg_database where datname like '{re_.dbname}%'").split():
-        pg_tcp.cluster.psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+def host_pids(prog: str, *needles: str) -> list[int]:
+    """PIDs of ``prog`` on this machine (the loopback hosts run their commands here) whose
+    argv holds every needle (e.g. this test's database name: other workers dump theirs)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == prog and all(any(n in a for a in argv) for n in needles):
+            out.append(int(d))
+    return out
+
+
+def host_environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw.split(b"\0") if b"=" in kv)
 
 
 def add_bulk(re_, rows=150_000):
@@ -115,7 +76,7 @@ def test_deploy_backup_rollback_over_ssh_and_s3(remote_env):
     assert man["revision"] is None and man["reason"] == "pre-deploy"
     head = s3.head_object(Bucket=remote_env.bucket, Key="prod/" + man["dump_key"])
     assert head.get("ServerSideEncryption") == "AES256"
-    assert remote_env.pg.password not in json.dumps(man)
+    assert remote_env.password not in json.dumps(man)
 
     # a manual backup at head, then damage, then rollback to it
     r = remote_env.cli("backup", "--env=prod", "--json")
@@ -130,45 +91,42 @@ def test_deploy_backup_rollback_over_ssh_and_s3(remote_env):
     r = remote_env.cli("status", "--env=prod", "--json")
     s = json.loads(r.stdout)
     assert s["current"] == "0013" and s["last_backup"]["id"] == bid
-    assert remote_env.pg.password not in r.stdout
+    assert remote_env.password not in r.stdout
     logs = (remote_env.tmp / "logs" / "migration.log").read_text()
-    assert remote_env.pg.password not in logs
+    assert remote_env.password not in logs
 
 
-def test_password_never_in_ps_on_the_host(remote_env):
-    remote_env.cli("deploy", "--env=prod", "--yes")
-    add_bulk(remote_env)
-    seen, leaked, passfiles, stop = [], [], {}, threading.Event()
-    tmp = Path(tempfile.gettempdir())  # the loopback hosts are this machine: their /tmp is ours
-    existing = set(tmp.glob("vetai-ops-*.pgpass"))
+def test_password_never_in_ps_nor_environ_on_the_host(remote_env):
+    """pg_dump is held on a table lock this test owns, so the check runs while it certainly
+    runs: the password is in no process's argv, not in pg_dump's environment, and reaches it
+    only through the 0600 passfile its PGPASSFILE names, which is gone after the run."""
+    import psycopg
 
-    def sample():
-        while not stop.is_set():
-            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-            if "pg_dump" in out:
-                seen.append(1)
-            if remote_env.pg.password in out:
-                leaked.append(out)
-            for f in set(tmp.glob("vetai-ops-*.pgpass")) - existing:
-                try:
-                    passfiles[f] = f.stat().st_mode & 0o777
-                except FileNotFoundError:
-                    pass
-            time.sleep(0.01)
-
-    t = threading.Thread(target=sample)
-    t.start()
+    assert remote_env.cli("deploy", "--env=prod", "--yes").returncode == 0
+    add_bulk(remote_env, rows=1000)
+    pw = remote_env.password
+    holder = psycopg.connect(**remote_env.pg.conninfo(remote_env.dbname))
+    holder.execute("LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for its ACCESS SHARE lock
+    p = remote_env.popen("backup", "--env=prod")
     try:
-        r = remote_env.cli("backup", "--env=prod")
+        assert wait_until(lambda: remote_env.psql(
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            " and application_name = 'pg_dump' and wait_event_type = 'Lock'") == "1", p), "pg_dump never started"
+        pids = host_pids("pg_dump", remote_env.dbname)
+        assert pids, "pg_dump is waiting in the server but was not found on the host"
+        assert pw not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        env = host_environ(pids[0])
+        assert not [k for k, v in env.items() if pw in v], "the password is in pg_dump's environment"
+        passfile = Path(env["PGPASSFILE"])
+        assert passfile.stat().st_mode & 0o777 == 0o600
+        assert pw in passfile.read_text()  # it really is the file that carries the password
     finally:
-        stop.set()
-        t.join()
-    assert r.returncode == 0, r.stderr
-    assert seen, "the sampler never saw pg_dump running"
-    assert not leaked
-    # the password reached pg_dump through a 0600 passfile on the host, removed afterwards
-    assert passfiles and set(passfiles.values()) == {0o600}
-    assert not (set(tmp.glob("vetai-ops-*.pgpass")) - existing)
+        holder.rollback()
+        holder.close()
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert not passfile.exists()  # removed afterwards
+    assert pw not in out + err
 
 
 @pytest.mark.parametrize("kind", ["wrong", "unknown"])
@@ -257,46 +215,61 @@ def test_s3_down_before_backup_refuses_to_migrate(remote_env):
     assert [k for k in remote_env.objects() if k.endswith(".json")] == [] and remote_env.uploads() == []
 
 
-def _run_while(remote_env, action, trigger, args):
-    """Run the CLI in the background; when trigger() says so, call action(); return the result."""
-    env = dict(os.environ, **remote_env.env_vars())
-    p = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    end = time.time() + 60
-    fired = False
-    while time.time() < end and p.poll() is None:
-        if trigger():
-            action()
-            fired = True
-            break
-        time.sleep(0.01)
-    out, err = p.communicate(timeout=180)
-    return p.returncode, out, err, fired
+def part_uploaded(re_) -> bool:
+    """Has a multipart upload in this env's bucket stored at least one part?"""
+    s3 = re_.s3.client()
+    return any(s3.list_parts(Bucket=re_.bucket, Key=up["Key"], UploadId=up["UploadId"]).get("Parts")
+               for up in re_.uploads())
 
 
-def _dump_running() -> bool:
-    return "pg_dump" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+def cut_after_first_part(re_, cut, args):
+    """Run the CLI; once a part of the backup is in S3, freeze pg_dump (so the stream cannot
+    end meanwhile), make the cut, thaw it. The cut is mid-stream for certain: the dump is
+    uncompressed (~55 MB) and the uploader holds at most 3 parts of 5 MiB in memory, so pg_dump
+    cannot have finished when the first part is stored."""
+    re_.write(backup="{compression: none}")
+    re_.inventory.write_text(re_.inventory.read_text().replace(
+        "region: us-east-1,", "region: us-east-1, multipart_chunk_mb: 5, max_concurrency: 1,"))
+    p = re_.popen(*args)
+    try:
+        assert wait_until(lambda: part_uploaded(re_), p), "no part of the backup was ever uploaded: " + (p.stderr.read() if p.poll() is not None else "")
+        pids = host_pids("pg_dump", re_.dbname)
+        assert pids, "pg_dump had finished by the time the first part was stored"
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            cut()
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+    finally:
+        out, err = p.communicate(timeout=300)
+    return p.returncode, out, err
 
 
 def test_s3_stopped_during_backup_leaves_nothing(remote_env):
     add_bulk(remote_env, rows=400_000)
-    rc, out, err, fired = _run_while(remote_env, remote_env.s3.stop, _dump_running, ["deploy", "--env=prod", "--yes"])
+    rc, out, err = cut_after_first_part(remote_env, remote_env.s3.stop, ["deploy", "--env=prod", "--yes"])
     remote_env.s3.start()
-    assert fired, "pg_dump was never seen running"
-    assert rc != 0 and "Traceback" not in err
+    assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"  # protected env: no migration without a backup
-    assert [k for k in remote_env.objects() if k.endswith(".json")] == []
-    assert remote_env.uploads() == []
+    assert remote_env.objects() == []  # no manifest, no dump object
+    # parts were stored and S3 was gone when the upload was aborted: the run says the
+    # incomplete upload may remain and what removes it; it is never listed as a backup
+    said = " ".join(err.split())
+    assert "incomplete multipart upload may remain" in said and "backups.prune" in said, said
+    assert all(u["Key"].startswith("prod/prod/") and u["Key"].endswith(".dump") for u in remote_env.uploads())
+    r = remote_env.cli("backups.list", "--env=prod", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout
 
 
 def test_sshd_killed_mid_backup(remote_env):
     add_bulk(remote_env, rows=400_000)
     host = remote_env.bed.hosts[0]
-    rc, out, err, fired = _run_while(remote_env, lambda: remote_env.bed.kill(host), _dump_running,
-                                     ["deploy", "--env=prod", "--yes"])
+    rc, out, err = cut_after_first_part(remote_env, lambda: remote_env.bed.kill(host), ["deploy", "--env=prod", "--yes"])
     remote_env.bed.restart(host)
-    assert fired
-    assert rc != 0 and "Traceback" not in err
+    assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"
     assert [k for k in remote_env.objects() if k.endswith(".json")] == []
     assert remote_env.uploads() == []
@@ -324,15 +297,15 @@ def test_failing_health_on_app_host_restores_over_ssh(remote_env, health):
     """A post-check failure on the app host (fetched over SSH) restores the S3 backup on the DB host."""
     remote_env.write(checks=f"{{http: ['{health.url}'], timeout: 2, retries: 2, retry_delay: 0.1}}")
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
-    remote_env.psql("delete from vaccinations where id in (select id from vaccinations limit 2)")
-    before = remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v")
+    remote_env.psql("insert into clients (first_name, last_name) values ('Ana', 'Ruiz'), ('Luis', 'Vega')")
+    before = remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c")
     assert remote_env.revision() == "0012"
     health.status = 503
     r = remote_env.cli("deploy", "--env=prod", "--yes")
     assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
     assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
     assert remote_env.revision() == "0012"
-    assert remote_env.psql("select md5(string_agg(v::text, '|' order by v::text)) from vaccinations v") == before
+    assert remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c") == before
     health.status = 200
     r = remote_env.cli("deploy", "--env=prod", "--yes")
     assert r.returncode == 0, r.stderr
@@ -391,3 +364,23 @@ def test_restart_rolls_over_every_app_host_over_ssh(remote_env):
         assert servers == [h1, h2]  # one restart per app host, in inventory order
     finally:
         Path(log).unlink(missing_ok=True)
+
+
+def test_bed_is_like_production(remote_env, app_sessions):
+    """The bed is not friendly (DESIGN §4): the tool runs as a non-superuser owner with CREATEDB;
+    the app connects as its own role, which holds grants, settings and objects of its own."""
+    pg, db = remote_env.pg, remote_env.dbname
+    [(superuser, createdb, owner)] = pg.admin(
+        f"SELECT r.rolsuper, r.rolcreatedb, pg_get_userbyid(d.datdba) FROM pg_roles r, pg_database d"
+        f" WHERE r.rolname = '{pg.deploy_user}' AND d.datname = '{db}'")
+    assert (superuser, createdb, owner) == (False, True, pg.deploy_user)
+    acl = pg.admin(f"SELECT coalesce(pg_get_userbyid(a.grantee), 'PUBLIC'), a.privilege_type FROM pg_database d,"
+                   f" aclexplode(d.datacl) a WHERE d.datname = '{db}'")
+    assert ("PUBLIC", "CONNECT") not in acl and (pg.app_user, "CONNECT") in acl
+    conn = app_sessions.idle()
+    assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"  # ALTER ROLE app IN DATABASE ... SET
+    assert conn.execute("SHOW work_mem").fetchone()[0] == "8MB"  # ALTER DATABASE ... SET
+    assert conn.execute("SELECT count(*) FROM app_cache.sessions").fetchone()[0] == 1
+    assert remote_env.cli("deploy", "--env=prod", "--yes").returncode == 0
+    assert conn.execute("SELECT count(*) FROM pets").fetchone()[0] > 0  # default privileges granted the app the tables
+    assert app_sessions.alive() == [True]

@@ -143,11 +143,9 @@ def _gone(tag: str, within: float = 10.0) -> bool:
 def test_timeout(tgt):
     """The timed-out command is gone from the host, not merely detached (the login is root,
     so sshd ignores signal requests: the PID-based kill does it)."""
-    t0 = time.time()
     with pytest.raises(TargetError, match="timed out"):
         tgt.run(["sleep", "30.101"], timeout=1)
-    assert time.time() - t0 < 10
-    assert _gone("sleep 30.101")
+    assert _gone("sleep 30.101")  # killed (a 30 s sleep cannot end by itself within _gone's wait)
     assert tgt.run(["true"]).returncode == 0  # connection still usable
 
 
@@ -166,11 +164,9 @@ def test_kill_stops_the_whole_pipeline(tgt, where):
     assert len(sleeps()) == 2
     if where == "ssh":
         assert isinstance(p.pid, int)  # the PID line was read, so kill() takes the PID path
-    t0 = time.time()
     p.kill()
     p.kill()  # idempotent
-    p.wait(timeout=10)
-    assert time.time() - t0 < 10
+    assert p.wait(timeout=60) != 0  # returns (a hang raises TimeoutExpired), and not as a success
     assert _gone(f"sleep {tag}"), _running(f"sleep {tag}")
 
 

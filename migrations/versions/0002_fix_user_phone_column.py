@@ -1,13 +1,20 @@
 """fix user phone column: rename phone_number -> phone, varchar(15) -> varchar(30), nullable
 
-Phone numbers with country code and extension did not fit in 15 characters, and users
-created through the clinic's invite flow have no phone yet: '' placeholders become NULL.
+TypeORM migration (guide #2):
+    timestamp: 1749000001000
+    class:     FixUserPhoneColumn1749000001000
+    folder:    database/migrations  (file 1749000001000-FixUserPhoneColumn.ts)
 
-TypeORM: FixUserPhoneColumn1749100000000
+The entity says ``phone?: string`` (nullable, 30 characters) but InitialDatabaseSchema
+created ``phone_number varchar(15) NOT NULL``: numbers with country code and extension
+did not fit, and users created through the clinic's invite flow have no phone yet, so
+the API stored '' placeholders. The column is renamed, widened and made nullable; ''
+becomes NULL. (clients.phone had the same varchar(15) and was forgotten here: it is
+widened by FixDatabaseColumns, 0010.)
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2025-06-05 00:00:00
+Create Date: 2025-06-04 01:20:01
 """
 from alembic import op
 # Reviewed 2025-06: the rename keeps the data and the widening is lossless.

@@ -17,11 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .paths import project_root
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# used with fullmatch: `$` would let a trailing newline through; [0-9], never \d (which takes any
+# Unicode digit)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # 36 = 63 (PostgreSQL's identifier limit) - len("_before_<16-char id>_NN"): the names of the
 # scratch and retired databases derived from it must not be truncated by the server
-DBNAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,35}$")
-HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+DBNAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,35}")
+HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+ENV_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def valid_host(h: str) -> bool:
+    """A host name as the inventory (or `fab -H`) may give it: never an option, never a newline."""
+    return isinstance(h, str) and HOST_RE.fullmatch(h) is not None
 
 
 class Strict(BaseModel):
@@ -40,7 +48,7 @@ class SSHConfig(Strict):
     @field_validator("user")
     @classmethod
     def _user(cls, v):
-        if v is not None and not NAME_RE.match(v):
+        if v is not None and not NAME_RE.fullmatch(v):
             raise ValueError(f"invalid SSH user {v!r}: letters, digits, '_', '.', '-' only")
         return v
 
@@ -53,7 +61,7 @@ class Hosts(Strict):
     @classmethod
     def _hosts(cls, v):
         for h in v:
-            if not HOST_RE.match(h):
+            if not valid_host(h):
                 raise ValueError(f"invalid host name {h!r}: letters, digits, '.', '-', '_', ':' only")
         return v
 
@@ -79,21 +87,21 @@ class Database(Strict):
     @field_validator("name", "maintenance_db")
     @classmethod
     def _dbname(cls, v):
-        if not DBNAME_RE.match(v):
+        if not DBNAME_RE.fullmatch(v):
             raise ValueError(f"invalid database name {v!r}: use letters, digits and '_' (max 36 chars, so the derived _restore_/_before_ names fit PostgreSQL's 63)")
         return v
 
     @field_validator("user")
     @classmethod
     def _dbuser(cls, v):
-        if not NAME_RE.match(v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError(f"invalid database user {v!r}")
         return v
 
     @field_validator("password_env")
     @classmethod
     def _pwenv(cls, v):
-        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+        if v is not None and not ENV_VAR_RE.fullmatch(v):
             raise ValueError("password_env must be the NAME of an environment variable, not the password")
         return v
 
@@ -139,6 +147,14 @@ class Checks(Strict):
     # count every table's rows before and after a deploy (count(*): a full read of the data,
     # less than the backup reads; false skips the row-loss check on very large databases)
     row_counts: bool = True
+
+    @field_validator("http")
+    @classmethod
+    def _urls(cls, v):
+        for u in v:
+            if not re.fullmatch(r"https?://[^\s]+", u):
+                raise ValueError(f"invalid health check URL {u!r}: an http:// or https:// URL without spaces")
+        return v
 
 
 class Services(Strict):
@@ -190,7 +206,7 @@ class Inventory(Strict):
         if not v:
             raise ValueError("no environments defined")
         for k in v:
-            if not NAME_RE.match(k):
+            if not NAME_RE.fullmatch(k):
                 raise ValueError(f"invalid environment name {k!r}")
         return v
 

@@ -46,7 +46,10 @@ class StoreError(OpsError):
 
 
 class BackupNotFound(OpsError):
-    """`--to` did not name exactly one complete backup."""
+    """`--to` did not name exactly one complete backup (malformed, ambiguous, before every
+    backup, in the future): a refusal that changed nothing."""
+
+    exit_code = 2
 
 
 class ChecksumMismatch(OpsError):

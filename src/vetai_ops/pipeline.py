@@ -329,7 +329,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
     for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary"):
+              "restore_summary", "selection"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])

@@ -30,9 +30,12 @@ def _backup_row(m) -> dict:
     }
 
 
-def list_backups(env_name: str | None) -> list[dict]:
+def list_backups(env_name: str | None, before=None, after=None) -> list[dict]:
+    """Complete backups, newest first; ``before`` / ``after`` (inclusive) as :func:`store.when.window` reads them."""
+    from .store.when import window
+
     with context(env_name) as ctx:
-        return [_backup_row(m) for m in ctx.catalog.list()]
+        return [_backup_row(m) for m in window(ctx.catalog.list(), before, after)]
 
 
 def collect_status(env_name: str | None) -> dict:

@@ -17,3 +17,16 @@ def human_age(seconds: float) -> str:
         if secs >= n:
             return f"{secs // n}{unit}"
     return f"{secs}s"
+
+
+def human_span(seconds: float) -> str:
+    """``9 min 1 s``, ``2 h 5 min``, ``3 d 4 h``, ``0 s``: the two largest units, for distances in time."""
+    secs = int(abs(seconds))
+    parts = []
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if secs >= n or (unit == "s" and not parts):
+            parts.append(f"{secs // n} {unit}")
+            secs %= n
+        elif parts:
+            break
+    return " ".join(parts[:2])

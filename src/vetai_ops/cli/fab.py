@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fabric import task
 
-from ..config import Playbook, StepSpec, load_inventory
+from ..config import Playbook, StepSpec, load_inventory, valid_host
 from ..errors import ConfigError
 from . import render
 from .tasks import H_TRUST, H_VERBOSE, _run, ops
@@ -23,6 +23,9 @@ def _env_for(c, env: str | None, role: str):
     e = inv.env(env).model_copy(deep=True)
     e.name = inv.env(env).name
     host = getattr(c, "host", None)
+    if host is not None and not valid_host(host):  # the same rule as the inventory's hosts
+        raise ConfigError(f"invalid host name {host!r} given with -H: letters, digits, '.', '-', '_', ':' only",
+                          "pass the host as the inventory would list it, e.g. -H db1.example.internal")
     if host and e.ssh is None and host not in ("localhost", "127.0.0.1"):
         raise ConfigError(f"env {e.name!r} has no ssh: settings, so -H {host} cannot be reached from it",
                           f"drop -H for a local env, or use an env whose inventory entry has ssh: and lists {host}")
@@ -49,7 +52,7 @@ def dump(c, env=None, verbose=False):
     render.out.print(f"backup {rep.get('backup_id')} -> {rep.get('backup_url')}", markup=False)
 
 
-@task(help={"env": "inventory environment", "to": "backup id / prefix / latest", "yes": "no confirmation",
+@task(help={"env": "inventory environment", "to": "backup id / prefix / latest / a time (2026-12-02T05:40:00Z; no zone = UTC) / -2h / pre-deploy", "yes": "no confirmation",
             "trust_unsigned": H_TRUST, "verbose": H_VERBOSE})
 @ops
 def restore(c, env=None, to=None, yes=False, trust_unsigned=False, verbose=False):

@@ -136,6 +136,11 @@ def render_plan(p: dict, c: Console = out) -> None:
         c.print(f"  [bold]restore backup {esc(p['restore'])}[/] ({human_bytes(p.get('restore_size'))}) "
                 f"from {esc(p.get('backup_store'))}"
                 + (" [yellow bold]NOT SIGNED (--trust-unsigned)[/]" if p.get("restore_signed") is False else ""))
+        sel = p.get("selection") or {}
+        if sel.get("text"):
+            c.print("  --to=" + esc(sel.get("asked")) + ": " + esc(sel["text"]))
+        for ev in sel.get("undid") or []:
+            c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
     else:

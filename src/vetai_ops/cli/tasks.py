@@ -19,6 +19,12 @@ H_ENV = "environment from the inventory (default: the inventory's default_env, s
 H_JSON = "print machine-readable JSON on stdout"
 H_YES = "do not ask for confirmation (required on protected envs without a terminal)"
 H_VERBOSE = "show details (steps as they start, tracebacks of unexpected errors)"
+H_TO = ("which backup: an id (20261202T053059Z) or a unique prefix of one (20261202T05; digit-only values are "
+        "always ids, never times); 'latest'; a time with dashes, '2026-12-02T05:40:00Z', '2026-12-02T05:40+01:00', "
+        "'2026-12-02 05:40', '2026-12-02' (no zone = UTC): the newest backup taken at or before it; a relative "
+        "time, --to=-2h, -30m, -1d, -90s; or 'pre-deploy': the backup the last deploy (not already undone) took "
+        "before it migrated")
+H_BOUND = "a time (2026-12-02T05:40:00Z, '2026-12-02 05:40', 2026-12-02; no zone = UTC), -2h/-1d, or a whole backup id; inclusive"
 
 
 def ops(fn):
@@ -59,6 +65,10 @@ def _confirm(env_name: str, plan: dict) -> bool:
     """Ask to type the env name. The plan itself was already shown by the run's plan event."""
     if not sys.stdin.isatty():
         return False
+    sel = plan.get("selection") or {}
+    if sel.get("text"):  # a rollback: say once more which backup, and what it undoes
+        render.err.print("restore " + sel["text"]
+                         + "".join("; undoes " + ev.get("text", "") for ev in sel.get("undid") or []), markup=False)
     render.err.print(f"[bold]Type the environment name ({esc(env_name)}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
@@ -120,17 +130,21 @@ H_TRUST = ("accept a backup whose manifest is not signed with this env's key (re
            "see README, Security)")
 
 
-@task(help={"to": "backup id, a unique prefix of one, or 'latest' (see backups.list)", "env": H_ENV, "yes": H_YES,
-            "trust_unsigned": H_TRUST, "json": H_JSON, "verbose": H_VERBOSE})
+@task(help={"to": H_TO + " (see backups.list)", "env": H_ENV, "yes": H_YES, "trust_unsigned": H_TRUST, "json": H_JSON,
+            "verbose": H_VERBOSE})
 @ops
 def rollback(c, to=None, env=None, yes=False, trust_unsigned=False, json_=False, verbose=False):
-    """Restore a backup safely: verify, restore into a new DB, check, swap, post-check."""
+    """Restore a backup safely: verify, restore into a new DB, check, swap, post-check.
+
+    --to takes an id or prefix, latest, a time (2026-12-02T05:40:00Z, '2026-12-02 05:40'; no zone = UTC),
+    --to=-2h, or pre-deploy (undo the last deploy)."""
     report = _run("rollback", env, {"to": to, "yes": yes, "trust_unsigned": trust_unsigned}, json_, verbose)
     if json_:
         render.print_json({"ok": True, "report": report})
     else:
-        render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})",
-                         markup=False)
+        sel = report.get("selection") or {}
+        render.out.print(f"rolled back to {report.get('restored_id')} (revision {report.get('to_rev') or 'base'})"
+                         + "".join(f"; undid {ev.get('text')}" for ev in sel.get("undid") or []), markup=False)
 
 
 @task(help={"env": H_ENV, "json": H_JSON, "allow": "acknowledge a destructive operation (repeatable)", "verbose": H_VERBOSE},
@@ -194,13 +208,14 @@ def history(c, env=None, json_=False, limit=20, verbose=False):
 # ------------------------------------------------------------------ backups.*
 
 
-@task(name="list", help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})
+@task(name="list", help={"env": H_ENV, "before": "only backups taken at or before: " + H_BOUND,
+                         "after": "only backups taken at or after: " + H_BOUND, "json": H_JSON, "verbose": H_VERBOSE})
 @ops
-def backups_list(c, env=None, json_=False, verbose=False):
-    """Complete backups (with a manifest), newest first."""
+def backups_list(c, env=None, before=None, after=None, json_=False, verbose=False):
+    """Complete backups (with a manifest), newest first; --before/--after narrow them by time."""
     from ..status import list_backups
 
-    items = list_backups(env)
+    items = list_backups(env, before=before, after=after)
     if json_:
         render.print_json(items)
         return
@@ -210,8 +225,7 @@ def backups_list(c, env=None, json_=False, verbose=False):
                    "yes" if b["verified"] else ""] for b in items])
 
 
-@task(name="verify", help={"to": "backup id, a unique prefix of one, or 'latest' (default)", "env": H_ENV,
-                          "trust_unsigned": H_TRUST,
+@task(name="verify", help={"to": H_TO + " (default: latest)", "env": H_ENV, "trust_unsigned": H_TRUST,
                           "sign": "sign an unsigned backup with this env's manifest key, only if the restore drill passes",
                           "json": H_JSON, "verbose": H_VERBOSE})
 @ops
@@ -225,6 +239,8 @@ def backups_verify(c, to="latest", env=None, trust_unsigned=False, sign=False, j
         render.print_json(res)
         return
     v = res["verification"]
+    if (res.get("selection") or {}).get("form") not in (None, "id", "latest"):
+        render.out.print("--to=" + str(res["selection"]["asked"]) + ": " + res["selection"]["text"], markup=False)
     if v["rows"]:
         render.table(f"backup {res['id']} verified in {v['duration_s']:.1f}s (revision {v['revision'] or 'base'})",
                      ["table", "rows"], [[t, n] for t, n in sorted(v["rows"].items())])
@@ -273,13 +289,14 @@ def _confirm_adopt(env_name: str, report: dict) -> bool:
         return False
 
 
-@task(help={"env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE})
+@task(help={"env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE,
+            "table": "TypeORM's migrations table, when the backend sets migrationsTableName (default: migrations)"})
 @ops
-def adopt(c, env=None, yes=False, json_=False, verbose=False):
+def adopt(c, env=None, yes=False, json_=False, verbose=False, table=None):
     """Take over a TypeORM-built DB: map its migrations table, check the schema, alembic stamp."""
     from ..ops.adopt import adopt as do_adopt
 
-    res = do_adopt(env, yes=yes, sink=render.ConsoleSink(render.err, verbose=verbose),
+    res = do_adopt(env, yes=yes, table=table, sink=render.ConsoleSink(render.err, verbose=verbose),
                    confirm=_confirm_adopt if sys.stdin.isatty() else None)
     if json_:
         render.print_json(res)

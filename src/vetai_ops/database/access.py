@@ -30,6 +30,7 @@ def password_for(env: Environment) -> str | None:
     var = env.database.password_env
     if not var:
         return None
+    secrets.register_env_var(var)  # never inherited by local child processes
     pw = os.environ.get(var)
     if pw is None:
         raise ConfigError(

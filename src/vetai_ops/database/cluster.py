@@ -7,13 +7,23 @@ machine's PostgreSQL server install (``/usr/lib/postgresql/<v>/bin``, ``pg_confi
 PostgreSQL refuses to run as root: when we are root, the server runs as an
 unprivileged OS user (``postgres`` if it exists, else ``pgserver``/created) via runuser;
 clients (pg_dump, psql, psycopg) run as us and connect over the Unix socket.
+
+Who may connect: the socket folder is 0700 (owned by the server's OS user), the socket
+itself 0700 (``unix_socket_permissions``), and socket auth is ``peer`` with an ident map
+that lets only the OS user running the tool (and root) in, as the cluster's superuser.
+TCP (when ``listen`` is set) always asks for a scram-sha-256 password. Every start
+rewrites pg_hba.conf / pg_ident.conf, so clusters made by older versions (``trust``) are
+tightened too. The cluster folder itself stays ours (0755, traversable): the server user
+owns only ``data/``, ``run/`` and the log, never a file whose content we act on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
+import tempfile
 import shutil
 import subprocess
 import time
@@ -112,7 +122,7 @@ class Cluster:
     superuser: str = "postgres"
     listen: str = ""  # "" = Unix socket only; "127.0.0.1" to also listen on TCP
     password: str | None = field(default=None, repr=False)  # superuser password (scram over TCP); never in repr
-    auth: str = "trust"  # local socket auth; TCP always scram-sha-256
+    auth: str = "peer"  # local socket auth (peer + ident map, see module doc); TCP always scram-sha-256
 
     @property
     def data(self) -> Path:
@@ -169,12 +179,58 @@ class Cluster:
     def initialized(self) -> bool:
         return (self.data / "PG_VERSION").is_file()
 
-    def init(self) -> None:
+    def _server_paths(self) -> None:
+        """root/ stays ours (0755: the server user must traverse it, it may live under /root
+        or /tmp); the server user gets run/ (0700), data/ (0700) and the log (0600)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(exist_ok=True)
-        # the server user must be able to reach root/ (it may live under /root or /tmp)
         os.chmod(self.root, 0o755)
-        self._chown(self.root, self.socket_dir)
+        for d in (self.socket_dir, self.data):
+            d.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(d, 0o700)
+        if not self.log.exists():
+            fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        self._chown(self.socket_dir, self.data, self.log)
+
+    def _write_server_file(self, path: Path, text: str) -> bool:
+        """Replace a config file of the data dir (0600, the server user's); True if it changed."""
+        if path.is_file() and path.read_text() == text:
+            return False
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o600)
+            self._chown(Path(tmp))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return True
+
+    def _secure_config(self) -> bool:
+        """Socket auth: peer, mapped to the superuser for the OS user running the tool and
+        root; TCP: scram. Returns True when a file changed (a running server must reload)."""
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        users = sorted({me, "root"})
+        hba = ("# written by vetai-ops: only the OS user running it (and root) may use the socket, as the\n"
+               "# cluster's superuser; TCP always needs a password\n"
+               f"local all all {self.auth}" + (" map=vetai-ops" if self.auth == "peer" else "") + "\n"
+               "host all all 127.0.0.1/32 scram-sha-256\n"
+               "host all all ::1/128 scram-sha-256\n")
+        ident = "# written by vetai-ops\n" + "".join(f"vetai-ops {u} {self.superuser}\n" for u in users)
+        changed = self._write_server_file(self.data / "pg_hba.conf", hba)
+        changed |= self._write_server_file(self.data / "pg_ident.conf", ident)
+        conf = self.data / "postgresql.conf"
+        text = conf.read_text()
+        if "unix_socket_permissions = 0700" not in text:
+            self._write_server_file(conf, text + "unix_socket_permissions = 0700  # vetai-ops: the server user (and root) only\n")
+            changed = True
+        return changed
+
+    def init(self) -> None:
+        self._server_paths()
         self._ensure_bindir_reachable()
         pwfile = None
         argv = [self.bin("initdb"), "-D", str(self.data), "-U", self.superuser, "-E", "UTF8",
@@ -214,9 +270,12 @@ class Cluster:
             self.init()
         else:
             self._ensure_bindir_reachable()
+        self._server_paths()
+        changed = self._secure_config()
         if self.running():
+            if changed:  # an older cluster that trusted every local user: tighten it now
+                self._as_server([self.bin("pg_ctl"), "reload", "-D", str(self.data)])
             return
-        self._chown(self.socket_dir)
         r = self._as_server([self.bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log)])
         if r.returncode != 0:
             tail = self.log.read_text()[-1500:] if self.log.exists() else r.stderr

@@ -131,11 +131,29 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     return not (type_ == "table" and name in OPS_TABLES)
 
 
+def include_object_for(conn: Connection):
+    """:func:`include_object` that also leaves out the TypeORM journal ``adopt --table``
+    marked in this database (a ``migrationsTableName`` other than ``migrations``)."""
+    from .typeorm_journal import journal_tables
+
+    skip: set[str] | None = None
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        nonlocal skip
+        if type_ != "table":
+            return True
+        if skip is None:  # asked lazily: an upgrade never compares, and must not open a transaction first
+            skip = OPS_TABLES | journal_tables(conn)
+        return name not in skip
+
+    return include
+
+
 def schema_diff(conn: Connection) -> list:
     """Differences between the live schema and the SQLAlchemy models (empty = match)."""
     from ..schema.models import Base
 
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object})
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object_for(conn)})
     return compare_metadata(ctx, Base.metadata)
 
 

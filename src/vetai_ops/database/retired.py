@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from ..errors import OpsError
 
 MARK = "vetai-ops retired "  # + UTC time: the comment on a database a restore replaced
-_SUFFIX = re.compile(r"^(\d{8}t\d{6}z)(?:_\d+)?$")  # <backup id> or <swap time>[_<n>]
+_SUFFIX = re.compile(r"^([0-9]{8}t[0-9]{6}z)(?:_[0-9]+)?\Z")  # <backup id> or <swap time>[_<n>]
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 

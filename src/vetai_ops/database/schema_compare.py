@@ -1,5 +1,6 @@
-"""Compare two databases' public schemas from PostgreSQL's own catalog, and read TypeORM's
-``migrations`` table: the evidence ``invoke adopt`` needs before it stamps a database.
+"""Compare two databases' public schemas from PostgreSQL's own catalog: the evidence
+``invoke adopt`` needs before it stamps a database (TypeORM's journal is read by
+:mod:`.typeorm_journal`).
 
 Both databases live on the same server, so ``format_type`` / ``pg_get_constraintdef`` /
 ``pg_get_indexdef`` render identically: tables, columns (type, NOT NULL, default),
@@ -13,8 +14,8 @@ import re
 
 from sqlalchemy import text
 
-from ..errors import GateRefused
 from .migrations import OPS_TABLES
+from .typeorm_journal import journal_tables
 
 IGNORED_TABLES = set(OPS_TABLES) | {"typeorm_metadata", "query-result-cache"}
 
@@ -44,17 +45,19 @@ where n.nspname = 'public' group by t.typname
 KINDS = {"p": "primary key", "f": "foreign key", "u": "unique constraint", "c": "check constraint", "x": "exclusion constraint"}
 
 
-def snapshot(conn) -> dict:
-    """The schema of ``public`` as comparable plain data (ops/TypeORM bookkeeping excluded)."""
+def snapshot(conn, ignore: set[str] | frozenset[str] = frozenset()) -> dict:
+    """The schema of ``public`` as comparable plain data (ops/TypeORM bookkeeping excluded:
+    :data:`IGNORED_TABLES`, a TypeORM journal marked by ``adopt --table``, and ``ignore``)."""
+    skip = IGNORED_TABLES | journal_tables(conn) | set(ignore)
     tables: dict[str, dict] = {}
     for r in conn.execute(text(COLUMNS_SQL)).mappings():
-        if r["tbl"] in IGNORED_TABLES:
+        if r["tbl"] in skip:
             continue
         tables.setdefault(r["tbl"], {})[r["col"]] = {"type": r["type"], "not null": r["notnull"], "default": r["dflt"]}
     cons = {(r["tbl"], r["name"]): (r["kind"], r["def"]) for r in conn.execute(text(CONSTRAINTS_SQL)).mappings()
-            if r["tbl"] not in IGNORED_TABLES}
+            if r["tbl"] not in skip}
     idx = {(r["tbl"], r["name"]): _strip_index_name(r["def"]) for r in conn.execute(text(INDEXES_SQL)).mappings()
-           if r["tbl"] not in IGNORED_TABLES}
+           if r["tbl"] not in skip}
     enums = {r["name"]: r["labels"] for r in conn.execute(text(ENUMS_SQL)).mappings()}
     return {"tables": tables, "constraints": cons, "indexes": idx, "enums": enums}
 
@@ -113,19 +116,3 @@ def _compare_named(exp: dict, live: dict, tables: set, kind, definition) -> list
         if k[0] in tables and exp[k] != live[k]:
             out.append(f"{kind(exp[k])} {k[1]} on {k[0]}: {definition(live[k])} live, expected {definition(exp[k])}")
     return out
-
-
-def read_typeorm(conn) -> list[dict]:
-    """Rows of TypeORM's ``migrations`` table, oldest first; GateRefused when absent or malformed."""
-    if not conn.execute(text("select to_regclass('public.migrations')")).scalar():
-        raise GateRefused(
-            "the database has no TypeORM 'migrations' table: it was not built by the backend's TypeORM migrations",
-            "for an empty database run `invoke deploy`; otherwise create the schema's history by hand",
-        )
-    cols = set(conn.execute(text(
-        "select column_name from information_schema.columns where table_schema = 'public' and table_name = 'migrations'"
-    )).scalars())
-    if not {"id", "timestamp", "name"} <= cols:
-        raise GateRefused(f"table 'migrations' has columns {', '.join(sorted(cols))}; TypeORM's has id, timestamp, name",
-                          "this is not TypeORM's migrations table; adopt cannot tell which state the schema is in")
-    return [dict(r) for r in conn.execute(text('select id, "timestamp", name from migrations order by id')).mappings()]

@@ -24,10 +24,16 @@ def adopt_playbook() -> Playbook:
     )
 
 
-def adopt(env_name: str | None, *, yes: bool = False, sink=None, confirm=None) -> dict:
-    """Run the adopt playbook; returns the adopt report (revision, differences, pending...)."""
+def adopt(env_name: str | None, *, yes: bool = False, table: str | None = None, sink=None, confirm=None) -> dict:
+    """Run the adopt playbook; returns the adopt report (revision, differences, pending...).
+
+    ``table``: TypeORM's journal when the backend set ``migrationsTableName`` (default
+    ``migrations``); a name that is not a plain identifier is refused before anything runs.
+    """
+    from ..database.typeorm_journal import check_table_name
     from ..pipeline import run_playbook
 
-    run = run_playbook("adopt", env_name, options={"yes": yes}, sink=sink, confirm=confirm,
+    table = check_table_name(table)
+    run = run_playbook("adopt", env_name, options={"yes": yes, "table": table}, sink=sink, confirm=confirm,
                        playbook=adopt_playbook())
     return run["adopt"]

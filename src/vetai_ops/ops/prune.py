@@ -14,6 +14,11 @@ Also removed:
   comment), else the id's own time.
 
 Protected envs: dry-run unless ``yes``. ``dry_run`` always wins.
+
+Deleting takes the env's deploy lock (exit 3 while a deploy, rollback or verify runs) and
+is refused while any backup of the env is being written (its shared "backup in progress"
+lock, :mod:`vetai_ops.database.locks`): an upload older than the grace period may still be
+a live backup's.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LockHeld
 from ..database import retired
 from ..store.catalog import id_time
 from ..units import human_age
@@ -67,6 +72,23 @@ def _before_dbs(ctx, now: datetime) -> list[tuple[str, str, datetime]]:
     return out
 
 
+def _exclusive(ctx) -> None:
+    """The env's deploy lock, and no backup being written: else LockHeld (exit 3), nothing deleted."""
+    from ..database.locks import running_backups
+    from ..steps.lock import lock
+
+    lock(ctx)  # held until the context closes
+    busy = running_backups(ctx.access.admin_engine(), ctx.access.db.name)
+    if busy:
+        who = (busy[0].get("application_name") or "another vetai-ops run").removeprefix("vetai-ops ")
+        since = busy[0].get("backend_start")
+        raise LockHeld(
+            f"a backup of env {ctx.env.name!r} is being written ({who}, since "
+            f"{since.isoformat(timespec='seconds') if since else 'an unknown time'}); prune deleted nothing",
+            "run backups.prune again when the backup has finished",
+        )
+
+
 def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool = False, dry_run: bool = False,
           sink=None, now: datetime | None = None) -> dict:
     try:
@@ -81,6 +103,8 @@ def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool =
     with op_context(env_name, "prune", sink=sink) as ctx:
         env = ctx.env
         effective_dry = dry_run or (env.protected and not yes)
+        if not effective_dry:
+            _exclusive(ctx)
         cat, store = ctx.catalog, ctx.store
         kept, removed = plan_backups(cat.list(), keep_last, keep_days, now)
         # incomplete dumps: no manifest, older than the grace period

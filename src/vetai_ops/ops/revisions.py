@@ -20,8 +20,9 @@ from ..errors import ConfigError
 
 
 def next_id() -> str:
-    nums = [int(r.revision) for r in mig.script_directory().walk_revisions() if re.fullmatch(r"\d+", r.revision)]
-    width = max([4] + [len(r.revision) for r in mig.script_directory().walk_revisions() if r.revision.isdigit()])
+    numeric = [r.revision for r in mig.script_directory().walk_revisions() if re.fullmatch(r"[0-9]+", r.revision)]
+    nums = [int(r) for r in numeric]
+    width = max([4] + [len(r) for r in numeric])
     return f"{(max(nums) if nums else 0) + 1:0{width}d}"
 
 

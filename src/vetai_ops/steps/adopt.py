@@ -1,14 +1,17 @@
 """Adopt a database built by the backend's TypeORM migrations (``invoke adopt``).
 
 ``adopt_check``: refuse when the database already has ``alembic_version``, has no TypeORM
-``migrations`` table, or that table names migrations that are not a prefix of the guide's
-13 (:func:`vetai_ops.schema.typeorm.revision_for_typeorm`); build a reference database
+journal (``migrations``, or the ``--table`` the backend set as ``migrationsTableName``), or
+that journal, ordered by timestamp as TypeORM orders it, is not exactly the guide's first
+N migrations (unknown, re-timestamped, duplicated or missing names are named:
+:func:`vetai_ops.schema.typeorm.revision_for_typeorm`); build a reference database
 ``<db>_adopt_ref`` upgraded with Alembic to the equivalent revision, compare the live schema
 with it (:mod:`vetai_ops.database.schema_compare`) and refuse on any difference, naming it.
 The reference database is always dropped. Its report becomes the plan ``confirm`` shows.
 
 ``adopt_stamp``: ``alembic stamp <revision>`` plus the Flyway-style hashes of the adopted
-revisions in ``vetai_ops_applied``, in one transaction. Nothing in the live DB changes
+revisions in ``vetai_ops_applied`` (and, for a journal with a custom name, the comment that
+keeps it out of schema comparisons), in one transaction. Nothing in the live DB changes
 before this step.
 """
 
@@ -20,9 +23,10 @@ from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..database.introspect import create_database, drop_database
-from ..database.schema_compare import compare, read_typeorm, snapshot
+from ..database.schema_compare import compare, snapshot
+from ..database.typeorm_journal import DEFAULT_TABLE, check_table_name, mark_journal, read_typeorm
 from ..errors import GateRefused
-from ..schema.typeorm import TYPEORM_MIGRATIONS, revision_for_typeorm
+from ..schema.typeorm import TypeOrmHistoryError, revision_for_typeorm, typeorm_for_revision
 from . import step
 from .validate import APPLIED_DDL
 
@@ -30,7 +34,9 @@ from .validate import APPLIED_DDL
 @step("adopt_check")
 def adopt_check(ctx, **_):
     env, access = ctx.env, ctx.access
-    report: dict = {"env": env.name, "database": access.db.name, "ok": False, "differences": []}
+    table = check_table_name(ctx.options.get("table") or DEFAULT_TABLE)
+    report: dict = {"env": env.name, "database": access.db.name, "ok": False, "differences": [],
+                    "typeorm_table": table}
     ctx.state["adopt"] = report
     with access.engine().connect() as conn:
         if conn.execute(text("select to_regclass('public.alembic_version')")).scalar():
@@ -40,20 +46,20 @@ def adopt_check(ctx, **_):
                 f"(alembic_version says {cur or 'empty'}); nothing to adopt, nothing changed",
                 "use `invoke status` and `invoke deploy`",
             )
-        rows = read_typeorm(conn)
-    names = [r["name"] for r in rows]
+        rows = read_typeorm(conn, table)  # ordered by timestamp, as TypeORM orders them
+    report["typeorm_names"] = [r["name"] for r in rows]
     try:
-        rev = revision_for_typeorm(names)
-    except ValueError as e:
-        raise GateRefused(f"cannot adopt: {e}; nothing changed",
-                          "the migrations table must list a prefix of the guide's 13 TypeORM migrations") from None
+        rev = revision_for_typeorm([(r["timestamp"], r["name"]) for r in rows])
+    except TypeOrmHistoryError as e:
+        report["refused_names"] = e.names
+        raise GateRefused(f"cannot adopt: TypeORM table {table!r}: {e}; nothing changed",
+                          f"{table!r} must list exactly the guide's first N migrations, by their exact names "
+                          "(see src/vetai_ops/schema/typeorm.py); fix the table or the database, then run "
+                          "`invoke adopt` again", report=report) from None
     if rev is None:
-        raise GateRefused("TypeORM's migrations table is empty: no migration was applied; nothing changed",
+        raise GateRefused(f"TypeORM's {table!r} table is empty: no migration was applied; nothing changed",
                           "for an empty database run `invoke deploy` instead")
-    by_name = {m.name: m for m in TYPEORM_MIGRATIONS}
-    bad_ts = [f"{r['name']} has timestamp {r['timestamp']}, expected {by_name[r['name']].timestamp}"
-              for r in rows if int(r["timestamp"]) != by_name[r["name"]].timestamp]
-    last = max((by_name[n] for n in names), key=lambda m: m.timestamp)
+    last = typeorm_for_revision(rev)
     report.update(typeorm_last=last.name, typeorm_applied=len(rows), revision=rev)
     ctx.emit("info", f"TypeORM applied {len(rows)} migrations, last {last.name} = Alembic revision {rev}")
 
@@ -79,8 +85,8 @@ def adopt_check(ctx, **_):
         except Exception:  # noqa: BLE001
             ctx.emit("warning", f"could not drop the reference database {ref}")
     with access.engine().connect() as conn:
-        live = snapshot(conn)
-    diffs = bad_ts + compare(expected, live)
+        live = snapshot(conn, ignore={table})
+    diffs = compare(expected, live)
     report.update(differences=diffs, compare_s=round(time.monotonic() - t0, 3), tables=len(expected["tables"]))
     if diffs:
         shown = "\n  - ".join(diffs[:30]) + (f"\n  - ... and {len(diffs) - 30} more" if len(diffs) > 30 else "")
@@ -107,6 +113,8 @@ def adopt_stamp(ctx, **_):
             fname, sha = files[r]
             conn.execute(text("INSERT INTO vetai_ops_applied (revision, file, sha256) VALUES (:r, :f, :s)"
                               " ON CONFLICT (revision) DO NOTHING"), {"r": r, "f": fname, "s": sha})
+        if report["typeorm_table"] != DEFAULT_TABLE:
+            mark_journal(conn, report["typeorm_table"])
         mig.stamp(conn, rev)
         now_rev = mig.current(conn)
     if now_rev != rev:

@@ -12,6 +12,7 @@ stored bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import time
@@ -19,7 +20,7 @@ import time
 from sqlalchemy import text
 
 from .. import __version__
-from ..errors import CommandFailed, GateRefused, StoreError
+from ..errors import CommandFailed, GateRefused, OpsError, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
@@ -133,6 +134,16 @@ def signing_key(ctx):
 
 
 def take_backup(ctx, reason: str = "manual") -> Manifest:
+    """One backup, holding the shared "backup in progress" lock until its manifest is written
+    (``backups.prune`` leaves its dump and upload alone meanwhile)."""
+    from ..database.locks import backup_in_progress
+
+    with backup_in_progress(ctx.access.admin_engine(), ctx.access.db.name,
+                            f"vetai-ops backup ({ctx.action}) by {ctx.operator}"):
+        return _take_backup(ctx, reason)
+
+
+def _take_backup(ctx, reason: str) -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
     signing_key(ctx)
     t0 = time.monotonic()
@@ -170,7 +181,10 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
         except BaseException:
             proc.kill()
             proc.wait()
-            ctx.store.delete(key)
+            # the upload's own error says what is left behind; a delete that fails too (S3
+            # unreachable) must not replace it with "S3 delete failed"
+            with contextlib.suppress(OpsError):
+                ctx.store.delete(key)
             raise
         rc = proc.wait()
     tick.final()

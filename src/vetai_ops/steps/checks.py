@@ -37,7 +37,8 @@ def http_check(target, url: str, timeout: float) -> tuple[bool, str]:
     )
     res = target.run(["python3", "-c", code, url, str(timeout)], check=False, timeout=timeout + 10)
     if res.returncode == 127:  # no python3 on that host: curl
-        res = target.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(timeout), url],
+        # `--`: a URL is never read as a curl option
+        res = target.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(timeout), "--", url],
                          check=False, timeout=timeout + 10)
         out = (res.text.strip() or res.stderr.strip())
         return res.returncode == 0 and out.startswith("2"), out

@@ -9,9 +9,20 @@ from . import step
 def _rollback_plan(ctx) -> dict:
     """What a rollback will do, shown before the operator confirms it."""
     from ..database import migrations as mig
+    from ..journal import read_history
 
-    m = ctx.catalog.resolve(ctx.options.get("to"), trust_unsigned=bool(ctx.options.get("trust_unsigned")))
+    rows: list = []
+
+    def history() -> list:  # read once, and only when a form or the plan needs it
+        if not rows:
+            rows.append(read_history(ctx.access.engine(), limit=500))
+        return rows[0]
+
+    sel = ctx.catalog.select(ctx.options.get("to"), history=history, explain=True,
+                             trust_unsigned=bool(ctx.options.get("trust_unsigned")))
+    m = sel.manifest
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
+    ctx.state["selection"] = sel.to_json()  # how --to was read, and the journaled deploys it undoes
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
     return {
@@ -19,6 +30,7 @@ def _rollback_plan(ctx) -> dict:
         "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
         "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,
         "backup_store": ctx.store.url(m.dump_key), "restore_signed": m.signed, "pending": [], "findings": [],
+        "selection": ctx.state["selection"],
     }
 
 

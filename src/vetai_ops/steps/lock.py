@@ -55,4 +55,14 @@ def lock(ctx, **_):
         )
     ctx._stack.callback(conn.close)  # closing the session releases the lock
     ctx.state["lock_conn"] = conn
+    _repair_interrupted_swap(ctx, eng, dbname)
     return f"advisory lock on {dbname}"
+
+
+def _repair_interrupted_swap(ctx, eng, dbname: str) -> None:
+    """First thing under the lock: put right what a restore that died mid-swap left (a live
+    DB refusing connections, a missing live name, restore copies of dead runs), and say so."""
+    from ..database.swap import repair
+
+    for what in repair(eng, dbname):
+        ctx.emit("warning", f"repaired an interrupted restore: {what}")

@@ -17,9 +17,10 @@
    (A ``stream`` mode that piped the store into pg_restore, checking the sha256 only at
    the end, was removed: pg_restore executed the SQL of bytes not yet verified.)
 3. check it: Alembic revision == manifest, every table of the manifest present.
-4. swap by rename: block new connections, terminate sessions, live -> ``<db>_before_<id>``,
-   restored -> live. Any failure before the rename leaves the live DB as it was (the
-   scratch DB is dropped).
+4. swap by rename, in ONE transaction (database/swap.py): terminate sessions, live ->
+   ``<db>_before_<id>``, restored -> live, commit. A failure or a dead operator at any
+   point leaves the live DB as it was; the scratch DB is dropped by this run, or by the
+   next one (under the env's lock, :func:`vetai_ops.database.swap.repair`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
 from . import step
 from ..database import retired
-from ..database.introspect import drop_database, new_database, public_tables, quote_ident
+from ..database import swap as dbswap
+from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
 from ..units import human_bytes
 from .backup import Every
@@ -230,7 +231,7 @@ def restore_backup(ctx, m) -> dict:
     """Restore manifest ``m`` over the env's live database. Returns a summary dict."""
     access = ctx.access
     live = access.db.name
-    scratch = f"{live}_restore_{m.id}".lower()
+    scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
     timings = restore_into(ctx, m, scratch, maint)
     try:
@@ -241,17 +242,18 @@ def restore_backup(ctx, m) -> dict:
         missing = sorted(set(m.tables) - tables)
         if missing:
             raise OpsError(f"restored copy lacks tables {', '.join(missing)}; live DB untouched")
+        t_restored = time.monotonic()
+        from ..store.catalog import new_id
+
+        before = retired.unused_name(maint, live, m.id, new_id())
+        swap(ctx, maint, live, scratch, before)
     except BaseException:
+        # this run's copy never outlives a failed run (a killed one: the next run drops it)
         try:
             drop_database(maint, scratch)
         except Exception:  # noqa: BLE001
             pass
         raise
-    t_restored = time.monotonic()
-    from ..store.catalog import new_id
-
-    before = retired.unused_name(maint, live, m.id, new_id())
-    swap(ctx, maint, live, scratch, before)
     access.dispose()
     _after_swap(ctx, maint, before, m)
     return {
@@ -285,28 +287,10 @@ def _after_swap(ctx, maint, before: str, m) -> None:
 
 
 def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
-    """Short swap by rename; on a failure midway, put the live DB back under its name."""
-    ctx.state["db_changed"] = True  # from here on the live database is being replaced
-    with maint.connect() as c:
-        c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS false"))
-        try:
-            c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": live})
-            for _ in range(50):
-                n = c.execute(text("select count(*) from pg_stat_activity where datname = :d"), {"d": live}).scalar()
-                if not n:
-                    break
-                time.sleep(0.1)
-            c.execute(text(f"ALTER DATABASE {quote_ident(live)} RENAME TO {quote_ident(before)}"))
-        except BaseException:
-            c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true"))
-            raise
-        try:
-            c.execute(text(f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(live)}"))
-        except BaseException:
-            c.execute(text(f"ALTER DATABASE {quote_ident(before)} RENAME TO {quote_ident(live)}"))
-            c.execute(text(f"ALTER DATABASE {quote_ident(live)} WITH ALLOW_CONNECTIONS true"))
-            raise
-        c.execute(text(f"ALTER DATABASE {quote_ident(before)} WITH ALLOW_CONNECTIONS true"))
+    """Both renames in one transaction (:func:`vetai_ops.database.swap.swap_in`): on any
+    failure nothing is renamed and the live database is as it was."""
+    dbswap.swap_in(maint, live, scratch, before, emit=lambda kind, msg: ctx.emit(kind, msg))
+    ctx.state["db_changed"] = True  # committed: the live name is the restored copy
     ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
 
 

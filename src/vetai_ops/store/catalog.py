@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 from ..errors import BackupNotFound, OpsError, UnsignedBackup, UntrustedBackup
 from .base import BackupStore
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
-ID_PREFIX_RE = re.compile(r"^\d{1,8}(T\d{0,6}Z?)?$")
+# \Z, not $ (which lets a trailing newline through); [0-9], not \d (any Unicode digit)
+ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
 
 
 @dataclass
@@ -242,56 +242,44 @@ class Catalog:
         return sorted(out)
 
     def resolve(self, to: str | None, *, trust_unsigned: bool = False, enforce: bool = True) -> Manifest:
-        """``to`` = exact id, unique prefix, or ``latest`` (the newest SIGNED backup; with
-        ``trust_unsigned`` the newest of all). Clear errors otherwise. ``enforce``: refuse what
-        :meth:`require_trusted` refuses (``enforce=False``: for ``backups.verify --sign``)."""
-        m = self._resolve(to, trust_unsigned or not enforce)
-        if enforce:
-            self.require_trusted(m, trust_unsigned)
-        return m
+        """``to`` = exact id, unique prefix, ``latest``, a time, ``-2h`` (see :mod:`.when`). Clear errors otherwise."""
+        return self.select(to, trust_unsigned=trust_unsigned, enforce=enforce).manifest
 
-    def _resolve(self, to: str | None, any_trust: bool) -> Manifest:
-        if not to or not str(to).strip():
-            raise BackupNotFound("--to is required: which backup to restore", "pass --to=<id>, a unique prefix, or --to=latest; `invoke backups.list` shows them")
-        to = str(to).strip()
+    def select(self, to: str | None, *, now: datetime | None = None, history=None, explain: bool = False,
+               trust_unsigned: bool = False, enforce: bool = True):
+        """The :class:`.when.Selection` for ``to`` (the backup and why); ``history`` is a callable
+        returning deploy_history rows, newest first, asked for ``pre-deploy`` (and with ``explain``,
+        to name the deploys the restore undoes).
+
+        Trust: ``latest`` and times pick among SIGNED backups only (with ``trust_unsigned`` on
+        an unprotected env, among all), so a forged newer manifest is never chosen for the
+        operator; an id, a prefix or ``pre-deploy`` names a backup whatever its trust, and
+        ``enforce`` then refuses what :meth:`require_trusted` refuses (``enforce=False``: for
+        ``backups.verify --sign``). A manifest naming another backup/env/database: exit 4."""
+        from .when import parse, select
+
+        now = now or datetime.now(timezone.utc)
         backups = self.list()
-        if to == "latest":
-            usable = backups if any_trust and not self.protected else [m for m in backups if m.signed]
-            if not usable:
-                if backups:
-                    raise UnsignedBackup(
-                        f"env {self.env!r} has {len(backups)} backup(s) in {self.store.location} but none is signed"
-                        " with this env's manifest key; nothing was changed",
-                        "name one with --to=<id> (`invoke backups.list` shows them) and --trust-unsigned on an "
-                        "unprotected env, or sign it after a restore drill with `invoke backups.verify --to=<id> --sign`")
-                raise BackupNotFound(f"no complete backups for env {self.env!r} in {self.store.location}", "run `invoke backup` first")
-            return usable[0]
-        if not ID_PREFIX_RE.match(to):
-            raise BackupNotFound(
-                f"--to={to!r} is not a backup id (expected YYYYMMDDTHHMMSSZ, a unique prefix of one, or latest)",
-                "see `invoke backups.list --env=" + self.env + "`",
-            )
-        matches = [m for m in backups if m.id.startswith(to)]
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            bad = [bid for bid in self.rejected if bid.startswith(to)]
+        try:
+            kind = parse(to, now).kind if to is not None and str(to).strip() else None
+        except BackupNotFound:
+            kind = None  # select() raises the same, clearly
+        any_trust = (trust_unsigned or not enforce) and not self.protected
+        pool = backups if any_trust or kind in ("id", "pre-deploy", None) else [m for m in backups if m.signed]
+        if backups and not pool:
+            raise UnsignedBackup(
+                f"env {self.env!r} has {len(backups)} backup(s) in {self.store.location} but none is signed"
+                " with this env's manifest key; nothing was changed",
+                "name one with --to=<id> (`invoke backups.list` shows them) and --trust-unsigned on an "
+                "unprotected env, or sign it after a restore drill with `invoke backups.verify --to=<id> --sign`")
+        try:
+            sel = select(pool, to, env=self.env, location=self.store.location, now=now, history=history,
+                         explain=explain)
+        except BackupNotFound:
+            bad = [bid for bid in self.rejected if kind == "id" and bid.startswith(str(to).strip())]
             if len(bad) == 1:
-                raise UntrustedBackup(self.rejected[bad[0]], "restore only this env's own backups (`invoke backups.list`)")
-            nearest = sorted(backups, key=lambda m: _distance(m.id, to))[:3]
-            hint = ("nearest: " + ", ".join(m.id for m in nearest)) if nearest else "there are no backups yet; run `invoke backup`"
-            raise BackupNotFound(f"no backup {to!r} for env {self.env!r} in {self.store.location}", hint)
-        raise BackupNotFound(
-            f"--to={to!r} is ambiguous: {len(matches)} backups match ({', '.join(m.id for m in matches[:5])})",
-            "give more characters of the id",
-        )
-
-
-def _distance(bid: str, wanted: str) -> float:
-    digits = re.sub(r"\D", "", wanted)
-    have = re.sub(r"\D", "", bid)
-    n = min(len(digits), len(have))
-    try:
-        return abs(int(have[:n] or 0) - int(digits[:n] or 0))
-    except ValueError:
-        return float("inf")
+                raise UntrustedBackup(self.rejected[bad[0]], "restore only this env's own backups (`invoke backups.list`)") from None
+            raise
+        if enforce:
+            self.require_trusted(sel.manifest, trust_unsigned)
+        return sel

@@ -10,7 +10,7 @@ import threading
 from typing import Sequence
 
 from ..errors import CommandFailed, TargetError
-from ..secrets import redact
+from ..secrets import child_environ, redact
 from .base import Result, keep_tail
 
 
@@ -62,7 +62,8 @@ class LocalTarget:
         self.name = name
 
     def _env(self, env: dict[str, str] | None) -> dict[str, str]:
-        full = dict(os.environ)
+        # never the password variables: a pg tool that needs the password gets a PGPASSFILE
+        full = child_environ(dict(os.environ))
         if env:
             full.update(env)
         return full

@@ -27,6 +27,7 @@ import os
 import secrets as _secrets
 import select
 import socket
+import stat
 import subprocess
 import threading
 from typing import Iterator, Sequence
@@ -38,7 +39,7 @@ from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
 
 from ..config import SSHConfig
-from ..errors import CommandFailed, HostKeyError, TargetError
+from ..errors import CommandFailed, ConfigError, HostKeyError, TargetError
 from ..secrets import redact
 from .base import keep_tail, Result, shell_join
 
@@ -200,13 +201,30 @@ class SSHTarget:
             f" then add it: `ssh-keyscan {port}{self.host} >> {self.ssh.known_hosts}`"
         )
 
+    def _check_key_file(self, path: str) -> None:
+        """Like ssh: a private key others can read (or replace) is refused, with the fix."""
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise ConfigError(f"SSH key file {path} (ssh.key_file) for {self.address} cannot be read: "
+                              f"{e.strerror or e}", "fix ssh.key_file in the inventory") from None
+        if st.st_uid not in (os.geteuid(), 0):
+            raise ConfigError(f"SSH key file {path} belongs to another user (uid {st.st_uid}): refused",
+                              f"use a key of your own (`chown {os.geteuid()} {path}`)")
+        if st.st_mode & 0o077:
+            raise ConfigError(
+                f"SSH key file {path} is accessible by other users (permissions {stat.S_IMODE(st.st_mode):04o}): "
+                "a private key must be readable by its owner only; refused",
+                f"chmod 600 {path}",
+            )
+
     def _new_connection(self) -> Connection:
         ssh = self.ssh
         connect_kwargs: dict = {"banner_timeout": ssh.connect_timeout, "auth_timeout": ssh.connect_timeout}
         if ssh.key_file:
-            connect_kwargs.update(
-                key_filename=os.path.expanduser(ssh.key_file), look_for_keys=False, allow_agent=False
-            )
+            key = os.path.expanduser(ssh.key_file)
+            self._check_key_file(key)
+            connect_kwargs.update(key_filename=key, look_for_keys=False, allow_agent=False)
         # an empty paramiko SSHConfig: no ~/.ssh/config surprises (ProxyJump, IdentityFile...)
         cfg = Config(ssh_config=paramiko.SSHConfig())
         conn = Connection(

@@ -1,13 +1,18 @@
-"""align appointments: veterinarian optional, FK ON DELETE SET NULL, lookup indexes
+"""align appointment structure: veterinarian optional, FK ON DELETE SET NULL, lookup indexes
 
-A veterinarian leaving the clinic must not block the deletion nor erase the pet's
-appointment history: the appointment stays, unassigned.
+TypeORM migration (guide #5):
+    timestamp: 1749000004000
+    class:     AlignAppointmentStructure1749000004000
+    folder:    database/migrations  (file 1749000004000-AlignAppointmentStructure.ts)
 
-TypeORM: AlignAppointments1749400000000
+Aligns the table with the entity's ``@ManyToOne(() => Veterinarian, {nullable: true,
+onDelete: 'SET NULL'})``: a veterinarian leaving the clinic must not block the deletion
+nor erase the pet's appointment history; the appointment stays, unassigned. Adds the
+indexes the agenda screens query by (pet, vet + time, time).
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2025-06-08 00:00:00
+Create Date: 2025-06-04 01:20:04
 """
 from alembic import op
 import sqlalchemy as sa

@@ -1,22 +1,25 @@
 """add pet_id to medical_records (FK CASCADE), backfilled from the appointment
 
+TypeORM migration (guide #11):
+    timestamp: 1750112631639
+    class:     AddPetIdToMedicalRecords1750112631639
+    folder:    migrations  (file 1750112631639-AddPetIdToMedicalRecords.ts)
+
 A record must belong to a pet even when it was written outside an appointment (walk-in,
 phone consultation). Existing rows take the pet of their appointment; a record with no
 appointment cannot be placed, so the NOT NULL step fails loudly rather than guessing
 (the pre-deploy orphan check reports such rows first).
 
-TypeORM: AddPetIdToMedicalRecords1749700000000
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2025-06-11 00:00:00
+Revision ID: 0011
+Revises: 0010
+Create Date: 2025-06-16 22:23:51
 """
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = "0008"
-down_revision = "0007"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
@@ -35,8 +38,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # records without an appointment lose their only link to a pet: 0007 had no way to
-    # express them either. They are kept (appointment_id NULL), as 0007 allowed.
+    # records without an appointment lose their only link to a pet: the older shape had
+    # no way to express them either. They are kept (appointment_id NULL), as it allowed.
     op.drop_index("ix_medical_records_pet_id_visit_date", table_name="medical_records")
     op.drop_constraint("fk_medical_records_pet_id", "medical_records", type_="foreignkey")
     op.drop_column("medical_records", "pet_id")

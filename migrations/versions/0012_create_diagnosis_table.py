@@ -1,17 +1,24 @@
-"""diagnosis table: ai_diagnoses (model output per pet, optionally per appointment)
+"""create diagnosis table: ai_diagnoses (model output per pet, optionally per appointment)
 
-TypeORM: CreateDiagnosisTable1749800000000
+TypeORM migration (guide #12):
+    timestamp: 1750120000000
+    class:     CreateDiagnosisTable1750120000000
+    folder:    migrations  (file 1750120000000-CreateDiagnosisTable.ts)
 
-Revision ID: 0009
-Revises: 0008
-Create Date: 2025-06-12 00:00:00
+The AI assistant's diagnoses: which model (and version) saw which symptoms of which pet,
+its confidence (0-1) and its structured result; a vet marks it reviewed. Requested-by
+and appointment are kept when they exist, SET NULL when they go.
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2025-06-17 00:26:40
 """
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-revision = "0009"
-down_revision = "0008"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

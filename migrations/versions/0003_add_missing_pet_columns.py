@@ -1,10 +1,17 @@
-"""add pet columns: microchip, weight_kg, color, sterilized, birth_date, sex
+"""add missing pet columns: microchip, weight_kg, color, sterilized, birth_date, sex
 
-TypeORM: AddPetColumns1749200000000
+TypeORM migration (guide #3):
+    timestamp: 1749000002000
+    class:     AddMissingPetColumns1749000002000
+    folder:    database/migrations  (file 1749000002000-AddMissingPetColumns.ts)
+
+The Pet entity already declared these fields when InitialDatabaseSchema was generated
+from an older copy of it; the API failed on every pet read in production until they
+were added. All are nullable or have a default, so existing pets need no backfill.
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2025-06-06 00:00:00
+Create Date: 2025-06-04 01:20:02
 """
 from alembic import op
 import sqlalchemy as sa

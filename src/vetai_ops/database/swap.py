@@ -1,0 +1,165 @@
+"""The swap of a restore, and the repair of one that was interrupted.
+
+The swap is ONE transaction on the maintenance database (PostgreSQL allows ``ALTER DATABASE
+... RENAME`` in a transaction block; checked on 15)::
+
+    SELECT pg_terminate_backend(pid) ...       -- the live database's sessions (the app's too)
+    BEGIN
+    ALTER DATABASE live RENAME TO before       -- takes the database's lock: new sessions wait
+    ALTER DATABASE scratch RENAME TO live
+    COMMIT                                     -- both names change together, or neither
+
+While the transaction is open, a new connection to the live name waits on the database's
+lock, then either finds the old database (the transaction aborted) or is told the name "was
+just renamed" and reconnects to the restored one. Whatever moment the operator dies, the
+server aborts the open transaction: the live name never goes missing and no database is
+left refusing connections. A dead operator is noticed even while its statement waits on a
+lock (``client_connection_check_interval``) or when the link just goes silent
+(``idle_in_transaction_session_timeout``, ``lock_timeout``), so its transaction cannot hold
+the database's lock for long.
+
+:func:`repair` puts right what an interrupted swap (this one or the older two-step one) can
+leave: a live database refusing connections, a live name missing while the database it
+named is kept under ``<db>_before_<id>`` (not yet stamped as retired), and restore copies
+``<db>_restore_<id>`` of runs that died. It runs under the env's lock, before anything else.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable
+
+from psycopg import sql
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from ..errors import OpsError, short_error
+from . import retired
+
+APPLICATION = "vetai-ops swap"  # the swap session's application_name (tests find it by this)
+# the swap session's own limits: a dead or silent operator cannot keep the lock on the live DB
+SESSION = {
+    "lock_timeout": "30s",
+    "idle_in_transaction_session_timeout": "30s",
+    "client_connection_check_interval": "1s",  # PostgreSQL 14+: notice a closed client while waiting
+}
+OBJECT_IN_USE = "55006"  # "database ... is being accessed by other users"
+ATTEMPTS = 5
+
+
+def restore_prefix(live: str) -> str:
+    return f"{live}_restore_".lower()
+
+
+def restore_name(live: str, backup_id: str) -> str:
+    return f"{restore_prefix(live)}{backup_id.lower()}"
+
+
+_RESTORE_SUFFIX = re.compile(r"^\d{8}t\d{6}z$")
+
+
+def _x(c, stmt) -> None:
+    c.exec_driver_sql(stmt.as_string() if isinstance(stmt, sql.Composable) else stmt)
+
+
+def terminate_sessions(c, db: str) -> int:
+    """End every other session on ``db`` (pg_signal_backend, or membership of their roles)."""
+    return len(c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": db}).all())
+
+
+def _sqlstate(e: BaseException) -> str | None:
+    return getattr(getattr(e, "orig", None), "sqlstate", None)
+
+
+def _exists(maint: Engine, name: str) -> bool:
+    with maint.connect() as c:
+        return bool(c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first())
+
+
+def swap_in(maint: Engine, live: str, scratch: str, before: str,
+            emit: Callable[[str, str], None] | None = None) -> None:
+    """Rename ``live`` -> ``before`` and ``scratch`` -> ``live`` in one transaction (through the
+    AUTOCOMMIT maintenance engine ``maint``). Raises on failure with nothing renamed. A session
+    that reconnects between the termination and the rename makes the rename fail with
+    "being accessed by other users": then the sessions are ended again and the swap retried."""
+    emit = emit or (lambda kind, msg: None)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with maint.connect() as c:
+                _x(c, sql.SQL("SET application_name = {}").format(sql.Literal(APPLICATION)))
+                for k, v in SESSION.items():
+                    try:
+                        _x(c, sql.SQL("SET {} = {}").format(sql.Identifier(k), sql.Literal(v)))
+                    except DBAPIError:  # a server older than the setting (autocommit: no harm done)
+                        pass
+                n = terminate_sessions(c, live)
+                if n:
+                    emit("info", f"ended {n} session(s) on {live}")
+                _x(c, "BEGIN")
+                try:
+                    _x(c, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(before)))
+                    _x(c, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(scratch), sql.Identifier(live)))
+                except BaseException:
+                    try:
+                        _x(c, "ROLLBACK")
+                    except Exception:  # noqa: BLE001 - the session is gone: the server aborted it
+                        pass
+                    raise
+                try:
+                    _x(c, "COMMIT")
+                except Exception:
+                    # the answer to COMMIT was lost: the catalog says whether it happened
+                    if _exists(maint, before) and _exists(maint, live) and not _exists(maint, scratch):
+                        return
+                    raise
+                return
+        except DBAPIError as e:
+            if _sqlstate(e) == OBJECT_IN_USE and attempt < ATTEMPTS:
+                emit("warning", f"sessions reconnected to {live} during the swap; ending them again "
+                                f"(attempt {attempt + 1} of {ATTEMPTS})")
+                time.sleep(0.2 * attempt)
+                continue
+            raise
+
+
+def restore_copies(maint: Engine, live: str) -> list[str]:
+    """Databases named like this env's restore copies (``<db>_restore_<backup id>``)."""
+    p = restore_prefix(live)
+    with maint.connect() as c:
+        names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
+        return sorted(n for n in names if _RESTORE_SUFFIX.match(n[len(p):]))
+
+
+def repair(maint: Engine, live: str) -> list[str]:
+    """Put right what an interrupted swap left; returns what was done (empty: nothing to do).
+    Call it only under the env's lock: then no other run's restore copy can be in use."""
+    done: list[str] = []
+    with maint.connect() as c:
+        row = c.execute(text("SELECT datallowconn FROM pg_database WHERE datname = :n"), {"n": live}).first()
+    if row is None:
+        # the older two-step swap died between its renames: the live database is the newest
+        # retired one not yet stamped (a finished swap stamps it)
+        orphans = sorted((name for name, _, at in retired.retired_databases(maint, live) if at is None), reverse=True)
+        if not orphans:
+            raise OpsError(f"database {live} does not exist and no database a swap moved aside was found",
+                           f"check the server (`SELECT datname FROM pg_database`) and the inventory's database.name")
+        with maint.connect() as c:
+            _x(c, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(orphans[0]), sql.Identifier(live)))
+        done.append(f"renamed {orphans[0]} back to {live} (a swap had died between its renames)")
+        with maint.connect() as c:
+            row = c.execute(text("SELECT datallowconn FROM pg_database WHERE datname = :n"), {"n": live}).first()
+    if row is not None and not row[0]:
+        with maint.connect() as c:
+            _x(c, sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(live)))
+        done.append(f"{live} accepts connections again (a swap had died after blocking them)")
+    for name in restore_copies(maint, live):
+        try:
+            with maint.connect() as c:
+                _x(c, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            done.append(f"dropped {name}, the restore copy of a run that died")
+        except Exception as e:  # noqa: BLE001 - named, not fatal: the run goes on
+            done.append(f"could not drop {name}, the restore copy of a run that died: {short_error(e)}")
+    return done
