@@ -154,9 +154,11 @@ def test_forged_verifications_and_sha256_are_not_trusted(local_env, tmp_path):
 
     cat = make_catalog(load_inventory().env("local"))
     assert cat.resolve("latest").id == old
-    kept, _ = plan_backups(cat.list(), 1, 0, datetime.now(timezone.utc))
+    kept, removed = plan_backups(cat.list(), 1, 0, datetime.now(timezone.utc))
     reasons = {k["name"]: k["reason"] for k in kept}
-    assert "newest verified" in reasons[old] and "newest verified" not in reasons.get(new, "")
+    # the forged newer manifest neither counts as verified nor pushes the signed one out of "newest 1"
+    assert "newest verified" in reasons[old] and "newest 1" in reasons[old]
+    assert new not in reasons and [r["name"] for r in removed] == [new]
 
     log = spy_tools(local_env, tmp_path)
     before = pets(local_env)
