@@ -11,10 +11,17 @@ import pytest
 class Health:
     def __init__(self):
         self.status = 200
+        self.hits = 0
+        # called (with the hit number) before each answer: a test acts at a known point of a
+        # run, e.g. writes as the app or cuts a connection during the post-check
+        self.on_request = None
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                outer.hits += 1
+                if outer.on_request is not None:
+                    outer.on_request(outer.hits)
                 self.send_response(outer.status)
                 self.end_headers()
                 self.wfile.write(b"ok" if outer.status == 200 else b"down")

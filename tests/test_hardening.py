@@ -69,6 +69,9 @@ def test_missing_squawk_refuses_a_protected_deploy_and_warns_elsewhere(local_env
         run_playbook("deploy", "local", options={"yes": True})
     assert ei.value.exit_code == 2 and "squawk" in ei.value.message
     assert local_env.psql("select version_num from alembic_version") == before  # nothing changed
+    from vetai_ops.cli.validate_cmd import run_validate
+
+    assert run_validate(env="local", migrations=None, json_out=True, render_sql=True) == 2  # `invoke validate --env`
 
     monkeypatch.setenv("VETAI_OPS_INVENTORY", str(local_env.inventory))
     sink = ListSink()
@@ -112,6 +115,9 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
     for d in (dead, other):
         d.mkdir(mode=0o700, exist_ok=True)
         (d / "backup.dump").write_bytes(b"clinic data")
+    legacy = Path("/tmp/vetai-ops-0ldVers10n.dump")  # what older versions left, world-readable, a day ago
+    legacy.write_bytes(b"clinic data")
+    os.utime(legacy, (legacy.stat().st_atime - 2 * 86400, legacy.stat().st_mtime - 2 * 86400))
     seen = []
     real = restore_mod.materialise
 
@@ -134,11 +140,13 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
         assert not dead_still_there  # the dead run's spool went before this one was written
         assert not os.path.exists(os.path.dirname(path))  # removed after pg_restore
         assert other.exists()  # another database's spool is not ours to judge
+        assert not legacy.exists()
     finally:
         import shutil
 
         shutil.rmtree(other, ignore_errors=True)
         shutil.rmtree(dead, ignore_errors=True)
+        legacy.unlink(missing_ok=True)
 
 
 def test_restore_spool_removed_when_the_backup_is_corrupt(local_env):
@@ -196,9 +204,12 @@ def test_markup_in_a_health_reason_phrase_gives_the_normal_recovery_and_report(l
     assert "RECOVERY FAILED" not in r.stderr and "recovered:" in r.stderr
     assert EVIL in r.stderr  # shown as the app sent it
     assert local_env.psql("select version_num from alembic_version") == "0012"
-    runs = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
-    finished = [e for e in runs if e.get("kind") == "run_finished" or e.get("event") == "run_finished"]
-    assert finished and "failed" in json.dumps(finished[-1])
+    journal = [json.loads(ln) for f in logs.glob("*") for ln in f.read_text().splitlines() if ln.strip()]
+    deploy = [e for e in journal if e["action"] == "deploy"]
+    finished = [e for e in deploy if e["event"] == "run_finished"]
+    assert finished and finished[-1]["data"]["outcome"] == "failed"  # journaled to the end
+    assert any(e["event"] == "step_finished" and e["step"] == "restore" for e in deploy)  # the recovery ran
+    assert any(EVIL in e["message"] for e in deploy)  # the reason phrase, as sent, in the journal
 
 
 def test_tables_and_errors_show_brackets_as_text(capsys):

@@ -147,6 +147,20 @@ class Checks(Strict):
     # count every table's rows before and after a deploy (count(*): a full read of the data,
     # less than the backup reads; false skips the row-loss check on very large databases)
     row_counts: bool = True
+    # a pending statement that rewrites a table bigger than this (MiB) under its ACCESS EXCLUSIVE
+    # lock refuses the deploy unless acknowledged (`# vetai-ops: allow rewrite <table>`)
+    max_rewrite_mb: int = Field(1024, ge=0)
+    # data probes (before the backup): each one's statement_timeout, and the planner row
+    # estimate above which a probe reads a TABLESAMPLE SYSTEM sample of about this many rows
+    probe_timeout: str = "60s"
+    probe_sample_rows: int = Field(1_000_000, ge=1)
+
+    @field_validator("probe_timeout")
+    @classmethod
+    def _timeout(cls, v):
+        if not re.fullmatch(r"[0-9]+ ?(ms|s|min|h)?", v.strip()):
+            raise ValueError(f"invalid probe_timeout {v!r}: a PostgreSQL duration such as '60s', '500ms' or '2min'")
+        return v.strip()
 
     @field_validator("http")
     @classmethod
@@ -173,6 +187,32 @@ class Backup(Strict):
     zstd_level: int = 1  # bench: level 1 was both smaller and ~2x cheaper than 3 on 2 cores (bench/README.md)
     compress_on: Literal["host", "operator"] = "host"
     restore_jobs: int | None = None  # None: the DB host's cores
+    # a dump or restore stream that moves no bytes for this long is killed and reported
+    stall_timeout: float = Field(default=120.0, gt=0)
+
+
+class Deploy(Strict):
+    """How a deploy proves itself before the live database is touched (issue 14)."""
+
+    # rehearse the pending revisions on a scratch copy restored from this run's backup, after
+    # the backup and before the live database is migrated: auto = when a pending revision has a
+    # data-dependent operation (raw SQL, type change, NOT NULL, unique, check, foreign key,
+    # backfill), and always on protected envs; always; off (the team's written choice: a
+    # database too big to copy twice). `deploy --no-rehearsal` is refused on protected envs.
+    rehearsal: Literal["auto", "always", "off"] = "auto"
+    # recovery-time objective: refuse (exit 2, before the backup) a deploy whose rollback,
+    # predicted from this env's past restores scaled by the database's size now, takes longer
+    max_rollback_s: float | None = Field(None, gt=0)
+
+    @field_validator("rehearsal", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off` as false (and `on`/`yes` as true)
+        if v is False:
+            return "off"
+        if v is True:
+            raise ValueError("write rehearsal: auto or rehearsal: always (a bare on/yes/true is ambiguous)")
+        return v
 
 
 class Environment(Strict):
@@ -186,6 +226,7 @@ class Environment(Strict):
     checks: Checks = Field(default_factory=Checks)
     services: Services = Field(default_factory=Services)
     backup: Backup = Field(default_factory=Backup)
+    deploy: Deploy = Field(default_factory=Deploy)
     downgrade_on_failure: bool = False
 
     # filled by load_inventory

@@ -78,6 +78,15 @@ class LockHeld(OpsError):
     exit_code = 3
 
 
+class LockLost(OpsError):
+    """The env's advisory lock was lost mid-run (its session ended: network drop, terminated):
+    the run stops before the next change rather than risk an unseen second deployer."""
+
+
+class StreamStalled(TargetError):
+    """A dump or restore stream moved no bytes for ``backup.stall_timeout`` seconds; it was stopped."""
+
+
 class GateRefused(OpsError):
     """Validation / preflight refused the deploy; nothing was changed."""
 

@@ -42,4 +42,7 @@ class Tee:
 
     def emit(self, event: Event) -> None:
         for s in self.sinks:
-            s.emit(event)
+            try:
+                s.emit(event)
+            except OSError:  # a closed terminal or pipe (SIGHUP, `| head`) must not stop a run or its recovery
+                pass

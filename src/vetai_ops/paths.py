@@ -53,3 +53,8 @@ def find_tool(name: str) -> str | None:
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
     return shutil.which(name)
+
+
+def cache_dir() -> Path:
+    """Operator-side caches (the reference schemas); ``VETAI_OPS_CACHE`` or ``.vetai/cache``."""
+    return Path(os.environ.get("VETAI_OPS_CACHE") or project_root() / ".vetai" / "cache")

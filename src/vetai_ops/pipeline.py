@@ -10,6 +10,7 @@ post-check again) and ends in :class:`DeployFailed` carrying a report.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 import uuid
@@ -167,35 +168,87 @@ def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dic
     except BaseException as e:
         msg = redact(short_error(e))
         rec.update(status="failed", duration_s=round(time.monotonic() - t0, 3), error=msg)
+        _detail(ctx, rec)
         ctx.emit("step_failed", msg, step=spec.label, duration_s=rec["duration_s"])
         raise
     rec.update(status="ok", duration_s=round(time.monotonic() - t0, 3))
+    _detail(ctx, rec)
     if summary:
         rec["summary"] = summary
     ctx.emit("step_finished", summary or "", step=spec.label, duration_s=rec["duration_s"])
     return rec
 
 
+def _detail(ctx: RunContext, rec: dict) -> None:
+    """A step's measurements for the journal (``ctx.state["step_detail"]``, e.g. the rehearsal's
+    per-revision durations): kept in its record, and so in deploy_history's ``steps``."""
+    detail = ctx.state.pop("step_detail", None)
+    if detail:
+        rec["detail"] = redact_data(detail)
+
+
+def _ttys() -> set[int]:
+    out = set()
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                out.add(fd)
+        except OSError:
+            pass
+    return out
+
+
+def _detach_terminal(fds: set[int]) -> None:
+    """SIGHUP: the terminal is gone, and writing to it now fails (EIO). Point the standard
+    streams that were that terminal (``fds``, noted while it was there: a hung-up terminal
+    no longer answers isatty) at /dev/null, so the recovery and the journal go on."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        for fd in fds | _ttys():
+            try:
+                os.dup2(null, fd)
+            except OSError:
+                pass
+    finally:
+        os.close(null)
+
+
 class _SignalGuard:
-    """SIGTERM behaves like Ctrl-C; while on_failure runs, further signals are held off."""
+    """SIGTERM and SIGHUP (a dropped terminal or SSH session) behave like Ctrl-C; while
+    on_failure runs, further signals are held off."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
     def __enter__(self):
-        self._old = signal.getsignal(signal.SIGTERM)
+        self.received: str | None = None
+        self.ttys = _ttys()
+        self._old: dict | None = {}
         try:
-            signal.signal(signal.SIGTERM, self._term)
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._term)
         except ValueError:  # not the main thread
             self._old = None
         return self
 
-    @staticmethod
-    def _term(signum, frame):
+    def _term(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            _detach_terminal(self.ttys)
         raise KeyboardInterrupt
+
+    def _hup_held(self, signum, frame):
+        self.received = self.received or "SIGHUP"
+        _detach_terminal(self.ttys)
 
     @contextlib.contextmanager
     def shielded(self):
         try:
             old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
             old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            old_hup = signal.signal(signal.SIGHUP, self._hup_held)
         except ValueError:
             yield
             return
@@ -204,10 +257,12 @@ class _SignalGuard:
         finally:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGHUP, old_hup)
 
     def __exit__(self, *exc):
         if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
 
 
 def run_playbook(
@@ -251,8 +306,8 @@ def run_playbook(
             except BaseException as e:  # noqa: BLE001 - we re-raise below after on_failure
                 failure = e
                 report["outcome"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-                report["error"] = (redact(short_error(e))
-                                   if not isinstance(e, KeyboardInterrupt) else "interrupted (SIGINT/SIGTERM)")
+                report["error"] = (redact(short_error(e)) if not isinstance(e, KeyboardInterrupt)
+                                   else f"interrupted ({guard.received or 'SIGINT'})")
                 report["failed_step"] = ctx.state.get("current_step")
                 report["db_changed"] = bool(ctx.state.get("db_changed"))
                 # restore only what this run changed: a failure before any write (verify, a refused
@@ -294,18 +349,34 @@ def _recovery_summary(report: dict) -> str:
     if not rec and swapped:
         # the restore ran as a main step (a rollback) and failed after its swap: it is done
         return (f"the live database is backup {report.get('restored_id')}; the one it replaced is kept as "
-                f"{swapped['previous_db']} (to go back: ALTER DATABASE ... RENAME, or `invoke rollback` to another backup)")
+                f"{swapped['previous_db']} (to go back: ALTER DATABASE ... RENAME, or `invoke rollback` to another backup)"
+                + _writes_summary(report))
     if not rec:
         if report.get("db_changed"):
             return ("no backup was taken by this run, so nothing was restored: the database may be partly "
                     f"changed; check `invoke status --env={report.get('env')}`")
         return "the database was not changed by this run; nothing to restore"
     if rec.get("status") == "ok":
-        return f"recovered: {', '.join(rec.get('done', []))}; backup {report.get('backup_id')} at {report.get('backup_url')}"
+        return (f"recovered: {', '.join(rec.get('done', []))}; backup {report.get('backup_id')} at {report.get('backup_url')}"
+                + _writes_summary(report))
     return (
         f"RECOVERY FAILED at {rec.get('failed_step')}: {rec.get('error')}; restore by hand with "
         f"`invoke rollback --to={report.get('backup_id')} --env={report.get('env')}` (backup at {report.get('backup_url')})"
     )
+
+
+def _writes_summary(report: dict) -> str:
+    """What the restore set aside: the app's writes since the backup, and where they are."""
+    if not report.get("kept_as"):
+        return ""
+    from .database.writestats import describe
+
+    w = report.get("writes_since_backup")
+    if w == {}:
+        return f"; no writes since the backup were discarded (the replaced database is kept as {report['kept_as']})"
+    return (f"; WRITES SINCE THE BACKUP discarded by the restore: {describe(w)}"
+            + (f" ({'; '.join(report.get('writes_notes') or [])})" if w is None else "")
+            + f"; they are kept in database {report['kept_as']}")
 
 
 def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
@@ -329,7 +400,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
     for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary", "selection"):
+              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])
@@ -351,7 +422,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
                     "backup_id": report.get("backup_id") or report.get("restored_id"),
                     "outcome": report["outcome"] + ("+restored" if report.get("recovery", {}).get("status") == "ok" else ""),
                     "error": report.get("error"),
-                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
+                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s", "detail")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
                     "revisions": report.get("revisions", []),
                     "tool_version": __version__,
                 },

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.syntax import Syntax
 from rich.text import Text
 
+from ..database.probes import probe_notes
 from ..events import Event
 from ..units import human_bytes
 
@@ -75,6 +76,9 @@ class ConsoleSink:
             self.c.print(f"    [cyan]↑ {esc(e.message)}[/]")
         elif k == "plan":
             render_plan(e.data, self.c)
+        elif k == "rehearsal":
+            self.c.print(f"  [green]rehearsed[/] {len(e.data.get('revisions') or [])} revision(s) on a copy of "
+                         f"{esc(e.data.get('backup_id'))} in {e.data.get('total_s') or 0:.1f}s; the copy was dropped")
         elif k == "run_finished":
             colour = "green" if e.data.get("outcome") in ("success", "stopped") else "red"
             self.c.print(f"[{colour}]{esc(e.message)}[/] in {e.data.get('duration_s', 0):.1f}s")
@@ -128,6 +132,44 @@ def plan_sql(p: dict, c: Console = out) -> None:
         c.print("-- nothing pending")
 
 
+def impact_line(imp: dict) -> str:
+    """'ALTER TABLE pets ... — ACCESS EXCLUSIVE, rewrites 1.2 MiB' from an impact's JSON."""
+    from ..validate.locks import Impact
+
+    fields = {k: imp.get(k) for k in ("revision", "statement", "table", "schema", "lock", "effect", "reason",
+                                      "size_bytes", "acknowledged")}
+    line = Impact(**fields).line()
+    return line + (" (acknowledged)" if imp.get("acknowledged") else "")
+
+
+def _secs(v) -> str:
+    if v is None:
+        return "unknown (no history)"
+    return f"{v:.1f}s" if v < 120 else f"{v / 60:.1f} min"
+
+
+def estimate_lines(p: dict, c: Console = out) -> None:
+    """Expected times (store/estimates.py): from this env's history, scaled to the size now."""
+    est = p.get("estimates")
+    if not est:
+        return
+    reh = p.get("rehearsal") or {}
+    c.print(f"  estimates: backup {_secs(est.get('backup_s'))}, "
+            + (f"rehearsal {_secs(est.get('rehearsal_s'))}, " if reh.get("will") else "")
+            + f"migrate {_secs(est.get('migrate_s'))}, rollback if it fails {_secs(est.get('rollback_s'))}"
+            + (f" (max_rollback_s {p['max_rollback_s']:g}s)" if p.get("max_rollback_s") else ""), markup=False)
+
+
+def rehearsal_lines(p: dict, c: Console = out) -> None:
+    """What the rehearsal measured: shown before a protected env's confirmation."""
+    res = (p.get("rehearsal") or {}).get("result") or {}
+    c.print(f"  rehearsed on a copy of backup {res.get('backup_id')} in {_secs(res.get('total_s'))} "
+            f"(restore {_secs(res.get('restore_s'))}, migrate {_secs(res.get('migrate_s'))}):", markup=False)
+    for r in res.get("revisions") or []:
+        c.print(f"    {r.get('revision')}  {r.get('duration_s', 0):.2f}s", markup=False)
+    estimate_lines(p, c)
+
+
 def render_plan(p: dict, c: Console = out) -> None:
     c.print(f"[bold]plan[/] env [bold]{esc(p['env'])}[/]{' (protected)' if p.get('protected') else ''}: "
             f"db host {esc(p.get('db_host'))}, app hosts {esc(', '.join(p.get('app_hosts') or []) or '-')}, "
@@ -143,10 +185,24 @@ def render_plan(p: dict, c: Console = out) -> None:
             c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
                 f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
+        if "writes_since_backup" in p:
+            from ..database.writestats import describe
+
+            w = p["writes_since_backup"]
+            line = ("no writes since that backup (PostgreSQL statistics)" if w == {} else
+                    f"WRITES SINCE THAT BACKUP, discarded by this rollback: {describe(w)}"
+                    " (inserted +, updated ~, deleted -; PostgreSQL statistics, may lag a few seconds)")
+            notes = "; ".join(p.get("writes_notes") or [])
+            c.print(f"  [{'dim' if w == {} else 'yellow bold'}]{esc(line + (f'; {notes}' if notes else ''))}[/]")
     else:
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
                 + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""),
                 markup=False)
+    reh = p.get("rehearsal")
+    if reh and p.get("pending"):
+        c.print(("  rehearsal on a copy of the backup first: " if reh.get("will") else "  no rehearsal: ")
+                + str(reh.get("why")), markup=False)
+    estimate_lines(p, c)
     findings = [f if isinstance(f, dict) else f.__dict__ for f in p.get("findings", [])]
     for rev in p.get("pending", []):
         mine = [f for f in findings if f.get("revision") == rev]
@@ -154,11 +210,26 @@ def render_plan(p: dict, c: Console = out) -> None:
         for f in mine:
             by_rule[f.get("rule")] = by_rule.get(f.get("rule"), 0) + 1
         summary = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in sorted(by_rule.items()))
-        c.print(f"  [cyan]+ {esc(rev)}[/]" + (f"  [dim]{esc(summary)}[/]" if summary else ""))
+        took = (p.get("migrate_by_revision") or {}).get(rev)
+        when = f"  [dim]~{took['duration_s']:.2f}s ({esc(took.get('source'))})[/]" if took else ""
+        c.print(f"  [cyan]+ {esc(rev)}[/]" + (f"  [dim]{esc(summary)}[/]" if summary else "") + when)
         for f in mine:
             if f.get("acknowledged") or f.get("severity") == "error":
                 tag = "acknowledged" if f.get("acknowledged") else "blocking"
                 c.print(f"      [yellow]{tag}[/] {esc(f.get('operation') or f.get('rule'))} "
                         f"({esc(f.get('file'))}:{esc(f.get('line'))})")
+        for imp in p.get("impacts") or []:
+            if imp.get("revision") == rev:
+                c.print(f"      [dim]lock[/] {esc(impact_line(imp))}")
+        for pr in p.get("probes") or []:
+            if pr.get("revision") == rev:
+                for note in probe_notes(pr):
+                    c.print(f"      [dim]probe[/] {esc(note)}")
+    accepting = set(p.get("accepting_drift") or [])
+    for d in p.get("drift") or []:
+        ident = f"{d['kind']}:{d['name']}"
+        tag = "accepting now" if ident in accepting else ("accepted" if d.get("accepted") else "drift")
+        c.print(f"  [yellow]{tag}[/] ", end="")
+        c.print(f"{d['kind']} {d['name']}: {d['detail']}", markup=False)  # catalog text is not markup
     if p.get("first_deploy_seeds"):
         c.print("  first deploy: demo data will be seeded")

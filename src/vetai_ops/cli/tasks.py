@@ -19,6 +19,8 @@ H_ENV = "environment from the inventory (default: the inventory's default_env, s
 H_JSON = "print machine-readable JSON on stdout"
 H_YES = "do not ask for confirmation (required on protected envs without a terminal)"
 H_VERBOSE = "show details (steps as they start, tracebacks of unexpected errors)"
+H_ACCEPT_DRIFT = ("accept named schema drift, recorded with who/when in the target DB (repeatable, comma-separated): "
+                  "kind:name as the refusal lists it, e.g. --accept-drift=index:pets.ix_pets_hotfix, or 'all'")
 H_TO = ("which backup: an id (20261202T053059Z) or a unique prefix of one (20261202T05; digit-only values are "
         "always ids, never times); 'latest'; a time with dashes, '2026-12-02T05:40:00Z', '2026-12-02T05:40+01:00', "
         "'2026-12-02 05:40', '2026-12-02' (no zone = UTC): the newest backup taken at or before it; a relative "
@@ -65,6 +67,8 @@ def _confirm(env_name: str, plan: dict) -> bool:
     """Ask to type the env name. The plan itself was already shown by the run's plan event."""
     if not sys.stdin.isatty():
         return False
+    if (plan.get("rehearsal") or {}).get("result"):  # asked after the rehearsal: what it measured
+        render.rehearsal_lines(plan, render.err)
     sel = plan.get("selection") or {}
     if sel.get("text"):  # a rollback: say once more which backup, and what it undoes
         render.err.print("restore " + sel["text"]
@@ -97,13 +101,18 @@ def _load_env(env: str | None):
 
 
 @task(help={"env": H_ENV, "yes": H_YES, "dry_run": "show the plan and stop; nothing changes",
-            "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name'",
+            "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name', or a big table rewrite: --allow='rewrite pets'",
             "skip_backup": "skip the pre-deploy backup (refused on protected envs)",
-            "json": H_JSON, "verbose": H_VERBOSE}, iterable=["allow"])
+            "no_rehearsal": "do not rehearse the pending revisions on a copy of the data first (refused on "
+                            "protected envs; see deploy.rehearsal in the inventory)",
+            "accept_drift": H_ACCEPT_DRIFT,
+            "json": H_JSON, "verbose": H_VERBOSE}, iterable=["allow", "accept_drift"])
 @ops
-def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False, json_=False, verbose=False):
-    """Validate -> backup -> migrate -> post-check; restore the backup on any failure."""
-    report = _run("deploy", env, {"yes": yes, "dry_run": dry_run, "allow": allow or [], "skip_backup": skip_backup},
+def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False, no_rehearsal=False, accept_drift=None,
+           json_=False, verbose=False):
+    """Validate -> backup -> rehearse on a copy -> migrate -> post-check; restore the backup on any failure."""
+    report = _run("deploy", env, {"yes": yes, "dry_run": dry_run, "allow": allow or [], "skip_backup": skip_backup,
+                                  "no_rehearsal": no_rehearsal, "accept_drift": accept_drift or []},
                   json_, verbose)
     if json_:
         render.print_json({"ok": True, "report": report})
@@ -147,12 +156,14 @@ def rollback(c, to=None, env=None, yes=False, trust_unsigned=False, json_=False,
                          + "".join(f"; undid {ev.get('text')}" for ev in sel.get("undid") or []), markup=False)
 
 
-@task(help={"env": H_ENV, "json": H_JSON, "allow": "acknowledge a destructive operation (repeatable)", "verbose": H_VERBOSE},
-      iterable=["allow"])
+@task(help={"env": H_ENV, "json": H_JSON, "allow": "acknowledge a destructive operation (repeatable)",
+            "accept_drift": H_ACCEPT_DRIFT + " (shown, not recorded: plan changes nothing)", "verbose": H_VERBOSE},
+      iterable=["allow", "accept_drift"])
 @ops
-def plan(c, env=None, allow=None, json_=False, verbose=False):
+def plan(c, env=None, allow=None, accept_drift=None, json_=False, verbose=False):
     """What a deploy would do: steps, hosts, pending revisions with SQL and findings. Changes nothing."""
-    report = _run("deploy", env, {"dry_run": True, "allow": allow or []}, json_, verbose)
+    report = _run("deploy", env, {"dry_run": True, "allow": allow or [], "accept_drift": accept_drift or []},
+                  json_, verbose)
     if json_:
         render.print_json(report)  # report["plan"]: hosts, from/to, pending, sql, findings
         return
@@ -175,6 +186,41 @@ def status(c, env=None, json_=False, verbose=False):
             ["last backup", f"{s['last_backup']['id']} ({s['last_backup']['age']})" if s.get("last_backup") else "none"],
             ["last deploy", f"{s['last_deploy']['finished_at']} {s['last_deploy']['outcome']}" if s.get("last_deploy") else "none"]]
     render.table(f"status of {s['env']}", ["", ""], rows)
+
+
+@task(help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})
+@ops
+def check(c, env=None, json_=False, verbose=False):
+    """Read-only: current vs head, drift (accepted or not), schema vs models, FK orphans, health. Exit 1 unless all hold."""
+    from ..ops.check import collect_check
+
+    res = collect_check(env, sink=render.ConsoleSink(render.err, verbose=verbose))
+    if json_:
+        render.print_json(res)
+    else:
+        drift = res["drift"]
+        new = [d for d in drift if not d["accepted"]]
+        rows = [["revision", "ok" if res["current"] == res["head"] else "FAIL",
+                 f"{res['current'] or 'base'} (head {res['head']}; pending: {', '.join(res['pending']) or 'none'})"],
+                ["drift", "FAIL" if new else "ok",
+                 f"{len(new)} unaccepted, {len(drift) - len(new)} accepted"],
+                ["models", ("FAIL" if res["models"]["differences"] else "ok") if res["models"]["checked"] else "-",
+                 f"{len(res['models']['differences'])} difference(s)" if res["models"]["checked"] else res["models"]["reason"]],
+                ["orphans", "FAIL" if res["orphans"] else "ok",
+                 f"{sum(o['orphans'] for o in res['orphans'])} orphan row(s) over {res['foreign_keys_checked']} foreign keys"],
+                ["health", "FAIL" if any(not h["ok"] for h in res["health"]) else "ok",
+                 f"{sum(h['ok'] for h in res['health'])}/{len(res['health'])} endpoints ok"]]
+        render.table(f"check of {res['env']} ({res['database']})", ["check", "result", "detail"],
+                     rows)  # table cells are plain text
+        if drift:
+            render.table("schema drift", ["kind", "name", "accepted", "detail"],
+                         [[d["kind"], d["name"], "yes" if d["accepted"] else "NO", d["detail"]]
+                          for d in drift])
+        for p in res["problems"]:
+            render.err.print(f"[red]problem:[/] {esc(p)}")
+        render.out.print("all checks hold" if res["ok"] else f"{len(res['problems'])} problem(s)")
+    if not res["ok"]:
+        raise Exit(code=1)
 
 
 @task(help={"env": "also run live checks of this env (applied-file checksums, ancestry)",
@@ -279,9 +325,12 @@ def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=Fa
 def _confirm_adopt(env_name: str, report: dict) -> bool:
     if not sys.stdin.isatty():
         return False
+    accepted = [f"{d['kind']}:{d['name']}" for d in report.get("drift") or [] if d.get("accepted")]
     render.err.print(f"[bold]adopt[/] {esc(report['database'])} on {esc(env_name)}: TypeORM {esc(report.get('typeorm_last'))} "
                      f"({esc(report.get('typeorm_applied'))} migrations) = Alembic revision {esc(report.get('revision'))}; "
-                     "the live schema matches it. This writes alembic_version (alembic stamp).")
+                     + (f"the live schema matches it but for the accepted differences: {esc(', '.join(accepted))}"
+                        if accepted else "the live schema matches it")
+                     + ". This writes alembic_version (alembic stamp).")
     render.err.print(f"[bold]Type the environment name ({esc(env_name)}) to continue:[/] ", end="")
     try:
         return input().strip() == env_name
@@ -290,14 +339,17 @@ def _confirm_adopt(env_name: str, report: dict) -> bool:
 
 
 @task(help={"env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE,
-            "table": "TypeORM's migrations table, when the backend sets migrationsTableName (default: migrations)"})
+            "table": "TypeORM's migrations table, when the backend sets migrationsTableName (default: migrations)",
+            "accept_drift": "accept the schema differences found (bare flag: every one listed; or name them, "
+                            "comma-separated, as kind:name): recorded with who/when, then stamped"},
+      optional=["accept_drift"])
 @ops
-def adopt(c, env=None, yes=False, json_=False, verbose=False, table=None):
+def adopt(c, env=None, yes=False, json_=False, verbose=False, table=None, accept_drift=None):
     """Take over a TypeORM-built DB: map its migrations table, check the schema, alembic stamp."""
     from ..ops.adopt import adopt as do_adopt
 
     res = do_adopt(env, yes=yes, table=table, sink=render.ConsoleSink(render.err, verbose=verbose),
-                   confirm=_confirm_adopt if sys.stdin.isatty() else None)
+                   confirm=_confirm_adopt if sys.stdin.isatty() else None, accept_drift=accept_drift)
     if json_:
         render.print_json(res)
         return
@@ -345,17 +397,18 @@ def _backup_first(env: str | None, backup: bool) -> bool:
 
 @task(name="upgrade", help={"env": H_ENV, "to": "revision to upgrade to (default: head)", "yes": H_YES,
                            "dry_run": "show the plan and stop", "backup": "take a backup first even on an unprotected env",
-                           "allow": "acknowledge a destructive operation (repeatable)", "json": H_JSON,
-                           "verbose": H_VERBOSE}, iterable=["allow"])
+                           "allow": "acknowledge a destructive operation (repeatable)",
+                           "accept_drift": H_ACCEPT_DRIFT, "json": H_JSON,
+                           "verbose": H_VERBOSE}, iterable=["allow", "accept_drift"])
 @ops
-def migrations_upgrade(c, env=None, to="head", yes=False, dry_run=False, backup=False, allow=None, json_=False,
-                       verbose=False):
+def migrations_upgrade(c, env=None, to="head", yes=False, dry_run=False, backup=False, allow=None, accept_drift=None,
+                       json_=False, verbose=False):
     """Alembic upgrade to --to, with the lock, validation, confirmation, and a backup first on protected envs."""
     from ..ops.revisions import resolve_target, upgrade_playbook
 
     target = resolve_target(to)
     opts = {"target": target, "yes": yes, "dry_run": dry_run, "allow": allow or [],
-            "backup_first": _backup_first(env, backup)}
+            "accept_drift": accept_drift or [], "backup_first": _backup_first(env, backup)}
     report = _run("migrations.upgrade", env, opts, json_, verbose, playbook=upgrade_playbook())
     if json_:
         render.print_json({"ok": True, "report": report})
@@ -412,7 +465,7 @@ def sandbox_down(c, env="local", destroy=False, verbose=False):
 
 def build_collection() -> Collection:
     ns = Collection()
-    for t in (deploy, backup, rollback, plan, status, validate, history):
+    for t in (deploy, backup, rollback, plan, status, check, validate, history):
         ns.add_task(t)
     backups = Collection("backups")
     backups.add_task(backups_list, name="list")

@@ -212,8 +212,10 @@ class Cluster:
     def _secure_config(self) -> bool:
         """Socket auth: peer, mapped to the superuser for the OS user running the tool and
         root; TCP: scram. Returns True when a file changed (a running server must reload)."""
-        me = pwd.getpwuid(os.geteuid()).pw_name
-        users = sorted({me, "root"})
+        try:
+            users = sorted({pwd.getpwuid(os.geteuid()).pw_name, "root"})
+        except KeyError:  # a uid without a passwd entry (some containers): peer cannot name it
+            users = ["root"]
         hba = ("# written by vetai-ops: only the OS user running it (and root) may use the socket, as the\n"
                "# cluster's superuser; TCP always needs a password\n"
                f"local all all {self.auth}" + (" map=vetai-ops" if self.auth == "peer" else "") + "\n"

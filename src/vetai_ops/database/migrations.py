@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from ..errors import GateRefused, OpsError
 from ..paths import migrations_dir, project_root
 
-OPS_TABLES = {"deploy_history", "vetai_ops_applied", "migrations", "alembic_version"}
+OPS_TABLES = {"deploy_history", "vetai_ops_applied", "vetai_ops_accepted_drift", "migrations", "alembic_version"}
 
 
 def alembic_config(connection: Connection | None = None, *, ini: Path | None = None, **attributes) -> Config:

@@ -1,4 +1,5 @@
-"""Orphan rows for foreign keys that pending revisions add (the guide's LEFT JOIN check).
+"""Orphan rows for foreign keys (the guide's LEFT JOIN check, composed with psycopg.sql):
+those that pending revisions add (before anything runs), and every existing one (``invoke check``).
 
 The foreign keys come from the pending revisions' rendered SQL (Alembic offline mode),
 parsed with pglast (PostgreSQL's own parser); each is checked against the live data
@@ -9,26 +10,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from psycopg import sql
+from psycopg.rows import dict_row
 
-from .introspect import public_columns, public_tables, quote_ident
+from .catalog import IGNORED_TABLES, driver_connection
+from .introspect import public_columns, public_tables
 
 
 @dataclass
 class ForeignKey:
-    revision: str
+    revision: str | None
     name: str | None
     table: str
     columns: list[str]
     ref_table: str
     ref_columns: list[str]
 
-    def query(self) -> str:
-        q = quote_ident
-        on = " AND ".join(f"p.{q(r)} = c.{q(col)}" for col, r in zip(self.columns, self.ref_columns))
-        notnull = " AND ".join(f"c.{q(col)} IS NOT NULL" for col in self.columns)
-        return (f"SELECT count(*) FROM {q(self.table)} c LEFT JOIN {q(self.ref_table)} p ON {on} "
-                f"WHERE {notnull} AND p.{q(self.ref_columns[0])} IS NULL")
+    def composed(self, rows: bool = False) -> sql.Composed:
+        """The guide's diagnostic, for this key: child LEFT JOIN parent, where the child's key
+        columns are all set and no parent matches (``count(*)``, or the orphan rows)."""
+        on = sql.SQL(" AND ").join(
+            sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(col))
+            for col, r in zip(self.columns, self.ref_columns))
+        notnull = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(col)) for col in self.columns)
+        return sql.SQL("SELECT {what} FROM {child} c LEFT JOIN {parent} p ON {on} WHERE {notnull} AND p.{ref} IS NULL").format(
+            what=sql.SQL("c.*" if rows else "count(*)"), child=sql.Identifier(self.table),
+            parent=sql.Identifier(self.ref_table), on=on, notnull=notnull, ref=sql.Identifier(self.ref_columns[0]))
+
+    def query(self, rows: bool = False) -> str:
+        return self.composed(rows).as_string()
 
 
 def added_foreign_keys(sql_by_rev: dict[str, str]) -> list[ForeignKey]:
@@ -37,9 +47,9 @@ def added_foreign_keys(sql_by_rev: dict[str, str]) -> list[ForeignKey]:
     from pglast import enums
 
     out = []
-    for rev, sql in sql_by_rev.items():
+    for rev, text_ in sql_by_rev.items():
         try:
-            stmts = pglast.parse_sql(sql)
+            stmts = pglast.parse_sql(text_)
         except Exception:  # noqa: BLE001 - unparsable SQL is the linter's business
             continue
         for raw in stmts:
@@ -67,7 +77,41 @@ def find_orphans(conn, fks: list[ForeignKey]) -> list[tuple[ForeignKey, int]]:
         cols = {t: public_columns(conn, t) for t in (fk.table, fk.ref_table)}
         if not set(fk.columns) <= cols[fk.table] or not set(fk.ref_columns) <= cols[fk.ref_table]:
             continue  # created by an earlier pending revision: no live rows to check
-        n = conn.execute(text(fk.query())).scalar_one()
+        n = count(conn, fk)
         if n:
             found.append((fk, n))
     return found
+
+
+def count(conn, fk: ForeignKey) -> int:
+    with driver_connection(conn).cursor() as cur:
+        cur.execute(fk.composed())
+        return cur.fetchone()[0]
+
+
+_EXISTING = """
+select con.conname as name, cl.relname as child, pcl.relname as parent,
+       array(select a.attname::text from unnest(con.conkey) with ordinality k(att, ord)
+             join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.att order by k.ord) as cols,
+       array(select a.attname::text from unnest(con.confkey) with ordinality k(att, ord)
+             join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.att order by k.ord) as pcols
+from pg_constraint con join pg_class cl on cl.oid = con.conrelid join pg_class pcl on pcl.oid = con.confrelid
+join pg_namespace n on n.oid = cl.relnamespace join pg_namespace pn on pn.oid = pcl.relnamespace
+where con.contype = 'f' and n.nspname = 'public' and pn.nspname = 'public'
+order by cl.relname, con.conname
+"""
+
+
+def existing_foreign_keys(conn) -> list[ForeignKey]:
+    """Every foreign key of the app's tables, from the catalog (composite keys too)."""
+    with driver_connection(conn).cursor(row_factory=dict_row) as cur:
+        cur.execute(_EXISTING)
+        return [ForeignKey(None, r["name"], r["child"], list(r["cols"]), r["parent"], list(r["pcols"]))
+                for r in cur.fetchall() if r["child"] not in IGNORED_TABLES]
+
+
+def orphan_report(conn) -> list[dict]:
+    """For every existing foreign key: its orphan rows (count) and the query that lists them."""
+    return [{"constraint": fk.name, "table": fk.table, "columns": fk.columns, "ref_table": fk.ref_table,
+             "ref_columns": fk.ref_columns, "orphans": count(conn, fk), "query": fk.query(rows=True)}
+            for fk in existing_foreign_keys(conn)]

@@ -24,16 +24,19 @@ def adopt_playbook() -> Playbook:
     )
 
 
-def adopt(env_name: str | None, *, yes: bool = False, table: str | None = None, sink=None, confirm=None) -> dict:
+def adopt(env_name: str | None, *, yes: bool = False, table: str | None = None, sink=None, confirm=None,
+          accept_drift=None) -> dict:
     """Run the adopt playbook; returns the adopt report (revision, differences, pending...).
 
     ``table``: TypeORM's journal when the backend set ``migrationsTableName`` (default
     ``migrations``); a name that is not a plain identifier is refused before anything runs.
+    ``accept_drift``: tokens naming schema differences to accept (``True``: all of them).
     """
     from ..database.typeorm_journal import check_table_name
     from ..pipeline import run_playbook
 
     table = check_table_name(table)
-    run = run_playbook("adopt", env_name, options={"yes": yes, "table": table}, sink=sink, confirm=confirm,
+    run = run_playbook("adopt", env_name, options={"yes": yes, "table": table, "accept_drift": accept_drift},
+                       sink=sink, confirm=confirm,
                        playbook=adopt_playbook())
     return run["adopt"]

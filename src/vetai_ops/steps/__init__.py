@@ -29,4 +29,4 @@ def get_step(name: str) -> Callable:
 
 
 def _load() -> None:
-    from . import adopt, backup, checks, confirm, downgrade, lock, migrate, restart, restore, seed, validate, verify  # noqa: F401
+    from . import adopt, backup, checks, confirm, downgrade, drift, lock, migrate, rehearse, restart, restore, seed, validate, verify  # noqa: F401

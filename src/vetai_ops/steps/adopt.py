@@ -4,13 +4,14 @@
 journal (``migrations``, or the ``--table`` the backend set as ``migrationsTableName``), or
 that journal, ordered by timestamp as TypeORM orders it, is not exactly the guide's first
 N migrations (unknown, re-timestamped, duplicated or missing names are named:
-:func:`vetai_ops.schema.typeorm.revision_for_typeorm`); build a reference database
-``<db>_adopt_ref`` upgraded with Alembic to the equivalent revision, compare the live schema
-with it (:mod:`vetai_ops.database.schema_compare`) and refuse on any difference, naming it.
-The reference database is always dropped. Its report becomes the plan ``confirm`` shows.
+:func:`vetai_ops.schema.typeorm.revision_for_typeorm`); compare the live schema with the
+reference the history builds at the equivalent revision (:mod:`vetai_ops.database.reference`,
+cached) and refuse on any difference, naming it, unless ``--accept-drift`` names it.
+Its report becomes the plan ``confirm`` shows.
 
 ``adopt_stamp``: ``alembic stamp <revision>`` plus the Flyway-style hashes of the adopted
-revisions in ``vetai_ops_applied`` (and, for a journal with a custom name, the comment that
+revisions in ``vetai_ops_applied``, the accepted drift (who, when) in
+``vetai_ops_accepted_drift`` (and, for a journal with a custom name, the comment that
 keeps it out of schema comparisons), in one transaction. Nothing in the live DB changes
 before this step.
 """
@@ -22,8 +23,8 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
-from ..database.introspect import create_database, drop_database
-from ..database.schema_compare import compare, snapshot
+from ..database.drift import accept_hint, describe, live_drift, parse_tokens, record, select
+from ..database.reference import reference
 from ..database.typeorm_journal import DEFAULT_TABLE, check_table_name, mark_journal, read_typeorm
 from ..errors import GateRefused
 from ..schema.typeorm import TypeOrmHistoryError, revision_for_typeorm, typeorm_for_revision
@@ -63,42 +64,33 @@ def adopt_check(ctx, **_):
     report.update(typeorm_last=last.name, typeorm_applied=len(rows), revision=rev)
     ctx.emit("info", f"TypeORM applied {len(rows)} migrations, last {last.name} = Alembic revision {rev}")
 
-    # the reference schema: a scratch DB upgraded to `rev`
-    ref = f"{access.db.name}_adopt_ref".lower()
-    maint = access.admin_engine()
+    # the reference schema: what the history builds at `rev` (cached), against the live catalog
     t0 = time.monotonic()
-    try:
-        drop_database(maint, ref)
-        create_database(maint, ref)
-        eng = access.engine(ref)
-        try:
-            with eng.connect() as conn:
-                mig.upgrade(conn, rev)
-                conn.commit()
-            with eng.connect() as conn:
-                expected = snapshot(conn)
-        finally:
-            eng.dispose()
-    finally:
-        try:
-            drop_database(maint, ref)
-        except Exception:  # noqa: BLE001
-            ctx.emit("warning", f"could not drop the reference database {ref}")
     with access.engine().connect() as conn:
-        live = snapshot(conn, ignore={table})
-    diffs = compare(expected, live)
-    report.update(differences=diffs, compare_s=round(time.monotonic() - t0, 3), tables=len(expected["tables"]))
-    if diffs:
-        shown = "\n  - ".join(diffs[:30]) + (f"\n  - ... and {len(diffs) - 30} more" if len(diffs) > 30 else "")
+        expected, info = reference(access, rev, conn=conn, emit=ctx.emit)
+        diffs = live_drift(conn, expected, ignore={table})
+    new = [d for d in diffs if not d.accepted]
+    chosen, unused = select(new, parse_tokens(ctx.options.get("accept_drift")))
+    for t in unused:
+        ctx.emit("warning", f"--accept-drift={t} names no difference of the live schema (ignored)")
+    refused = [d for d in new if d not in chosen]
+    ctx.state["drift_accepting"] = chosen
+    accepting = {d.key for d in chosen}
+    report.update(differences=[str(d) for d in diffs],
+                  drift=[{**d.to_dict(), "accepted": d.accepted or d.key in accepting} for d in diffs],
+                  compare_s=round(time.monotonic() - t0, 3), reference_cached=info["cached"],
+                  tables=len(expected["tables"]))
+    if refused:
         raise GateRefused(
             f"the live schema of {access.db.name} does not match Alembic revision {rev} "
-            f"(TypeORM {last.name}); {len(diffs)} difference(s), nothing changed:\n  - {shown}",
+            f"(TypeORM {last.name}); {len(refused)} difference(s), nothing changed:{describe(refused)}",
             "bring the schema in line with that migration (or find which TypeORM migration it really is at), "
-            "then run `invoke adopt` again",
+            "then run `invoke adopt` again; " + accept_hint(refused),
             report=report,
         )
     ctx.state["plan"] = report  # what confirm shows on a protected env
-    return f"live schema matches revision {rev}: {len(expected['tables'])} tables compared"
+    return (f"live schema matches revision {rev}: {len(expected['tables'])} tables compared"
+            + (f"; accepting {len(chosen)} difference(s): {', '.join(d.id for d in chosen)}" if chosen else ""))
 
 
 @step("adopt_stamp")
@@ -115,6 +107,8 @@ def adopt_stamp(ctx, **_):
                               " ON CONFLICT (revision) DO NOTHING"), {"r": r, "f": fname, "s": sha})
         if report["typeorm_table"] != DEFAULT_TABLE:
             mark_journal(conn, report["typeorm_table"])
+        if ctx.state.get("drift_accepting"):  # recorded with the stamp, in its transaction
+            record(conn, ctx.state["drift_accepting"], by=ctx.operator, revision=rev, action="adopt", run_id=ctx.run_id)
         mig.stamp(conn, rev)
         now_rev = mig.current(conn)
     if now_rev != rev:

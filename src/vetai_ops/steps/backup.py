@@ -24,8 +24,11 @@ from ..errors import CommandFailed, GateRefused, OpsError, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
+from ..targets.stall import StallWatch, WatchedReader
 from . import step
+from ..database import dbprops, writestats
 from ..database.introspect import estimated_rows
+from ..database.rights import object_owners
 from ..units import human_bytes
 
 CHUNK = 1 << 20
@@ -153,7 +156,12 @@ def _take_backup(ctx, reason: str) -> Manifest:
         revision = current(conn)
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
+        # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
+        # captured them before anything of the run, e.g. a write fence, touched them)
+        props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
+        owners = ctx.state.get("object_owners") or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
+        write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     pg_dump_version = (ctx.state.get("pg_dump_version")
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
     bid = catalog.allocate_id()
@@ -172,7 +180,9 @@ def _take_backup(ctx, reason: str) -> Manifest:
     ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
     with access.pg_env() as penv:
         proc = target.start(argv, env=penv)
-        src = _ZstdReader(proc.stdout, ctx.env.backup.zstd_level) if on_operator else proc.stdout
+        watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the dump stream from pg_dump on {target.name}")
+        raw = WatchedReader(proc.stdout, watch, "no backup was registered")
+        src = _ZstdReader(raw, ctx.env.backup.zstd_level) if on_operator else raw
         reader = HashingReader(src, progress)
         try:
             # what the store may need to size its parts by (S3 allows 10,000 parts): the last
@@ -186,6 +196,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
             with contextlib.suppress(OpsError):
                 ctx.store.delete(key)
             raise
+        finally:
+            watch.close()
         rc = proc.wait()
     tick.final()
     if rc != 0:
@@ -221,7 +233,11 @@ def _take_backup(ctx, reason: str) -> Manifest:
         compression=compression,
         host=target.name,
         tables=tables,
+        database_props=props,
+        object_owners=owners,
         log_key=catalog.log_key(bid),
+        db_size=db_size,
+        write_stats=write_stats,
         etag=pinned["etag"],
         version_id=pinned["version_id"],
     )

@@ -1,4 +1,5 @@
-"""Post-checks: revision == target, live schema == models (Alembic compare_metadata),
+"""Post-checks: revision == target, live schema == the reference the history builds at
+that revision (:mod:`vetai_ops.database.reference`; accepted drift passes),
 data integrity (FK orphans, row counts vs the pre-deploy snapshot), HTTP health on
 every app host (fetched ON the host, so localhost-only endpoints work)."""
 
@@ -46,9 +47,10 @@ def http_check(target, url: str, timeout: float) -> tuple[bool, str]:
     return res.returncode == 0 and out.startswith("2"), out
 
 
-def health(ctx) -> list[str]:
+def health_results(ctx) -> list[dict]:
+    """Every health URL on every app host (with the env's retries): ``{host, url, ok, detail}``."""
     checks = ctx.env.checks
-    fails = []
+    out = []
     for t in ctx.app_targets:
         for url in checks.http:
             ok, detail = False, ""
@@ -58,9 +60,12 @@ def health(ctx) -> list[str]:
                     break
                 time.sleep(checks.retry_delay)
             ctx.emit("info" if ok else "warning", f"health {url} on {t.name}: {'ok' if ok else detail}")
-            if not ok:
-                fails.append(f"{url} on {t.name}: {detail}")
-    return fails
+            out.append({"host": t.name, "url": url, "ok": ok, "detail": detail})
+    return out
+
+
+def health(ctx) -> list[str]:
+    return [f"{r['url']} on {r['host']}: {r['detail']}" for r in health_results(ctx) if not r["ok"]]
 
 
 @step("health")
@@ -71,6 +76,29 @@ def health_step(ctx, **_):
     return f"{len(ctx.env.checks.http) * len(ctx.app_targets)} endpoints ok"
 
 
+def _schema_vs_history(ctx, conn, rev, warn_only: bool) -> tuple[str, str | None]:
+    """The live schema against the reference the history builds at ``rev``; differences
+    recorded as accepted pass. Returns (summary, problem or None). ``warn_only`` (a rollback
+    to an older backup, whose drift is that backup's) reports differences without failing."""
+    from ..database.drift import drift_at
+
+    try:
+        diffs, _ = drift_at(ctx.access, conn, rev, emit=ctx.emit)
+    except OpsError as e:
+        return "", f"schema not checked: {e.message}"
+    new = [d for d in diffs if not d.accepted]
+    accepted = len(diffs) - len(new)
+    note = f"schema matches the history at {rev or 'base'}" + (f" ({accepted} accepted difference(s))" if accepted else "")
+    if not new:
+        return note, None
+    what = "; ".join(str(d) for d in new[:10]) + (f"; ... and {len(new) - 10} more" if len(new) > 10 else "")
+    if warn_only:
+        ctx.emit("warning", f"the live schema differs from the history at {rev or 'base'}: {what} "
+                            "(see `invoke check`; accept with --accept-drift on the next deploy)")
+        return f"schema: {len(new)} unaccepted difference(s) from the history at {rev or 'base'}", None
+    return "", f"live schema differs from the history at {rev or 'base'} ({len(new)} unaccepted difference(s)): {what}"
+
+
 @step("postcheck")
 def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = True, **_):
     expect = ctx.state.get("expect_rev", ctx.state.get("to_rev"))
@@ -79,11 +107,11 @@ def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = Tr
         cur = mig.current(conn)
         if cur != expect:
             problems.append(f"database is at revision {cur}, expected {expect}")
-        head = mig.head()
-        if schema and cur == head:
-            diff = mig.describe_diff(mig.schema_diff(conn))
-            if diff:
-                problems.append("live schema differs from the models: " + "; ".join(diff[:10]))
+        schema_note = ""
+        if schema and (cur is None or mig.known(cur)):
+            schema_note, problem = _schema_vs_history(ctx, conn, cur, warn_only=schema == "warn")
+            if problem:
+                problems.append(problem)
         for r in conn.execute(text(ORPHANS_SQL)).mappings():
             problems.append(f"foreign key {r['conname']} on {r['child']} is not validated")
         before = ctx.state.get("row_counts_before") or {}
@@ -105,7 +133,7 @@ def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = Tr
             problems += fails
     if problems:
         raise OpsError("post-check failed: " + "; ".join(problems))
-    summary = f"revision {cur or 'base'}" + (", schema matches models" if schema and cur == head else "")
+    summary = f"revision {cur or 'base'}" + (f", {schema_note}" if schema_note else "")
     if still_failing:
         ctx.emit("warning", "after the restore, health checks still fail: " + "; ".join(still_failing))
         summary += "; HEALTH STILL FAILING: " + "; ".join(still_failing)

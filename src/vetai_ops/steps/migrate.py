@@ -9,6 +9,7 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
+from ..database import writestats
 from ..errors import GateRefused
 from . import step
 from .validate import APPLIED_DDL
@@ -20,11 +21,18 @@ def migrate(ctx, **_):
     pending = ctx.state.get("pending", [])
     if not pending:
         return "nothing to apply"
+    if ctx.state.get("confirm_deferred"):  # deploy.yml asks after the rehearsal: no answer, no migration
+        raise GateRefused(f"env {ctx.env.name!r} is protected and the deploy was never confirmed (the playbook "
+                          "defers the question to after the rehearsal, and no confirm step with rehearsed: true ran); "
+                          "nothing applied", "add `- step: confirm` with `options: {rehearsed: true}` before migrate")
     # what was validated is what runs: the same bytes
     files = mig.history_hashes()
     for rev, sha in ctx.state.get("validated_hashes", {}).items():
         if files.get(rev, (None, None))[1] != sha:
             raise GateRefused(f"revision {rev} ({files.get(rev, ('?',))[0]}) changed on disk after validation; nothing applied")
+    lk = ctx.state.get("lock")
+    if lk is not None:
+        lk.ensure("migrate")  # a lost lock: stop here, nothing applied (never an unseen second deployer)
     timings = run_alembic(ctx, "upgrade", target, files)
     return f"{len(timings)} revisions applied -> {target}"
 
@@ -53,6 +61,8 @@ def run_alembic(ctx, direction: str, target: str | None, files: dict | None = No
             )
         else:
             ctx.connection.execute(text("DELETE FROM vetai_ops_applied WHERE revision = :r"), {"r": rev})
+        # the rows this revision itself wrote are not the app's: a restore's report leaves them out
+        writestats.add_into(run.state.setdefault("own_writes", {}), writestats.own_transaction_writes(ctx.connection))
         timings.append({"revision": rev, "upgrade": step.is_upgrade, "duration_s": dur})
         verb = "" if step.is_upgrade else "reverted "
         run.emit("revision_applied", f"{verb}{rev} {dur:.2f}s", revision=rev, duration_s=dur)

@@ -28,14 +28,16 @@ from __future__ import annotations
 import hashlib
 import time
 
+from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
 from . import step
-from ..database import retired
+from ..database import dbprops, retired, writestats
 from ..database import swap as dbswap
 from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
+from ..targets.stall import StallWatch
 from ..units import human_bytes
 from .backup import Every
 
@@ -79,20 +81,27 @@ def _pump(ctx, m, src, proc, dec) -> tuple[str, int, list[BaseException]]:
     moved = 0
     tick = Every(ctx.progress)
     broken: list[BaseException] = []
+    # no byte read or written for backup.stall_timeout: the process is killed, the run told so
+    watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the restore stream of backup {m.id} into {ctx.db_target.name}")
     try:
         for b in iter(lambda: src.read(CHUNK), b""):
+            watch.tick()
             sha.update(b)
             moved += len(b)
             if not broken:
                 try:
                     proc.stdin.write(dec.decompress(b) if dec is not None else b)
+                    watch.tick()
                 except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
                     broken.append(e)
+            watch.check("the live database was not touched")
             tick("restore", moved, m.size, id=m.id)
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+    finally:
+        watch.close()
     tick.final()
     return sha.hexdigest(), moved, broken
 
@@ -120,6 +129,10 @@ def _remove_dead_spools(ctx, target) -> None:
         return
     target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
                 "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
+    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
+    # in its name): one untouched for a day is a dead run's, whichever database it held
+    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
+                "-mmin", "+1440", "-delete"], check=False)
 
 
 def _spool_folder(ctx, target) -> str:
@@ -188,19 +201,34 @@ def _check(m, got: str, ctx, size: int | None = None) -> None:
         )
 
 
-def restore_into(ctx, m, dbname: str, maint=None) -> dict:
+def database_props(ctx, m) -> dict | None:
+    """The database-level properties a copy of ``m`` gets (database/dbprops.py): the manifest's,
+    or for a manifest older than them, the live database's own as the app sees it now."""
+    if getattr(m, "database_props", None):
+        return m.database_props
+    try:
+        with ctx.access.admin_engine().connect() as c:
+            return dbprops.capture(c, ctx.access.db.name)
+    except Exception:  # noqa: BLE001 - no live database to ask: a plain copy
+        return None
+
+
+def restore_into(ctx, m, dbname: str, maint=None, props: dict | None = None) -> dict:
     """Materialise backup ``m`` (sha256 verified) and ``pg_restore -j N`` it into a NEW
-    database ``dbname`` on the DB host. Never touches any other database. On any failure
-    ``dbname`` is dropped; the spool file (if any) is always removed. Returns timings."""
+    database ``dbname`` on the DB host, created with the recorded encoding and locale;
+    objects keep their owners and grants (no --no-owner / --no-acl: the preflight proved the
+    role can). Never touches any other database. On any failure ``dbname`` is dropped; the
+    spool file (if any) is always removed. Returns timings."""
     access, target = ctx.access, ctx.db_target
     maint = maint or access.admin_engine()
+    props = props if props is not None else database_props(ctx, m)
     t0 = time.monotonic()
     mode, jobs = restore_plan(ctx, m)
     path, spool = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
-        with new_database(maint, dbname):
-            argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
+        with new_database(maint, dbname, props):
+            argv = [access.bin("pg_restore"), "--exit-on-error", "--no-password", f"--jobs={jobs}",
                     *access.pg_args(dbname), path]
             ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
             with access.pg_env() as penv:
@@ -233,7 +261,8 @@ def restore_backup(ctx, m) -> dict:
     live = access.db.name
     scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
-    timings = restore_into(ctx, m, scratch, maint)
+    props = database_props(ctx, m)
+    timings = restore_into(ctx, m, scratch, maint, props=props or {})
     try:
         # prove the copy before the swap
         rev, tables = inspect_copy(access, scratch)
@@ -242,10 +271,14 @@ def restore_backup(ctx, m) -> dict:
         missing = sorted(set(m.tables) - tables)
         if missing:
             raise OpsError(f"restored copy lacks tables {', '.join(missing)}; live DB untouched")
+        if props:  # the database's own grants, settings, comment: the same database to the app
+            n = dbprops.apply(maint, scratch, props)
+            ctx.emit("info", f"{scratch}: database owner, grants, settings and comment as at backup {m.id} ({n} statements)")
         t_restored = time.monotonic()
         from ..store.catalog import new_id
 
         before = retired.unused_name(maint, live, m.id, new_id())
+        _lock_before_swap(ctx)
         swap(ctx, maint, live, scratch, before)
     except BaseException:
         # this run's copy never outlives a failed run (a killed one: the next run drops it)
@@ -255,6 +288,7 @@ def restore_backup(ctx, m) -> dict:
             pass
         raise
     access.dispose()
+    _writes_discarded(ctx, before, m)
     _after_swap(ctx, maint, before, m)
     return {
         "id": m.id,
@@ -263,6 +297,44 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+def _lock_before_swap(ctx) -> None:
+    """The lock is asked again before the live name changes hands. A recovery (on_failure)
+    must finish, so it takes a lost lock again when nobody else holds it; a rollback stops."""
+    lk = ctx.state.get("lock")
+    if lk is None:
+        return
+    retaken = lk.ensure("the swap", retake=bool(ctx.state.get("recovering")))
+    if retaken:
+        ctx.emit("warning", retaken)
+
+
+def _writes_discarded(ctx, before: str, m) -> None:
+    """Report the writes since backup ``m`` began that the restore set aside: the retired
+    database's write counters (complete: the swap ended its sessions, which flushes their
+    counters) against the manifest's. Best effort: the swap is done whatever this says."""
+    ctx.state["kept_as"] = before
+    own = ctx.state.get("own_writes") if ctx.state.get("backup_manifest") is m else None
+    eng = ctx.access.engine(before)
+    try:
+        with eng.connect() as c:
+            writes, notes = writestats.since(m.write_stats, writestats.snapshot(c), own)
+    except Exception as e:  # noqa: BLE001
+        writes, notes = None, [f"could not read the write statistics of {before}: {short_error(e)}"]
+    finally:
+        eng.dispose()
+    ctx.state.update(writes_since_backup=writes, writes_notes=notes)
+    if writes is None:
+        ctx.emit("warning", f"writes since backup {m.id} are unknown ({'; '.join(notes)}); whatever was written "
+                 f"is kept in {before}", writes_since_backup=None, kept_as=before)
+    elif writes:
+        ctx.emit("warning", f"writes since backup {m.id} discarded by this restore: {writestats.describe(writes)}"
+                 f" (inserted +, updated ~, deleted -; PostgreSQL statistics, an upper bound); they are kept in {before}"
+                 + (f"; {'; '.join(notes)}" if notes else ""), writes_since_backup=writes, kept_as=before)
+    else:
+        ctx.emit("info", f"no writes since backup {m.id} were discarded" + (f" ({'; '.join(notes)})" if notes else ""),
+                 writes_since_backup=writes, kept_as=before)
 
 
 def _after_swap(ctx, maint, before: str, m) -> None:
@@ -308,13 +380,46 @@ def restore(ctx, backup: str | None = None, **_):
         if not m.signed:
             ctx.emit("warning", f"restoring backup {m.id}, which is not signed ({m.trust}), on --trust-unsigned")
         ctx.state["from_rev"] = _current_or_none(ctx)
+        _refuse_unless_recoverable(ctx, m)  # the auto-recovery's run proved it in its preflight
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
+    t0 = time.monotonic()
     summary = restore_backup(ctx, m)
     ctx.state.update(restored_id=m.id, to_rev=m.revision, expect_rev=m.revision, restore_summary=summary)
+    _record(ctx, m, "recovery" if backup == "this_run" else "rollback", summary, round(time.monotonic() - t0, 3))
     if backup != "this_run":
         ctx.state["backup_url"] = ctx.store.url(m.dump_key)
     return f"{m.id} restored (previous DB kept as {summary['previous_db']})"
+
+
+def _refuse_unless_recoverable(ctx, m) -> None:
+    """A rollback asks what a deploy's preflight asks, before it restores anything: the rights
+    to restore ``m`` as it was (its objects' owners, the database's settings) and room for the
+    copy. Refuses (exit 2) naming each missing right with its GRANT."""
+    from ..database.rights import object_owners, refuse_unless_recoverable
+
+    access = ctx.access
+    owners = m.object_owners
+    if owners is None:  # a manifest older than the record: the live database's owners
+        with access.engine().connect() as c:
+            owners = object_owners(c)
+    with access.admin_engine().connect() as c:
+        size = c.execute(text("SELECT pg_database_size(:d)"), {"d": access.db.name}).scalar() or 0
+        summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(ctx, m),
+                                            size=max(size, m.size), target=ctx.db_target, when="before restoring")
+    ctx.emit("info", f"the deploy role can restore {access.db.name} as it was; {summary}")
+
+
+def _record(ctx, m, kind: str, summary: dict, total_s: float) -> None:
+    """The restore's durations in the backup's manifest: the estimates of later plans read
+    them (store/estimates.py). Best effort: the restore is done whatever happens here."""
+    try:
+        ctx.catalog.add_restore(m.id, {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kind": kind, "ok": True,
+            "run_id": ctx.run_id, "verify_s": summary.get("verify_s"), "restore_s": summary.get("restore_s"),
+            "total_s": total_s})
+    except Exception as e:  # noqa: BLE001
+        ctx.emit("warning", f"could not record the restore's duration in backup {m.id}'s manifest: {short_error(e)}")
 
 
 def _current_or_none(ctx):

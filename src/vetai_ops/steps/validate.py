@@ -9,6 +9,8 @@ import time
 from sqlalchemy import text
 
 from ..database import migrations as mig
+from ..database.probes import data_loss, derive_probes, measure_impacts, run_probes
+from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
 from ..config import env_flag
@@ -50,6 +52,7 @@ def changed_applied(conn) -> list[str]:
 def validate(ctx, render: bool = True, **_):
     """Static checks + where the DB stands. Refuses (GateRefused) and changes nothing."""
     from ..validate import FAILING_RULES, validate_history
+    from ..validate.ack import file_acknowledgements
 
     access = ctx.access
     with access.engine().connect() as conn:
@@ -103,7 +106,12 @@ def validate(ctx, render: bool = True, **_):
         )
     blocking = report.blocking
     if blocking:
-        ops = "; ".join(f"{f.revision}: {f.operation or f.rule} ({f.file}:{f.line})" for f in blocking)
+        checks = ctx.env.checks  # what a DROP COLUMN would discard, counted on the live data
+        loss = data_loss(access.engine(), getattr(report, "sql", {}) or {}, sample_rows=checks.probe_sample_rows,
+                         timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
+        ops = "; ".join(f"{f.revision}: {f.operation or f.rule}"
+                        + (f", {loss[(f.revision, f.operation)]}" if (f.revision, f.operation) in loss else "")
+                        + f" ({f.file}:{f.line})" for f in blocking)
         raise GateRefused(
             f"pending revisions contain destructive operations: {ops}",
             "if intended, add `# vetai-ops: allow <operation>` to the revision file, or pass "
@@ -120,6 +128,9 @@ def validate(ctx, render: bool = True, **_):
         validated_hashes={r: report.revisions[r].sha256 for r in pending if r in report.revisions},
         acknowledged_destructive=bool(ack),
         sql=getattr(report, "sql", {}) or {},
+        # the revision files' `# vetai-ops: allow ...` lines, for the live checks (rewrite acks)
+        ack_tokens={r: sorted(file_acknowledgements(report.revisions[r].file.read_text(errors="replace")))
+                    for r in pending if r in report.revisions},
     )
     if ack:  # only a proven backup lets a destructive change run: playbooks whose backup is optional take one
         ctx.state["when:backup_first"] = True
@@ -137,6 +148,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
     """Live checks: server version, long transactions that would block DDL, disk room for dump + restore."""
     access = ctx.access
     with access.engine().connect() as conn:
+        drift_summary = _drift_gate(ctx, conn)
         version = conn.execute(text("show server_version")).scalar_one()
         size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         longx = conn.execute(
@@ -151,13 +163,43 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
         from ..database.orphans import added_foreign_keys, find_orphans
 
         orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
-    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts)
+        impacts = measure_impacts(conn, statement_impacts(ctx.state.get("sql") or {}))
+        # a failed deploy must be undoable: the rights to restore the database as it is, and room
+        # for the copy, proven before the backup (exit 2 naming each missing GRANT)
+        from ..database import dbprops
+        from ..database.rights import object_owners, refuse_unless_recoverable
+
+        props, owners = dbprops.capture(conn, access.db.name), object_owners(conn)
+        room = refuse_unless_recoverable(conn, access.db.name, owners=owners, props=props, size=size,
+                                         target=ctx.db_target, factor=min_free_factor)
+    checks = ctx.env.checks
+    probes = run_probes(access.engine(), derive_probes(ctx.state.get("sql") or {}), sample_rows=checks.probe_sample_rows,
+                        timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
+    over = over_limit(impacts, checks.max_rewrite_mb * 2**20, ctx.state.get("ack_tokens"), ctx.options.get("allow") or [])
+    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts,
+                     impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes],
+                     db_props=props, object_owners=owners)
+    for p in probes:  # the plan shows every note; one that left a statement unproven is also a warning
+        if p.error:
+            ctx.emit("warning", f"{p.revision}: `{p.statement[:100]}` not proven by its {p.kind} probe: {p.error}")
     if orphans:
         desc = "; ".join(f"{fk.revision}: {n} rows of {fk.table}({', '.join(fk.columns)}) have no {fk.ref_table} "
-                         f"(constraint {fk.name or '?'}; find them with: {fk.query().replace('count(*)', 'c.*')})"
+                         f"(constraint {fk.name or '?'}; find them with: {fk.query(rows=True)})"
                          for fk, n in orphans)
         raise GateRefused(f"pending foreign keys would fail on orphan rows: {desc}",
                           "fix or delete those rows (or make the revision clean them up), then deploy again")
+    failed = [p for p in probes if p.failed]
+    if failed:
+        raise GateRefused("pending revisions would fail on the live data: " + "; ".join(p.describe() for p in failed),
+                          "fix those rows (or make the revision fix them before the statement), then deploy again; "
+                          "nothing changed, no backup was taken")
+    if over:
+        raise GateRefused(
+            f"pending statements would rewrite tables over checks.max_rewrite_mb={checks.max_rewrite_mb} MiB "
+            "under their lock: " + "; ".join(f"{i.revision}: {i.line()}" for i in over),
+            "if intended (a maintenance window), add `# vetai-ops: allow rewrite <table>` to the revision file or "
+            "pass " + " ".join(f"--allow='rewrite {i.table}'" for i in over)
+            + "; or raise checks.max_rewrite_mb in the inventory")
     if longx and ctx.state.get("pending"):
         desc = ", ".join(f"pid {r['pid']} ({r['usename']}, {r['state']}, {r['secs']}s)" for r in longx)
         raise GateRefused(
@@ -179,7 +221,37 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
             "free space there or use S3 storage",
         )
-    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions"
+    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions, recoverable ({room}); {drift_summary}"
+
+
+def _drift_gate(ctx, conn) -> str:
+    """The live schema against the reference at the database's revision (the history, cached):
+    refuse, naming each, unless every difference is accepted (recorded, or named with
+    ``accept_drift`` now; those are recorded by the ``accept_drift`` step, before the backup)."""
+    from ..database.drift import accept_hint, describe, drift_at, parse_tokens, select
+
+    t0 = time.monotonic()
+    rev = ctx.state["from_rev"] if "from_rev" in ctx.state else mig.current(conn)
+    diffs, info = drift_at(ctx.access, conn, rev, emit=ctx.emit)
+    new = [d for d in diffs if not d.accepted]
+    chosen, unused = select(new, parse_tokens(ctx.options.get("accept_drift")))
+    for t in unused:
+        ctx.emit("warning", f"--accept-drift={t} names no unaccepted difference of the live schema (ignored)")
+    refused = [d for d in new if d not in chosen]
+    ctx.state.update(drift=[d.to_dict() for d in diffs], drift_accepting=chosen,
+                     drift_check_s=round(time.monotonic() - t0, 3), drift_reference_cached=info["cached"])
+    if refused:
+        raise GateRefused(
+            f"the live schema of {ctx.access.db.name} differs from what the history builds at revision "
+            f"{rev or 'base'}; {len(refused)} unaccepted difference(s), nothing changed:{describe(refused)}",
+            ("this database has no Alembic revision: if the backend's TypeORM built it, run `invoke adopt` first; "
+             if rev is None else "") + accept_hint(refused),
+            report={"drift": [d.to_dict() for d in diffs], "revision": rev},
+        )
+    accepted = len(diffs) - len(chosen)
+    return (f"schema matches the history at {rev or 'base'}"
+            + (f" ({accepted} accepted difference(s))" if accepted else "")
+            + (f"; accepting {len(chosen)} now: {', '.join(d.id for d in chosen)}" if chosen else ""))
 
 
 def tool_major(version_text: str) -> int | None:
@@ -218,12 +290,45 @@ def _row_counts(conn) -> dict[str, int]:
 
 
 @step("plan")
-def plan(ctx, **_):
-    """What the run will do; the face renders it; --dry-run stops right after confirm."""
-    last = ctx.catalog.list()[:1]
+def plan(ctx, rehearse: bool = True, **_):
+    """What the run will do; the face renders it; --dry-run stops right after confirm.
+
+    Also decides whether the deploy rehearses (validate/datadep.py) and predicts its times
+    from this env's history (store/estimates.py); refuses, before the backup, ``--no-rehearsal``
+    on a protected env, ``deploy.rehearsal: always`` with ``--skip-backup``, and a deploy whose
+    predicted rollback exceeds ``deploy.max_rollback_s``."""
+    from ..journal import read_history
+    from ..store.estimates import estimates
+    from ..validate.datadep import data_dependent, decide
+
+    manifests = ctx.catalog.list()
+    last = manifests[:1]
     est = None
     if last and last[0].duration_s:
         est = round(last[0].duration_s * 1.5, 1)
+    pending = ctx.state.get("pending", [])
+    cfg = ctx.env.deploy
+    if ctx.options.get("no_rehearsal") and ctx.env.protected:
+        raise GateRefused(f"env {ctx.env.name!r} is protected: its deploys are always rehearsed on a copy first; "
+                          "--no-rehearsal is refused, nothing changed",
+                          "deploy without --no-rehearsal (the rehearsal's durations are shown before you confirm)")
+    if cfg.rehearsal == "always" and ctx.options.get("skip_backup") and pending:
+        raise GateRefused(f"deploy.rehearsal is always for env {ctx.env.name!r}, and --skip-backup leaves no backup "
+                          "to rehearse on; nothing changed", "deploy without --skip-backup")
+    decision = decide(cfg.rehearsal, protected=ctx.env.protected, pending=pending,
+                      first_deploy=ctx.state.get("from_rev") is None, no_flag=bool(ctx.options.get("no_rehearsal")),
+                      skip_backup=bool(ctx.options.get("skip_backup")),
+                      reasons=data_dependent(pending, ctx.state.get("findings", []), ctx.state.get("sql", {})))
+    if not rehearse:  # a playbook without a rehearse step (migrations.upgrade)
+        decision.will, decision.why = False, f"{ctx.action} does not rehearse (invoke deploy does)"
+    ctx.state["rehearsal"] = decision.to_json()
+    try:
+        history = read_history(ctx.access.engine(), limit=200)
+    except Exception as e:  # noqa: BLE001 - estimates only: never stops a deploy
+        ctx.emit("warning", f"could not read deploy_history for the estimates: {str(e).splitlines()[0][:200]}")
+        history = []
+    ctx.state["history_rows"] = history
+    estimated, by_rev = estimates(manifests, history, pending, ctx.state.get("db_size"))
     p = {
         "env": ctx.env.name,
         "protected": ctx.env.protected,
@@ -235,11 +340,31 @@ def plan(ctx, **_):
         "pending": ctx.state.get("pending", []),
         "sql": ctx.state.get("sql", {}),
         "findings": ctx.state.get("findings", []),
+        "drift": ctx.state.get("drift", []),
+        "accepting_drift": [d.id for d in ctx.state.get("drift_accepting") or []],
+        "impacts": ctx.state.get("impacts", []),
+        "probes": ctx.state.get("probes", []),
         "backup_store": ctx.store.location,
         "first_deploy_seeds": bool(ctx.state.get("when:first_deploy")),
         "estimated_restore_s": est,
+        "rehearsal": decision.to_json(),
+        "estimates": estimated,
+        "migrate_by_revision": by_rev,
+        "max_rollback_s": cfg.max_rollback_s,
         "created": time.time(),
     }
     ctx.state["plan"] = p
     ctx.emit("plan", "", **{k: v for k, v in p.items() if k != "created"})
+    rto, predicted = cfg.max_rollback_s, estimated["rollback_s"]
+    if rto is not None and pending:
+        if predicted is not None and predicted > rto:
+            raise GateRefused(
+                f"a rollback of env {ctx.env.name!r} is predicted to take {predicted:.0f}s (past restores here, "
+                f"scaled to the database's {ctx.state.get('db_size') or 0} bytes now), over deploy.max_rollback_s="
+                f"{rto:g}s; refused before the backup, nothing changed",
+                "deploy in a window where a longer recovery is acceptable (raise deploy.max_rollback_s for it), "
+                "or make the database smaller / the restore faster (backup.restore_jobs)")
+        if predicted is None:
+            ctx.emit("warning", f"deploy.max_rollback_s={rto:g}s is not enforced: env {ctx.env.name!r} has no "
+                                "restore in its history to predict a rollback from (`invoke backups.verify` makes one)")
     return f"{p['from'] or 'base'} -> {p['to'] or 'base'} ({len(p['pending'])} revisions)"

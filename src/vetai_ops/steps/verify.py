@@ -98,13 +98,14 @@ def record(ctx, m, rec: dict, *, sign: bool = False) -> None:
     except OpsError:
         fresh = None
     if key is None:  # the env signs nothing: nothing to launder, keep what is there
-        past = fresh.verifications if fresh is not None else m.verifications
+        out = Manifest.from_json((fresh or m).to_json())
     elif fresh is not None and fresh.signed and fresh.core() == m.core():
-        past = fresh.verifications
+        out = Manifest.from_json(fresh.to_json())
     else:
-        past = m.verifications if m.signed else []  # records nobody signed are nobody's word
-    out = Manifest.from_json(m.to_json())
-    out.verifications = list(past or []) + [rec]
+        out = Manifest.from_json(m.to_json())
+        if not m.signed:  # records nobody signed are nobody's word: not signed into it
+            out.verifications, out.restores = [], []
+    out.verifications = list(out.verifications or []) + [rec]
     cat.write_manifest(out)
     if adopt:
         ctx.emit("info", f"backup {m.id} restored, checked and now signed with env {cat.env}'s manifest key")

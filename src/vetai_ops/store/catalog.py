@@ -48,12 +48,25 @@ class Manifest:
     host: str = ""
     tables: dict[str, int] = field(default_factory=dict)  # row counts at dump time (estimates)
     log_key: str | None = None
+    # PostgreSQL's write counters when the dump began (database/writestats.py): what a restore
+    # of this backup discards is counted against them
+    write_stats: dict[str, Any] | None = None
     verifications: list[dict[str, Any]] = field(default_factory=list)
     # the stored object, pinned (signed with the rest): S3's ETag (read back with If-Match)
     # and, in a versioned bucket, the object's VersionId (read back by that version)
     etag: str | None = None
     version_id: str | None = None
     signature: dict[str, str] | None = None  # store/signing.py; covers every other field
+
+    # database-level properties at dump time (database/dbprops.py: owner, ACL, settings, locale,
+    # comment), given back to a restored copy; None in manifests written before they were recorded
+    database_props: dict[str, Any] | None = None
+    object_owners: list[str] | None = None  # roles owning dumped objects (a restore keeps them)
+    # pg_database_size when the dump was taken (the estimates scale durations by it), and every
+    # restore of this backup other than a verification: {at, kind: rollback | recovery |
+    # rehearsal, ok, restore_s, verify_s, total_s, run_id} (store/estimates.py reads them)
+    db_size: int | None = None
+    restores: list[dict[str, Any]] = field(default_factory=list)
 
     # set when read (not stored): signed | unsigned | bad-signature | no-key
     trust: ClassVar[str] = "unsigned"
@@ -81,8 +94,9 @@ class Manifest:
         return m
 
     def core(self) -> dict[str, Any]:
-        """What the backup is, without its verification records and signature."""
-        return {k: v for k, v in self.to_json().items() if k not in ("verifications", "signature")}
+        """What the backup is, without the records appended later (verifications, restores) and
+        the signature."""
+        return {k: v for k, v in self.to_json().items() if k not in ("verifications", "restores", "signature")}
 
 
 def new_id(now: float | None = None) -> str:
@@ -186,6 +200,15 @@ class Catalog:
             m.signature = d["signature"]
             m.trust = "signed" if key is not None else "unsigned"
         self.store.put_bytes(self.manifest_key(m.id), json.dumps(d, indent=2, sort_keys=True).encode())
+
+    def add_restore(self, bid: str, rec: dict[str, Any]) -> None:
+        """Append a restore record to backup ``bid``'s manifest (re-read first: a verification
+        may have been recorded meanwhile). Callers hold the env's lock."""
+        fresh = self.read_manifest(bid)
+        fresh.restores = list(fresh.restores or []) + [rec]
+        # signed again only when it was signed: signing what was read unsigned or mis-signed
+        # (a --trust-unsigned restore) would launder it
+        self.write_manifest(fresh, sign=fresh.signed)
 
     def read_manifest(self, bid: str) -> Manifest:
         try:

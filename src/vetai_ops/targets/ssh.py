@@ -30,7 +30,7 @@ import socket
 import stat
 import subprocess
 import threading
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import paramiko
 from fabric import Config, Connection
@@ -141,19 +141,25 @@ class SSHProcess:
                 ch.close()
             return
         self._pid_seen.wait(2.0)
+        killed = False
         if self.pid and self._target is not None:
             with contextlib.suppress(Exception):  # a refused channel or a dead link: the fallback below
                 killer = self._target.start(["kill", "-KILL", "--", f"-{self.pid}"])
-                killer.wait(10)
-        # also ask sshd to signal it (RFC 4254 6.9; honoured for non-root logins)
-        with contextlib.suppress(Exception):
-            m = paramiko.Message()
-            m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
-            m.add_int(ch.remote_chanid)
-            m.add_string("signal")
-            m.add_boolean(False)
-            m.add_string("KILL")
-            ch.transport._send_user_message(m)
+                killed = killer.wait(10) == 0
+        if killed:
+            ch.status_event.wait(5)  # the command's end reaches us; its channel closes
+        # else ask sshd to signal it (RFC 4254 6.9; honoured for non-root logins). Never on a
+        # channel sshd already closed: a request for an unknown channel makes sshd drop the
+        # whole connection (every other command, the SFTP session and the tunnel with it)
+        if not killed and not ch.closed and not ch.status_event.is_set():
+            with contextlib.suppress(Exception):
+                m = paramiko.Message()
+                m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+                m.add_int(ch.remote_chanid)
+                m.add_string("signal")
+                m.add_boolean(False)
+                m.add_string("KILL")
+                ch.transport._send_user_message(m)
         with contextlib.suppress(Exception):
             ch.close()
 
@@ -336,6 +342,15 @@ class SSHTarget:
                     f"cannot open an SSH session on {self.address}: {e}", "check the host and sshd's MaxSessions"
                 ) from None
 
+    def _live_transport(self, dead: paramiko.Transport | None = None) -> paramiko.Transport:
+        """The current transport, reconnecting when it (or ``dead``, one a caller saw fail) is
+        gone: a tunnel opened before an SSH reconnect keeps working over the new connection."""
+        with self._lock:
+            if self._conn is not None and (dead is not None and self._conn.transport is dead
+                                           or not self._conn.is_connected):
+                self._drop()
+        return self._transport()
+
     def _drop(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -504,8 +519,8 @@ class SSHTarget:
     def forward(self, remote_host: str, remote_port: int) -> Iterator[int]:
         """Yield a port on 127.0.0.1 whose connections are tunnelled (direct-tcpip)
         through this SSH connection to ``remote_host:remote_port`` as seen from the host."""
-        transport = self._transport()
-        fwd = _Forwarder(transport, remote_host, int(remote_port), self.address)
+        self._transport()  # connect now: a bad host key or a refused login fails here, not per connection
+        fwd = _Forwarder(self._live_transport, remote_host, int(remote_port), self.address)
         try:
             yield fwd.port
         finally:
@@ -525,8 +540,8 @@ class SSHTarget:
 class _Forwarder:
     """A tiny `ssh -L 127.0.0.1:0:host:port`: one accept thread, one pump thread per client."""
 
-    def __init__(self, transport: paramiko.Transport, host: str, port: int, via: str):
-        self._t = transport
+    def __init__(self, transport: Callable[..., paramiko.Transport], host: str, port: int, via: str):
+        self._t = transport  # the target's live transport (reconnects after a drop)
         self._dest = (host, port)
         self._via = via
         self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -549,9 +564,17 @@ class _Forwarder:
                 sock, peer = self._srv.accept()
             except OSError:
                 return
-            try:
-                ch = self._t.open_channel("direct-tcpip", self._dest, peer, timeout=10)
-            except Exception:
+            ch = None
+            t = None
+            for _ in range(2):  # a dead transport: once more over a new SSH connection
+                try:
+                    t = self._t(t)
+                    ch = t.open_channel("direct-tcpip", self._dest, peer, timeout=10)
+                    break
+                except Exception:
+                    if t is not None and t.is_active():
+                        break  # the host refused this destination: no point reconnecting
+            if ch is None:
                 sock.close()  # the client sees a closed connection (like ssh -L when the target refuses)
                 continue
             with self._lock:

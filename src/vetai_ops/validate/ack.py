@@ -16,6 +16,10 @@ Operation strings are what the findings print: ``drop_table notifications``,
 ``truncate T``, ``delete T``, ``drop_<object> name``. Matching ignores case and repeated
 spaces.
 
+A table rewrite over ``checks.max_rewrite_mb`` (see :mod:`.locks`) is acknowledged the
+same way with ``rewrite <table>`` (``# vetai-ops: allow rewrite pets``, ``--allow='rewrite
+pets'`` or ``--allow=rewrite:pets``); ``allow-destructive`` does not cover it.
+
 On the command line (``acknowledged=`` of :func:`validate_history`) the same tokens are
 accepted — an operation string, an operation kind, a rule id, ``allow-destructive`` — and
 also a revision id, which acknowledges everything in that revision. An acknowledged
