@@ -168,7 +168,7 @@ def test_manifests_over_ssh_and_s3_are_signed_pinned_and_a_protected_env_needs_t
     assert r.returncode == 1 and KEY_VAR in r.stderr and "not set" in r.stderr, r.stderr
     # no manifest key configured at all on a protected S3 env: refused before anything is dumped
     remote_env.inventory.write_text(remote_env.inventory.read_text().replace(f", manifest_key_env: {KEY_VAR}", ""))
-    r = remote_env.cli("deploy", "--env=prod", "--yes")
+    r = remote_env.cli("backup", "--env=prod")
     assert r.returncode == 2 and "manifest_key_env" in r.stderr, r.stderr
     assert remote_env.objects() == before and remote_env.revision() == "base"
 
