@@ -43,6 +43,7 @@ class RunContext:
         self._stack = contextlib.ExitStack()
         self._db_target = None
         self._app_targets = None
+        self._targets: dict[str, Any] = {}  # host -> its target, for the run
         self._store = None
         self._catalog = None
         self._access = None
@@ -81,10 +82,15 @@ class RunContext:
         return self._app_targets
 
     def _make_target(self, host: str):
-        from .targets.factory import make_target  # local without an ssh: block, else SSH
+        """One target per host for the whole run: its SSH connection is opened once and
+        reused by every step (backup, restart, health, the recovery's restart and
+        post-check), also when the DB host is an app host too; closed when the run ends."""
+        t = self._targets.get(host)
+        if t is None:
+            from .targets.factory import make_target  # local without an ssh: block, else SSH
 
-        t = make_target(host, self.env.ssh, self.env.protected)
-        self._stack.callback(t.close)
+            t = self._targets[host] = make_target(host, self.env.ssh, self.env.protected)
+            self._stack.callback(t.close)
         return t
 
     @property
@@ -276,9 +282,12 @@ def run_playbook(
     playbook: Playbook | None = None,
 ) -> dict:
     """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    pb = playbook or load_playbook(name)
+    from .steps import check_playbook
+
+    check_playbook(pb)  # a bad playbook is refused (exit 2) before any lock, backup or journal line
     inv = inventory or load_inventory()
     env = inv.env(env_name)
-    pb = playbook or load_playbook(name)
     ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
     report: dict[str, Any] = {
         "run_id": ctx.run_id,
@@ -313,7 +322,6 @@ def run_playbook(
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
-                    ctx.state["failure"] = report["error"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:

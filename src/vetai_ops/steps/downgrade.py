@@ -12,11 +12,11 @@ import time
 
 from ..database import migrations as mig
 from ..errors import ConfigError, GateRefused, StopPipeline
-from . import step
+from . import run_alembic, step
 
 
 @step("downgrade_plan")
-def downgrade_plan(ctx, **_):
+def downgrade_plan(ctx):
     to = ctx.options.get("to")
     if not to:
         raise ConfigError("--to is required: the revision to go down to (or 'base')",
@@ -56,9 +56,7 @@ def downgrade_plan(ctx, **_):
 
 
 @step("downgrade")
-def downgrade(ctx, **_):
-    from .migrate import run_alembic
-
+def downgrade(ctx):
     target = ctx.state.get("to_rev")
     timings = run_alembic(ctx, "downgrade", target)
     return f"{len(timings)} revisions reverted -> {target or 'base'}"
