@@ -171,6 +171,9 @@ class Services(Strict):
     # how many app hosts are worked on at the same time (health checks, a batch's restarts),
     # like Ansible's forks
     forks: int = Field(16, ge=1)
+    # write_fence: commands — argv run on each app host to stop / resume the app's writes
+    maintenance_on: list[str] | None = None
+    maintenance_off: list[str] | None = None
 
 
 class Sandbox(Strict):
@@ -225,6 +228,17 @@ class Environment(Strict):
     backup: Backup = Field(default_factory=Backup)
     deploy: Deploy = Field(default_factory=Deploy)
     downgrade_on_failure: bool = False
+    # keep the app from writing from backup start to the end of the post-checks (writes made in
+    # that window would be discarded by a restore): none, read_only (the database refuses the
+    # app's writes), or commands (services.maintenance_on/off on the app hosts)
+    write_fence: Literal["none", "read_only", "commands"] = "none"
+
+    @model_validator(mode="after")
+    def _fence(self):
+        if self.write_fence == "commands" and not (self.services.maintenance_on and self.services.maintenance_off):
+            raise ValueError("write_fence is 'commands' but services.maintenance_on / services.maintenance_off "
+                             "are not both set (argv lists run on each app host)")
+        return self
 
     # filled by load_inventory
     name: str = ""

@@ -300,6 +300,8 @@ def restore_backup(ctx, m) -> dict:
         from ..store.catalog import new_id
 
         before = retired.unused_name(maint, live, m.id, new_id())
+        if ctx.state.get("fence_before_swap"):  # a read_only write fence holds on the copy too
+            ctx.state["fence_before_swap"](maint, scratch)
         _lock_before_swap(ctx)
         swap(ctx, maint, live, scratch, before)
     except BaseException:
