@@ -138,6 +138,14 @@ def test_rollback_shows_the_writes_before_the_operator_confirms(remote_env):
     assert rows(remote_env, "SELECT count(*) FROM app_cache.sessions WHERE id > 100", rep["kept_as"]) == [(2,)]
     assert remote_env.psql("SELECT count(*) FROM app_cache.sessions WHERE id > 100") == "0"
 
+    # the live database is now a restored copy, not the one backed up: its statistics do not
+    # reach back to the backup, so the count is "unknown", said so, never a made-up zero
+    r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)["report"]
+    assert rep["writes_since_backup"] is None and "replaced" in " ".join(rep["writes_notes"])
+    assert "writes since backup" in r.stderr and "unknown" in r.stderr
+
 
 def test_downgrade_on_failure_keeps_the_writes(remote_env, health, migrations_copy):
     """downgrade_on_failure with a revision whose downgrade loses nothing (an index): the
