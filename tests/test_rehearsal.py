@@ -185,3 +185,12 @@ def test_what_auto_counts_as_data_dependent():
     assert decide("auto", protected=True, reasons={}, **args).will  # always on protected envs
     assert not decide("off", protected=True, reasons=why, **args).will
     assert not decide("auto", protected=False, reasons=why, **{**args, "first_deploy": True}).will
+
+
+def test_a_rehearsal_copy_left_by_a_killed_run_is_dropped_by_the_next_run(local_env):
+    local_env.run("deploy", yes=True)
+    dead = f"{local_env.dbname}_rehearse_20260101t000000z"
+    local_env.cluster().psql(f'CREATE DATABASE "{dead}" OWNER vetai')
+    assert dead in databases(local_env)
+    local_env.run("deploy", yes=True)  # its lock step repairs before anything else
+    assert databases(local_env) == [local_env.dbname]
