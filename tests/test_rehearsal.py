@@ -111,6 +111,13 @@ def test_protected_env_confirms_after_a_passing_rehearsal_with_its_durations(loc
     log = (local_env.root / "logs" / "migration.log").read_text()
     assert '"event": "rehearsal"' in log
     assert databases(local_env) == [local_env.dbname]  # the copy was dropped
+    # undone, the next plan takes each revision's time from the journal: the rehearsal's first
+    local_env.configure()  # unprotected: the rollback and the plan ask nothing
+    local_env.run("rollback", to="pre-deploy", yes=True)
+    plan = local_env.run("deploy", dry_run=True)["plan"]
+    assert plan["pending"] == ["0014", "0015"]
+    assert {plan["migrate_by_revision"][r]["source"] for r in ("0014", "0015")} == {"rehearsal"}
+    assert plan["estimates"]["rollback_s"] is not None and plan["estimates"]["migrate_s"] is not None
 
 
 def test_no_rehearsal_is_refused_on_a_protected_env_and_off_skips_it(local_env, migrations_copy):
