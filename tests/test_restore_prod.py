@@ -298,3 +298,66 @@ def test_automatic_recovery_while_the_app_is_connected(remote_env, app_sessions,
     with psycopg.connect(**env.pg.app_conninfo(env.dbname)) as c:
         assert c.execute("SHOW statement_timeout").fetchone()[0] == "30s"
         assert c.execute("SELECT count(*) FROM clients").fetchone()[0] >= 0
+
+
+def test_preflight_refuses_without_room_for_the_restore_copy(remote_env):
+    """The database lives in a tablespace on a small disk (a 12 MiB tmpfs): the copy a restore
+    would write there does not fit, so the deploy is refused before the backup. Creating the
+    copy in that tablespace is a right of its own, named first."""
+    import os
+    import subprocess
+    import tempfile
+
+    from bed import require_or_skip
+    from vetai_ops.database.cluster import _server_user
+
+    env, pg = remote_env, remote_env.pg
+    d = tempfile.mkdtemp(prefix="vetai-tiny-ts-")
+    os.chmod(d, 0o755)
+    user = _server_user()
+    opts = "size=12m,mode=0700" + (f",uid={_uid(user)},gid={_gid(user)}" if user else "")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", d], capture_output=True)
+    if r.returncode != 0:
+        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    space = sql.Identifier(f"tiny_{env.dbname}")
+    try:
+        pg.admin(sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(space, sql.Literal(d)))
+        pg.admin(sql.SQL("ALTER DATABASE {} SET TABLESPACE {}").format(sql.Identifier(env.dbname), space))
+        r = env.cli("deploy", "--env=prod", "--yes")
+        assert r.returncode == 2, r.stderr
+        assert f'GRANT CREATE ON TABLESPACE "tiny_{env.dbname}" TO "{pg.deploy_user}";' in r.stderr
+        pg.admin(sql.SQL("GRANT CREATE ON TABLESPACE {} TO {}").format(space, sql.Identifier(pg.deploy_user)))
+        r = env.cli("deploy", "--env=prod", "--yes")
+        assert r.returncode == 2, r.stderr
+        assert "not enough room for a restore copy" in r.stderr and d in r.stderr
+        assert env.objects() == [] and env.revision() == "base"
+    finally:
+        for db in env.databases():
+            pg.admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        pg.admin(sql.SQL("DROP TABLESPACE IF EXISTS {}").format(space))
+        subprocess.run(["umount", "-l", d], check=False)
+
+
+def _uid(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_uid
+
+
+def _gid(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
+def test_preflight_refuses_objects_a_non_superuser_cannot_restore_under_their_owner(remote_env):
+    """A table the app owns in the deploy role's public schema: pg_restore (not a superuser)
+    could not give it back to the app (its ALTER ... OWNER TO runs before the schema's grants
+    are restored), so the deploy is refused before the backup, naming the table."""
+    env, pg = remote_env, remote_env.pg
+    pg.admin(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(pg.app_user)), db=env.dbname)
+    env.psql("CREATE TABLE public.app_notes (id int)", user=pg.app_user)
+    r = env.cli("deploy", "--env=prod", "--yes", "--accept-drift=table:app_notes")  # drift is not the point here
+    assert r.returncode == 2, r.stderr
+    assert f'ALTER TABLE "public"."app_notes" OWNER TO "{pg.deploy_user}";' in r.stderr
+    assert env.objects() == [] and env.revision() == "base"

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, PlaybookError
 from .paths import project_root
 
 # used with fullmatch: `$` would let a trailing newline through; [0-9], never \d (which takes any
@@ -173,7 +173,19 @@ class Checks(Strict):
 
 class Services(Strict):
     restart: list[str] | None = None  # argv run on each app host, rolling
-    rolling_delay: float = 0.0
+    rolling_delay: float = 0.0  # seconds between two batches
+    # restart this many app hosts at once; each batch must pass the health checks before
+    # the next one starts (1 = one host at a time, as before)
+    batch: int = Field(1, ge=1)
+    # stop the rollout once MORE than this many hosts failed (restart or health); 0 = at the
+    # first failure. Up to this many hosts may also fail the post-check's health checks.
+    max_fail: int = Field(0, ge=0)
+    # how many app hosts are worked on at the same time (health checks, a batch's restarts),
+    # like Ansible's forks
+    forks: int = Field(16, ge=1)
+    # write_fence: commands — argv run on each app host to stop / resume the app's writes
+    maintenance_on: list[str] | None = None
+    maintenance_off: list[str] | None = None
 
 
 class Sandbox(Strict):
@@ -228,13 +240,20 @@ class Environment(Strict):
     backup: Backup = Field(default_factory=Backup)
     deploy: Deploy = Field(default_factory=Deploy)
     downgrade_on_failure: bool = False
+    # keep the app from writing from backup start to the end of the post-checks (writes made in
+    # that window would be discarded by a restore): none, read_only (the database refuses the
+    # app's writes), or commands (services.maintenance_on/off on the app hosts)
+    write_fence: Literal["none", "read_only", "commands"] = "none"
+
+    @model_validator(mode="after")
+    def _fence(self):
+        if self.write_fence == "commands" and not (self.services.maintenance_on and self.services.maintenance_off):
+            raise ValueError("write_fence is 'commands' but services.maintenance_on / services.maintenance_off "
+                             "are not both set (argv lists run on each app host)")
+        return self
 
     # filled by load_inventory
     name: str = ""
-
-    @property
-    def is_remote(self) -> bool:
-        return self.ssh is not None
 
 
 class Inventory(Strict):
@@ -279,7 +298,8 @@ def inventory_path() -> Path:
 
 
 def _fmt_loc(loc: tuple) -> str:
-    return ".".join(str(x) for x in loc)
+    """pydantic's error location as a key path: ``steps[0].options``."""
+    return "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -321,7 +341,7 @@ class StepSpec(Strict):
     step: str
     name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    when: str | None = None  # "first_deploy", "run_migrations", "run_seeds", "protected", ...
+    when: str | None = None  # a condition of steps.CONDITIONS, or "not <condition>" (checked at load)
 
     @property
     def label(self) -> str:
@@ -343,12 +363,12 @@ def load_playbook(name: str, directory: Path | None = None) -> Playbook:
     path = directory / f"{name}.yml"
     data = _read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a playbook is a mapping with 'steps:'")
+        raise PlaybookError(f"{path}: a playbook is a mapping with 'steps:'")
     data.setdefault("name", name)
     try:
         pb = Playbook.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(f"{path}: {_fmt_loc(err['loc'])}: {err['msg']}", "fix that key in the playbook") from None
+        raise PlaybookError(f"{path}: {_fmt_loc(err['loc'])}: {err['msg']}", "fix that key in the playbook") from None
     pb.path = str(path)
     return pb

@@ -43,6 +43,7 @@ class RunContext:
         self._stack = contextlib.ExitStack()
         self._db_target = None
         self._app_targets = None
+        self._targets: dict[str, Any] = {}  # host -> its target, for the run
         self._store = None
         self._catalog = None
         self._access = None
@@ -81,10 +82,15 @@ class RunContext:
         return self._app_targets
 
     def _make_target(self, host: str):
-        from .targets.factory import make_target  # local without an ssh: block, else SSH
+        """One target per host for the whole run: its SSH connection is opened once and
+        reused by every step (backup, restart, health, the recovery's restart and
+        post-check), also when the DB host is an app host too; closed when the run ends."""
+        t = self._targets.get(host)
+        if t is None:
+            from .targets.factory import make_target  # local without an ssh: block, else SSH
 
-        t = make_target(host, self.env.ssh, self.env.protected)
-        self._stack.callback(t.close)
+            t = self._targets[host] = make_target(host, self.env.ssh, self.env.protected)
+            self._stack.callback(t.close)
         return t
 
     @property
@@ -276,9 +282,12 @@ def run_playbook(
     playbook: Playbook | None = None,
 ) -> dict:
     """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    pb = playbook or load_playbook(name)
+    from .steps import check_playbook
+
+    check_playbook(pb)  # a bad playbook is refused (exit 2) before any lock, backup or journal line
     inv = inventory or load_inventory()
     env = inv.env(env_name)
-    pb = playbook or load_playbook(name)
     ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
     report: dict[str, Any] = {
         "run_id": ctx.run_id,
@@ -313,7 +322,7 @@ def run_playbook(
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
-                    ctx.state["failure"] = report["error"]
+                    ctx.state["failed_step"] = report["failed_step"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:
@@ -367,6 +376,8 @@ def _recovery_summary(report: dict) -> str:
 
 def _writes_summary(report: dict) -> str:
     """What the restore set aside: the app's writes since the backup, and where they are."""
+    if report.get("recovered_by") == "downgrade":
+        return "; downgraded instead of restoring the backup (downgrade_on_failure): the app's writes since the backup are kept"
     if not report.get("kept_as"):
         return ""
     from .database.writestats import describe
@@ -387,7 +398,7 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
     for spec in pb.on_failure:
         try:
             r = _run_step(ctx, spec, "on_failure", rec["steps"])
-            if r["status"] == "ok":
+            if r["status"] == "ok" and (r.get("summary") or spec.step != "recovery_plan"):  # a choice not made: not "done"
                 rec["done"].append(spec.label + (f" {r['summary']}" if r.get("summary") else ""))
         except BaseException as e:  # noqa: BLE001
             rec.update(status="failed", failed_step=spec.label, error=redact(short_error(e)))
@@ -396,11 +407,17 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
 
 
 def _finish(ctx: RunContext, report: dict) -> None:
+    for fn in ctx.state.pop("on_finish", []):  # e.g. lift the write fence: on every exit path, first
+        try:
+            fn(ctx)
+        except Exception as e:  # noqa: BLE001 - never hides the run's own outcome
+            ctx.emit("warning", f"{getattr(fn, '__name__', 'cleanup')} failed: {redact(short_error(e))}")
     report["finished"] = time.time()
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
     for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes"):
+              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes", "fence_status",
+              "fence_repaired", "recovered_by"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])

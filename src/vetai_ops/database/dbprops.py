@@ -1,6 +1,6 @@
 """What a database is at the database level, beyond what ``pg_dump`` carries: owner, ACL,
 per-database and per-role-in-database settings, encoding / collation / ctype / locale
-provider, connection limit, comment.
+provider, tablespace, connection limit, comment.
 
 ``pg_dump`` of one database (without ``--create``) carries none of these, so a restore into a
 new database would silently lose them (the app's CONNECT grant, its ``ALTER ROLE ... IN
@@ -28,8 +28,9 @@ SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS en
        d.datcollate AS collate, d.datctype AS ctype, d.datconnlimit AS connection_limit,
        shobj_description(d.oid, 'pg_database') AS comment, d.datacl IS NULL AS default_acl,
        to_jsonb(d) ->> 'datlocprovider' AS locale_provider,
-       coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') AS icu_locale
-FROM pg_database d WHERE d.datname = :n
+       coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') AS icu_locale,
+       nullif(t.spcname, 'pg_default') AS tablespace
+FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = :n
 """
 _ACL = """
 SELECT coalesce(r.rolname, 'PUBLIC') AS grantee, a.privilege_type AS privilege, a.is_grantable AS grantable
@@ -49,7 +50,7 @@ def capture(conn: Connection, dbname: str) -> dict[str, Any]:
     if row is None:
         raise LookupError(f"database {dbname} does not exist")
     props = {k: row[k] for k in ("owner", "encoding", "collate", "ctype", "connection_limit", "comment",
-                                 "locale_provider", "icu_locale")}
+                                 "locale_provider", "icu_locale", "tablespace")}
     props["acl"] = None if row["default_acl"] else [dict(r) for r in conn.execute(text(_ACL), {"n": dbname}).mappings()]
     settings = []
     for role, config in conn.execute(text(_SETTINGS), {"n": dbname}).all():
@@ -71,6 +72,8 @@ def create_statement(dbname: str, props: dict[str, Any] | None) -> sql.Composed:
              sql.SQL("LC_CTYPE {}").format(sql.Literal(props["ctype"]))]
     if props.get("locale_provider") == "i":
         parts += [sql.SQL("LOCALE_PROVIDER icu"), sql.SQL("ICU_LOCALE {}").format(sql.Literal(props["icu_locale"]))]
+    if props.get("tablespace"):  # the copy lives where the live database lives
+        parts.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(props["tablespace"])))
     return sql.SQL(" ").join([stmt, sql.SQL("WITH"), *parts])
 
 

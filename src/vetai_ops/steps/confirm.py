@@ -41,7 +41,7 @@ def _rollback_plan(ctx) -> dict:
 
 
 @step("confirm")
-def confirm(ctx, defer_to_rehearsal: bool = False, rehearsed: bool = False, **_):
+def confirm(ctx, defer_to_rehearsal: bool = False, rehearsed: bool = False):
     """The operator's go-ahead on a protected env (``--dry-run`` stops here).
 
     In deploy.yml the first confirm has ``defer_to_rehearsal``: when this deploy rehearses

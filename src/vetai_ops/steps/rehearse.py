@@ -81,7 +81,7 @@ def _check_copy(ctx, engine, target: str, rows_before: dict[str, int]) -> list[s
 
 
 @step("rehearse")
-def rehearse(ctx, **_):
+def rehearse(ctx):
     decision = ctx.state.get("rehearsal") or {}
     if not decision.get("will"):
         return f"not run: {decision.get('why') or 'not planned'}"

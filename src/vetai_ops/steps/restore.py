@@ -39,7 +39,7 @@ from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
 from ..targets.stall import StallWatch
 from ..units import human_bytes
-from .backup import Every
+from ..transfer import Every
 
 CHUNK = 1 << 20
 # restore_plan: pg_restore single job below these, -j N above
@@ -125,7 +125,7 @@ def remove_spool(target, folder: str | None) -> None:
 def _remove_dead_spools(ctx, target) -> None:
     """Spool folders of this database left by runs that died. Only under the env's lock: then
     no other run of this database can be using one."""
-    if ctx.state.get("lock_conn") is None:
+    if ctx.state.get("lock") is None:
         return
     target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
                 "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
@@ -278,6 +278,8 @@ def restore_backup(ctx, m) -> dict:
         from ..store.catalog import new_id
 
         before = retired.unused_name(maint, live, m.id, new_id())
+        if ctx.state.get("fence_before_swap"):  # a read_only write fence holds on the copy too
+            ctx.state["fence_before_swap"](maint, scratch)
         _lock_before_swap(ctx)
         swap(ctx, maint, live, scratch, before)
     except BaseException:
@@ -367,7 +369,7 @@ def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
 
 
 @step("restore")
-def restore(ctx, backup: str | None = None, **_):
+def restore(ctx, backup: str | None = None):
     """Restore ``--to`` (rollback) or, with backup=this_run, the backup this run made."""
     if backup == "this_run":
         m = ctx.state.get("backup_manifest")

@@ -203,7 +203,9 @@ class Catalog:
 
     def add_restore(self, bid: str, rec: dict[str, Any]) -> None:
         """Append a restore record to backup ``bid``'s manifest (re-read first: a verification
-        may have been recorded meanwhile). Callers hold the env's lock."""
+        may have been recorded meanwhile). Callers hold the env's lock. (Where manifests are
+        signed, this rewrite must sign only a manifest that was signed: a record never launders
+        an unsigned one.)"""
         fresh = self.read_manifest(bid)
         fresh.restores = list(fresh.restores or []) + [rec]
         # signed again only when it was signed: signing what was read unsigned or mis-signed
