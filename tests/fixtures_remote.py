@@ -6,8 +6,8 @@ All session-scoped and made of real parts:
                 generated ed25519 host keys + client key, a known_hosts file.
 - ``pg_tcp``    a PostgreSQL cluster listening on 127.0.0.1 with scram password auth
                 (superuser ``vetai``), i.e. the "production DB" as seen from the DB host.
-                Set up like production (DESIGN §4, README "Deploy role"): a NON-superuser
-                deploy role ``vetai_deploy`` (CREATEDB, pg_signal_backend, member of the app
+                Set up like production (docs/architecture.md, invariants; README "Deploy role"): a NON-superuser
+                deploy role ``vetai_deploy`` (CREATEDB, pg_signal_backend, pg_read_all_settings, member of the app
                 role) that owns each env's database, and an app role ``vetai_app``;
                 ``create_prod_db()`` gives a database with grants, settings, a comment, a
                 collation of its own and objects owned by the app role.
@@ -381,7 +381,7 @@ def sql_literal(template: str, *values):
 @pytest.fixture(scope="session")
 def pg_tcp():
     """PostgreSQL on 127.0.0.1:<port>, scram auth over TCP: superuser ``vetai`` (the bed's admin),
-    the deploy role ``vetai_deploy`` (NOT a superuser: CREATEDB, pg_signal_backend, member of
+    the deploy role ``vetai_deploy`` (NOT a superuser: CREATEDB, pg_signal_backend, pg_read_all_settings, member of
     the app role, as README's "Deploy role" grants) and the app role ``vetai_app``; random passwords."""
     password = "pw-" + secrets.token_urlsafe(18)
     # not under pytest's tmp tree: it is 0700 under root and the server runs unprivileged
@@ -392,7 +392,7 @@ def pg_tcp():
         pg = PgTCP(c, password, deploy_password="dpw-" + secrets.token_urlsafe(18),
                    app_password="apw-" + secrets.token_urlsafe(18))
         pg.create_role(pg.app_user, pg.app_password)
-        pg.create_role(pg.deploy_user, pg.deploy_password, "CREATEDB", member_of=("pg_signal_backend", pg.app_user))
+        pg.create_role(pg.deploy_user, pg.deploy_password, "CREATEDB", member_of=("pg_signal_backend", "pg_read_all_settings", pg.app_user))
         yield pg
     finally:
         c.destroy()
@@ -481,6 +481,7 @@ class AppSessions:
 
 ROOT = Path(__file__).resolve().parents[1]
 PW_VAR = "VETAI_TEST_DB_PASSWORD"
+KEY_VAR = "VETAI_TEST_MANIFEST_KEY"  # storage.manifest_key_env: the key the bucket never holds
 
 
 class RemoteEnv:
@@ -495,6 +496,7 @@ class RemoteEnv:
         self.tmp = tmp
         self.known_hosts = known_hosts or bed.known_hosts
         self.user, self.password = pg.deploy_user, pg.deploy_password
+        self.manifest_key = "mk-" + uuid.uuid4().hex + uuid.uuid4().hex  # storage.manifest_key_env's value
         pg.create_prod_db(self.dbname)
         self.write()
 
@@ -509,7 +511,8 @@ class RemoteEnv:
             f"    hosts: {{db: ['{self.bed.hosts[0]}'], app: ['{app}']}}",
             f"    database: {{name: {self.dbname}, user: {self.user}, host: 127.0.0.1, port: {self.pg.port}, password_env: {PW_VAR},"
             f" bin_dir: '{self.pg.cluster.bindir}'}}",
-            f"    storage: {{type: s3, bucket: {self.bucket}, prefix: prod, region: us-east-1, endpoint_url: '{self.s3.endpoint_url}'}}",
+            f"    storage: {{type: s3, bucket: {self.bucket}, prefix: prod, region: us-east-1, endpoint_url: '{self.s3.endpoint_url}',"
+            f" manifest_key_env: {KEY_VAR}}}",
         ]
         for k, v in extra.items():
             lines.append(f"    {k}: {v}")
@@ -521,7 +524,8 @@ class RemoteEnv:
         self.write()
 
     def env_vars(self) -> dict:
-        return {"VETAI_OPS_INVENTORY": str(self.inventory), PW_VAR: self.password, "VETAI_OPS_LOGS": str(self.tmp / "logs")}
+        return {"VETAI_OPS_INVENTORY": str(self.inventory), PW_VAR: self.password, "VETAI_OPS_LOGS": str(self.tmp / "logs"),
+                KEY_VAR: self.manifest_key}
 
     def cli(self, *args, timeout=300):
         env = dict(os.environ, **self.env_vars())

@@ -222,6 +222,11 @@ def test_the_reference_is_cached_by_the_history_hash(local_env, migrations_copy,
         ref._memo.clear()
         again, info2 = ref.reference(ctx.access, head)
         assert info2["cached"] is True and info2["key"] == info["key"] and again == snap
+        # a damaged cache file is not trusted: rebuilt
+        f.write_text('{"format": ')
+        ref._memo.clear()
+        rebuilt, info3 = ref.reference(ctx.access, head)
+        assert info3["cached"] is False and rebuilt == snap and json.loads(f.read_text()) == snap
         # no scratch database is left behind
         assert local_env.cluster().psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_ref_%'") == "0"
         # a revision added below head changes the key of the new head, not of the old one
@@ -379,3 +384,18 @@ def test_a_revision_added_to_the_history_deploys_and_postchecks_without_touching
     res = json.loads(cli("check", "--env=local", "--json").stdout)
     assert res["drift"] == [] and res["current"] == "9001"
     assert any("loyalty_points" in d for d in res["models"]["differences"])
+
+
+def test_plan_shows_accepted_drift_and_records_nothing(local_env):
+    local_env.run("deploy", yes=True)
+    sql_, kind, name, _ = drift_recipe(live_snapshot(local_env), "index")
+    local_env.psql(sql_)
+    r = cli("plan", "--env=local")
+    assert r.returncode == 2 and f"{kind} {name}" in r.stderr
+    r = cli("plan", "--env=local", f"--accept-drift={kind}:{name}", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)["plan"]
+    assert plan["accepting_drift"] == [f"{kind}:{name}"] and [d["name"] for d in plan["drift"]] == [name]
+    r = cli("plan", "--env=local", f"--accept-drift={kind}:{name}")
+    assert r.returncode == 0 and f"accepting now {kind} {name}" in r.stderr
+    assert local_env.psql("select to_regclass('public.vetai_ops_accepted_drift')") == ""  # a plan writes nothing

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, PlaybookError
 from .paths import project_root
 
 # used with fullmatch: `$` would let a trailing newline through; [0-9], never \d (which takes any
@@ -116,6 +116,18 @@ class Storage(Strict):
     sse: Literal["AES256", "aws:kms", "none"] = "AES256"
     multipart_chunk_mb: int = 8  # parts held in memory: (max_concurrency + 2) x this; raised for huge backups (store/s3.py part_size)
     max_concurrency: int = 4
+    # NAME of the operator's environment variable holding the key that signs this env's
+    # manifests (HMAC-SHA256). The store never holds it. Unset: envs with a sandbox or a local
+    # store use a generated key file under .vetai/keys/; others write unsigned manifests
+    # (refused on protected envs).
+    manifest_key_env: str | None = None
+
+    @field_validator("manifest_key_env")
+    @classmethod
+    def _keyenv(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("manifest_key_env must be the NAME of an environment variable, not the key")
+        return v
 
     @model_validator(mode="after")
     def _s3(self):
@@ -161,7 +173,19 @@ class Checks(Strict):
 
 class Services(Strict):
     restart: list[str] | None = None  # argv run on each app host, rolling
-    rolling_delay: float = 0.0
+    rolling_delay: float = 0.0  # seconds between two batches
+    # restart this many app hosts at once; each batch must pass the health checks before
+    # the next one starts (1 = one host at a time, as before)
+    batch: int = Field(1, ge=1)
+    # stop the rollout once MORE than this many hosts failed (restart or health); 0 = at the
+    # first failure. Up to this many hosts may also fail the post-check's health checks.
+    max_fail: int = Field(0, ge=0)
+    # how many app hosts are worked on at the same time (health checks, a batch's restarts),
+    # like Ansible's forks
+    forks: int = Field(16, ge=1)
+    # write_fence: commands — argv run on each app host to stop / resume the app's writes
+    maintenance_on: list[str] | None = None
+    maintenance_off: list[str] | None = None
 
 
 class Sandbox(Strict):
@@ -179,6 +203,30 @@ class Backup(Strict):
     stall_timeout: float = Field(default=120.0, gt=0)
 
 
+class Deploy(Strict):
+    """How a deploy proves itself before the live database is touched (issue 14)."""
+
+    # rehearse the pending revisions on a scratch copy restored from this run's backup, after
+    # the backup and before the live database is migrated: auto = when a pending revision has a
+    # data-dependent operation (raw SQL, type change, NOT NULL, unique, check, foreign key,
+    # backfill), and always on protected envs; always; off (the team's written choice: a
+    # database too big to copy twice). `deploy --no-rehearsal` is refused on protected envs.
+    rehearsal: Literal["auto", "always", "off"] = "auto"
+    # recovery-time objective: refuse (exit 2, before the backup) a deploy whose rollback,
+    # predicted from this env's past restores scaled by the database's size now, takes longer
+    max_rollback_s: float | None = Field(None, gt=0)
+
+    @field_validator("rehearsal", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off` as false (and `on`/`yes` as true)
+        if v is False:
+            return "off"
+        if v is True:
+            raise ValueError("write rehearsal: auto or rehearsal: always (a bare on/yes/true is ambiguous)")
+        return v
+
+
 class Environment(Strict):
     protected: bool = False
     description: str | None = None
@@ -190,14 +238,22 @@ class Environment(Strict):
     checks: Checks = Field(default_factory=Checks)
     services: Services = Field(default_factory=Services)
     backup: Backup = Field(default_factory=Backup)
+    deploy: Deploy = Field(default_factory=Deploy)
     downgrade_on_failure: bool = False
+    # keep the app from writing from backup start to the end of the post-checks (writes made in
+    # that window would be discarded by a restore): none, read_only (the database refuses the
+    # app's writes), or commands (services.maintenance_on/off on the app hosts)
+    write_fence: Literal["none", "read_only", "commands"] = "none"
+
+    @model_validator(mode="after")
+    def _fence(self):
+        if self.write_fence == "commands" and not (self.services.maintenance_on and self.services.maintenance_off):
+            raise ValueError("write_fence is 'commands' but services.maintenance_on / services.maintenance_off "
+                             "are not both set (argv lists run on each app host)")
+        return self
 
     # filled by load_inventory
     name: str = ""
-
-    @property
-    def is_remote(self) -> bool:
-        return self.ssh is not None
 
 
 class Inventory(Strict):
@@ -242,7 +298,8 @@ def inventory_path() -> Path:
 
 
 def _fmt_loc(loc: tuple) -> str:
-    return ".".join(str(x) for x in loc)
+    """pydantic's error location as a key path: ``steps[0].options``."""
+    return "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -284,7 +341,7 @@ class StepSpec(Strict):
     step: str
     name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    when: str | None = None  # "first_deploy", "run_migrations", "run_seeds", "protected", ...
+    when: str | None = None  # a condition of steps.CONDITIONS, or "not <condition>" (checked at load)
 
     @property
     def label(self) -> str:
@@ -306,12 +363,12 @@ def load_playbook(name: str, directory: Path | None = None) -> Playbook:
     path = directory / f"{name}.yml"
     data = _read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a playbook is a mapping with 'steps:'")
+        raise PlaybookError(f"{path}: a playbook is a mapping with 'steps:'")
     data.setdefault("name", name)
     try:
         pb = Playbook.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(f"{path}: {_fmt_loc(err['loc'])}: {err['msg']}", "fix that key in the playbook") from None
+        raise PlaybookError(f"{path}: {_fmt_loc(err['loc'])}: {err['msg']}", "fix that key in the playbook") from None
     pb.path = str(path)
     return pb

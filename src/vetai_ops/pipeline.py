@@ -43,6 +43,7 @@ class RunContext:
         self._stack = contextlib.ExitStack()
         self._db_target = None
         self._app_targets = None
+        self._targets: dict[str, Any] = {}  # host -> its target, for the run
         self._store = None
         self._catalog = None
         self._access = None
@@ -81,10 +82,15 @@ class RunContext:
         return self._app_targets
 
     def _make_target(self, host: str):
-        from .targets.factory import make_target  # local without an ssh: block, else SSH
+        """One target per host for the whole run: its SSH connection is opened once and
+        reused by every step (backup, restart, health, the recovery's restart and
+        post-check), also when the DB host is an app host too; closed when the run ends."""
+        t = self._targets.get(host)
+        if t is None:
+            from .targets.factory import make_target  # local without an ssh: block, else SSH
 
-        t = make_target(host, self.env.ssh, self.env.protected)
-        self._stack.callback(t.close)
+            t = self._targets[host] = make_target(host, self.env.ssh, self.env.protected)
+            self._stack.callback(t.close)
         return t
 
     @property
@@ -98,9 +104,9 @@ class RunContext:
     @property
     def catalog(self):
         if self._catalog is None:
-            from .store.catalog import Catalog
+            from .store.factory import make_catalog
 
-            self._catalog = Catalog(self.store, self.env.name)
+            self._catalog = make_catalog(self.env, self.store)
         return self._catalog
 
     @property
@@ -168,13 +174,23 @@ def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dic
     except BaseException as e:
         msg = redact(short_error(e))
         rec.update(status="failed", duration_s=round(time.monotonic() - t0, 3), error=msg)
+        _detail(ctx, rec)
         ctx.emit("step_failed", msg, step=spec.label, duration_s=rec["duration_s"])
         raise
     rec.update(status="ok", duration_s=round(time.monotonic() - t0, 3))
+    _detail(ctx, rec)
     if summary:
         rec["summary"] = summary
     ctx.emit("step_finished", summary or "", step=spec.label, duration_s=rec["duration_s"])
     return rec
+
+
+def _detail(ctx: RunContext, rec: dict) -> None:
+    """A step's measurements for the journal (``ctx.state["step_detail"]``, e.g. the rehearsal's
+    per-revision durations): kept in its record, and so in deploy_history's ``steps``."""
+    detail = ctx.state.pop("step_detail", None)
+    if detail:
+        rec["detail"] = redact_data(detail)
 
 
 def _ttys() -> set[int]:
@@ -266,9 +282,12 @@ def run_playbook(
     playbook: Playbook | None = None,
 ) -> dict:
     """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    pb = playbook or load_playbook(name)
+    from .steps import check_playbook
+
+    check_playbook(pb)  # a bad playbook is refused (exit 2) before any lock, backup or journal line
     inv = inventory or load_inventory()
     env = inv.env(env_name)
-    pb = playbook or load_playbook(name)
     ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
     report: dict[str, Any] = {
         "run_id": ctx.run_id,
@@ -303,7 +322,7 @@ def run_playbook(
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
-                    ctx.state["failure"] = report["error"]
+                    ctx.state["failed_step"] = report["failed_step"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:
@@ -357,6 +376,8 @@ def _recovery_summary(report: dict) -> str:
 
 def _writes_summary(report: dict) -> str:
     """What the restore set aside: the app's writes since the backup, and where they are."""
+    if report.get("recovered_by") == "downgrade":
+        return "; downgraded instead of restoring the backup (downgrade_on_failure): the app's writes since the backup are kept"
     if not report.get("kept_as"):
         return ""
     from .database.writestats import describe
@@ -377,7 +398,7 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
     for spec in pb.on_failure:
         try:
             r = _run_step(ctx, spec, "on_failure", rec["steps"])
-            if r["status"] == "ok":
+            if r["status"] == "ok" and (r.get("summary") or spec.step != "recovery_plan"):  # a choice not made: not "done"
                 rec["done"].append(spec.label + (f" {r['summary']}" if r.get("summary") else ""))
         except BaseException as e:  # noqa: BLE001
             rec.update(status="failed", failed_step=spec.label, error=redact(short_error(e)))
@@ -386,11 +407,17 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
 
 
 def _finish(ctx: RunContext, report: dict) -> None:
+    for fn in ctx.state.pop("on_finish", []):  # e.g. lift the write fence: on every exit path, first
+        try:
+            fn(ctx)
+        except Exception as e:  # noqa: BLE001 - never hides the run's own outcome
+            ctx.emit("warning", f"{getattr(fn, '__name__', 'cleanup')} failed: {redact(short_error(e))}")
     report["finished"] = time.time()
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
     for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes"):
+              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes", "fence_status",
+              "fence_repaired", "recovered_by"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])
@@ -412,7 +439,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
                     "backup_id": report.get("backup_id") or report.get("restored_id"),
                     "outcome": report["outcome"] + ("+restored" if report.get("recovery", {}).get("status") == "ok" else ""),
                     "error": report.get("error"),
-                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
+                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s", "detail")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
                     "revisions": report.get("revisions", []),
                     "tool_version": __version__,
                 },

@@ -74,7 +74,6 @@ from pg_type t join pg_enum e on e.enumtypid = t.oid join pg_namespace n on n.oi
 where n.nspname = %(schema)s group by t.typname
 """
 CONSTRAINT_KINDS = {"p": "primary key", "f": "foreign key", "u": "unique", "c": "check", "x": "exclusion"}
-KINDS = ("table", "column", "constraint", "index", "enum")
 
 
 @dataclass(frozen=True)

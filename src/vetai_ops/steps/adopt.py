@@ -28,12 +28,12 @@ from ..database.reference import reference
 from ..database.typeorm_journal import DEFAULT_TABLE, check_table_name, mark_journal, read_typeorm
 from ..errors import GateRefused
 from ..schema.typeorm import TypeOrmHistoryError, revision_for_typeorm, typeorm_for_revision
+from ..database.applied import APPLIED_DDL
 from . import step
-from .validate import APPLIED_DDL
 
 
 @step("adopt_check")
-def adopt_check(ctx, **_):
+def adopt_check(ctx):
     env, access = ctx.env, ctx.access
     table = check_table_name(ctx.options.get("table") or DEFAULT_TABLE)
     report: dict = {"env": env.name, "database": access.db.name, "ok": False, "differences": [],
@@ -94,7 +94,7 @@ def adopt_check(ctx, **_):
 
 
 @step("adopt_stamp")
-def adopt_stamp(ctx, **_):
+def adopt_stamp(ctx):
     report, access = ctx.state["adopt"], ctx.access
     rev = report["revision"]
     files = mig.history_hashes()

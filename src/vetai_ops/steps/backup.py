@@ -20,14 +20,16 @@ import time
 from sqlalchemy import text
 
 from .. import __version__
-from ..errors import CommandFailed, OpsError, StoreError
+from ..errors import CommandFailed, GateRefused, OpsError, StoreError
 from ..paths import project_root
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
 from ..targets.stall import StallWatch, WatchedReader
 from . import step
-from ..database import writestats
+from ..database import dbprops, writestats
 from ..database.introspect import estimated_rows
+from ..database.rights import object_owners
+from ..transfer import Every
 from ..units import human_bytes
 
 CHUNK = 1 << 20
@@ -53,32 +55,6 @@ class HashingReader:
 
     def readable(self) -> bool:
         return True
-
-
-class Every:
-    """Rate-limit progress events to one per ``interval`` seconds (plus ``final()``):
-    the run keeps every event it emits (ctx.events), so one event per chunk would make
-    memory grow with the dump size; this keeps it bounded by wall time instead."""
-
-    def __init__(self, emit, interval: float = 0.5):
-        self._emit = emit
-        self._interval = interval
-        self._next = 0.0
-        self._last = None
-
-    def __call__(self, *args, **kw) -> None:
-        self._last = (args, kw)
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self._interval
-            self._emit(*args, **kw)
-            self._last = None
-
-    def final(self) -> None:
-        if self._last is not None:
-            args, kw = self._last
-            self._last = None
-            self._emit(*args, **kw)
 
 
 def git_commit() -> str | None:
@@ -116,6 +92,25 @@ class _ZstdReader:
         return self._r.read(CHUNK if n is None or n < 0 else n)
 
 
+def signing_key(ctx):
+    """This env's manifest key, checked before anything is dumped. A protected env without
+    one is refused (its backups could not be restored by --to); elsewhere a warning."""
+    key = ctx.catalog.key()  # ConfigError when the configured variable is not exported
+    if key is None:
+        if ctx.env.protected:
+            raise GateRefused(
+                f"env {ctx.env.name!r} is protected and has no manifest key: its backups could not be signed, and a"
+                " protected env restores only signed backups; nothing was changed",
+                "set storage.manifest_key_env to the NAME of an environment variable holding the key, and export it"
+                " (README: Security)")
+        ctx.emit("warning", f"backups of env {ctx.env.name} are written unsigned (no storage.manifest_key_env):"
+                            " restoring one needs --trust-unsigned")
+    elif key.created:
+        ctx.emit("info", f"generated env {ctx.env.name}'s manifest key in {key.source} (0600): keep it; backups"
+                         " signed with it are not trusted without it")
+    return key
+
+
 def take_backup(ctx, reason: str = "manual") -> Manifest:
     """One backup, holding the shared "backup in progress" lock until its manifest is written
     (``backups.prune`` leaves its dump and upload alone meanwhile)."""
@@ -128,6 +123,7 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
 
 def _take_backup(ctx, reason: str) -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
+    signing_key(ctx)
     t0 = time.monotonic()
     with access.engine().connect() as conn:
         from ..database.migrations import current
@@ -135,6 +131,10 @@ def _take_backup(ctx, reason: str) -> Manifest:
         revision = current(conn)
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
+        # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
+        # captured them before anything of the run, e.g. a write fence, touched them)
+        props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
+        owners = ctx.state.get("object_owners") or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     pg_dump_version = (ctx.state.get("pg_dump_version")
@@ -185,7 +185,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
     if reader.size == 0:
         ctx.store.delete(key)
         raise StoreError("pg_dump produced no bytes; no backup was registered")
-    stored = ctx.store.size(key)
+    pinned = ctx.store.stat(key)  # size, and on S3 the ETag / VersionId the manifest pins
+    stored = pinned["size"]
     if stored != reader.size:
         ctx.store.delete(key)
         raise StoreError(f"stored size {stored} != streamed size {reader.size} for {key}; no backup was registered")
@@ -207,19 +208,22 @@ def _take_backup(ctx, reason: str) -> Manifest:
         compression=compression,
         host=target.name,
         tables=tables,
+        database_props=props,
+        object_owners=owners,
         log_key=catalog.log_key(bid),
+        db_size=db_size,
         write_stats=write_stats,
+        etag=pinned["etag"],
+        version_id=pinned["version_id"],
     )
-    catalog.write_manifest(m)  # last: only now does the backup exist
+    catalog.write_manifest(m)  # last, signed: only now does the backup exist
     return m
 
 
 @step("backup")
-def backup(ctx, reason: str = "manual", **_):
+def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
         if ctx.env.protected:
-            from ..errors import GateRefused
-
             raise GateRefused(f"env {ctx.env.name!r} is protected: the pre-deploy backup cannot be skipped")
         ctx.emit("warning", "backup skipped (--skip-backup)")
         return "skipped"

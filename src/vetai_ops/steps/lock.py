@@ -15,14 +15,13 @@ from . import step
 
 
 @step("lock")
-def lock(ctx, **_):
+def lock(ctx):
     access = ctx.access
     dbname = access.db.name
     lk = DeployLock(access.admin_engine(), ctx.env.name, dbname, f"vetai-ops {ctx.action} by {ctx.operator}")
     lk.acquire()
     ctx._stack.callback(lk.close)  # closing the session releases the lock
     ctx.state["lock"] = lk
-    ctx.state["lock_conn"] = lk.conn  # "this run holds the env lock" for older readers
     _repair_interrupted_swap(ctx, access.admin_engine(), dbname)
     return f"advisory lock on {dbname}"
 
