@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 from ..errors import GateRefused, OpsError
 from ..paths import migrations_dir, project_root
@@ -25,6 +24,8 @@ def alembic_config(connection: Connection | None = None, *, ini: Path | None = N
     """The one Alembic Config of vetai-ops. The project's alembic.ini (the default) points at
     the history in use (``VETAI_OPS_MIGRATIONS`` or migrations/); another ``ini`` (a foreign
     project handed to the validator) keeps its own script location, resolved next to it."""
+    from alembic.config import Config  # Alembic is imported by the runs that use it (not a backup)
+
     own = project_root() / "alembic.ini"
     ini = Path(ini or own)
     cfg = Config(str(ini))
@@ -40,6 +41,8 @@ def alembic_config(connection: Connection | None = None, *, ini: Path | None = N
 
 
 def script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     try:
         sd = ScriptDirectory.from_config(alembic_config())
         sd.get_heads()  # builds the revision map now: a broken graph fails here, with a clear message
@@ -60,8 +63,11 @@ def head() -> str | None:
 
 
 def current(conn: Connection) -> str | None:
-    ctx = MigrationContext.configure(conn)
-    heads = ctx.get_current_heads()
+    """The database's Alembic revision: what ``MigrationContext.get_current_heads()`` reads
+    (the rows of ``alembic_version``, none when the table is absent), read directly and
+    without importing Alembic (a backup and a rollback only need this much of it)."""
+    exists = conn.execute(text("select to_regclass('alembic_version') is not null")).scalar_one()
+    heads = tuple(conn.execute(text("select version_num from alembic_version")).scalars()) if exists else ()
     if len(heads) > 1:
         raise OpsError(f"the database has several current revisions: {', '.join(heads)}")
     return heads[0] if heads else None
@@ -112,16 +118,22 @@ def history_hashes() -> dict[str, tuple[str, str]]:
 
 
 def upgrade(conn: Connection, target: str, on_version_apply: Callable | None = None) -> None:
+    from alembic import command
+
     cfg = alembic_config(conn, on_version_apply=on_version_apply)
     command.upgrade(cfg, target)
 
 
 def downgrade(conn: Connection, target: str, on_version_apply: Callable | None = None) -> None:
+    from alembic import command
+
     cfg = alembic_config(conn, on_version_apply=on_version_apply)
     command.downgrade(cfg, target)
 
 
 def stamp(conn: Connection, rev: str) -> None:
+    from alembic import command
+
     command.stamp(alembic_config(conn), rev)
 
 
@@ -151,6 +163,9 @@ def include_object_for(conn: Connection):
 
 def schema_diff(conn: Connection) -> list:
     """Differences between the live schema and the SQLAlchemy models (empty = match)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     from ..schema.models import Base
 
     ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object_for(conn)})

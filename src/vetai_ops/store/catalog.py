@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ..errors import OpsError
 from .base import BackupStore
@@ -106,22 +106,29 @@ class Catalog:
                            "remove it, or restore the manifest that belongs to this backup")
         return m
 
-    def list(self) -> list[Manifest]:
-        """Complete backups (manifest present and its dump present), newest first."""
+    def iter_newest(self) -> Iterator[Manifest]:
+        """Complete backups (manifest present and its dump present), newest first, one listing
+        of the store; each manifest is read only when the caller gets that far."""
         keys = set(self.store.list_keys(f"{self.env}/"))
-        out = []
-        for k in keys:
-            name = k[len(self.env) + 1 :]
-            if not name.endswith(".json") or not ID_RE.match(name[:-5]):
+        ids = sorted((k[len(self.env) + 1 : -5] for k in keys if k.endswith(".json")), reverse=True)
+        for bid in ids:
+            if not ID_RE.match(bid):
                 continue
             try:
-                m = self.read_manifest(name[:-5])
+                m = self.read_manifest(bid)
             except OpsError:
                 continue
             if m.dump_key in keys:
-                out.append(m)
-        out.sort(key=lambda m: m.id, reverse=True)
-        return out
+                yield m
+
+    def list(self) -> list[Manifest]:
+        """Complete backups (manifest present and its dump present), newest first."""
+        return list(self.iter_newest())
+
+    def newest(self, pred: Callable[[Manifest], bool] | None = None) -> Manifest | None:
+        """The newest complete backup (for which ``pred`` holds), reading manifests newest first
+        until one does: a backup's size estimate need not read every manifest of the env."""
+        return next((m for m in self.iter_newest() if pred is None or pred(m)), None)
 
     def incomplete(self) -> list[str]:
         """Dump keys that have no manifest (interrupted backups)."""
