@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
 from ..errors import GateRefused, OpsError
-from ..paths import migrations_dir, project_root
+from ..paths import migrations_dir, project_root, versions_dir
 
 OPS_TABLES = {"deploy_history", "vetai_ops_applied", "vetai_ops_accepted_drift", "migrations", "alembic_version"}
 
@@ -40,12 +40,35 @@ def alembic_config(connection: Connection | None = None, *, ini: Path | None = N
     return cfg
 
 
+_sd_memo: dict[tuple, ScriptDirectory] = {}
+
+
+def _history_stamp() -> tuple:
+    """What the loaded history depends on: the migrations folder, and the name, size and
+    mtime of alembic.ini, env.py and every revision file. A run asks for the history several
+    times (the plan, the reference key, the post-check); it is loaded once while this holds."""
+    files = [project_root() / "alembic.ini", migrations_dir() / "env.py", *sorted(versions_dir().rglob("*.py"))]
+    out: list = [str(migrations_dir())]
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(f), None))
+    return tuple(out)
+
+
 def script_directory() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     try:
+        stamp = _history_stamp()
+        if stamp in _sd_memo:
+            return _sd_memo[stamp]
         sd = ScriptDirectory.from_config(alembic_config())
         sd.get_heads()  # builds the revision map now: a broken graph fails here, with a clear message
+        _sd_memo.clear()
+        _sd_memo[stamp] = sd
         return sd
     except Exception as e:
         raise GateRefused(

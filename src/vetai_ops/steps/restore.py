@@ -267,7 +267,11 @@ def restore_backup(ctx, m) -> dict:
     live = access.db.name
     scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
-    timings = restore_into(ctx, m, scratch, maint)
+    warm = _warm_postcheck(ctx, m)
+    try:
+        timings = restore_into(ctx, m, scratch, maint)
+    finally:
+        warm.join()  # before the copy is inspected or swapped in: no other session of ours is open
     try:
         # prove the copy before the swap
         rev, tables = inspect_copy(access, scratch)
@@ -299,6 +303,26 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+def _warm_postcheck(ctx, m):
+    """While pg_restore loads the copy (the operator only pumps bytes meanwhile), load what the
+    post-check will need (Alembic, the history's hashes, the cached reference schema at the
+    backup's revision) in a thread. Best effort and read-only: whatever it misses, the
+    post-check does itself. Returns the thread (joined before the swap)."""
+    import threading
+
+    from ..database.reference import warm
+
+    def run():
+        try:
+            warm(ctx.access, m.revision)
+        except Exception:  # noqa: BLE001 - the post-check builds or reports it
+            pass
+
+    t = threading.Thread(target=run, name="vetai-ops-warm-postcheck", daemon=True)
+    t.start()
+    return t
 
 
 def _lock_before_swap(ctx) -> None:
