@@ -793,7 +793,7 @@ def render(result: dict) -> tuple[str, list]:
                                                     f"{v['measured']:.1f} %" if v["key"] == "rss_flat_pct" else f"{v['measured']:.2f}x")
         met = {True: "yes", False: "NO", None: "n/a"}[v["met"]]
         t.add_row(v["target"], meas, met)
-        md.append(f"| {v['target']} | {meas} | {met} |")
+        md.append(f"| {v['target'].replace('|', chr(92) + '|')} | {meas} | {met} |")
     tables.append(t)
     return "\n".join(md) + "\n", tables
 

@@ -108,3 +108,26 @@ def test_newest_reads_manifests_newest_first_and_skips_incomplete(local_env):
     assert cat.newest(lambda m: False) is None
     (local_env.backups / "local" / f"{second}.dump").unlink()  # a manifest without its dump: not a backup
     assert cat.newest().id == first
+
+
+def test_a_backup_and_a_rollback_list_the_store_once(local_env, monkeypatch):
+    local_env.run("backup")
+    import time
+
+    time.sleep(1.1)
+    calls: list[str] = []
+    real = LocalStore.list_keys
+
+    def counting(self, prefix=""):
+        calls.append(prefix)
+        return real(self, prefix)
+
+    monkeypatch.setattr(LocalStore, "list_keys", counting)
+    rep = local_env.run("backup")
+    assert calls == ["local/"], calls
+    calls.clear()
+    local_env.psql("create table gone (id int)")  # the live DB drifts from the backup
+    out = local_env.run("rollback", to=rep["backup_id"], yes=True)
+    assert out["restored_id"] == rep["backup_id"]
+    assert calls == ["local/"], calls  # the confirm step's selection; the restore reads that backup by id
+    assert local_env.psql("select to_regclass('gone') is null") == "t"

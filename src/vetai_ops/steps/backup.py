@@ -137,13 +137,14 @@ def _take_backup(ctx, reason: str) -> Manifest:
         tables = estimated_rows(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
-    bid = catalog.allocate_id()
+    keys = catalog.keys()  # the run's one listing: the new id's clash check and the size estimate
+    bid = catalog.allocate_id(keys)
     argv, compression, on_operator = dump_command(ctx)
     key = catalog.dump_key(bid)
     moved = [0]
     tick = Every(ctx.progress)
     # an estimate for the progress bar's ETA: the size of this env's last backup
-    previous = catalog.newest(lambda m: m.compression == compression)
+    previous = catalog.newest(lambda m: m.compression == compression, keys)
     estimate = previous.size if previous else None
 
     def progress(n: int) -> None:

@@ -400,8 +400,10 @@ def restore(ctx, backup: str | None = None, **_):
         if m is None:
             raise StoreError("no backup was taken by this run; nothing to restore")
     else:
-        m = ctx.catalog.resolve(ctx.state.get("rollback_id") or ctx.options.get("to"))
-        ctx.state["from_rev"] = _current_or_none(ctx)
+        bid = ctx.state.get("rollback_id")  # the confirm step selected it: read it again, no second listing
+        m = ctx.catalog.complete(bid) if bid else ctx.catalog.resolve(ctx.options.get("to"))
+        plan = ctx.state.get("plan") or {}
+        ctx.state["from_rev"] = plan["from"] if bid and "from" in plan else _current_or_none(ctx)
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
     summary = restore_backup(ctx, m)

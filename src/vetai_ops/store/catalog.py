@@ -82,13 +82,20 @@ class Catalog:
     def log_key(self, bid: str) -> str:
         return f"{self.env}/{bid}.log.jsonl"
 
-    def allocate_id(self) -> str:
-        """A fresh UTC id not used by any object yet (waits a second on a clash)."""
+    def allocate_id(self, keys: set[str] | None = None) -> str:
+        """A fresh UTC id not used by any object yet (waits a second on a clash). ``keys``: the
+        env's keys as a listing just read them (spares one listing; a clash lists again)."""
         while True:
             bid = new_id()
-            if not any(k.startswith(f"{self.env}/{bid}.") for k in self.store.list_keys(f"{self.env}/{bid}")):
+            listed = keys if keys is not None else self.store.list_keys(f"{self.env}/{bid}")
+            keys = None
+            if not any(k.startswith(f"{self.env}/{bid}.") for k in listed):
                 return bid
             time.sleep(1.0)
+
+    def keys(self) -> set[str]:
+        """One listing of the env's objects."""
+        return set(self.store.list_keys(f"{self.env}/"))
 
     def write_manifest(self, m: Manifest) -> None:
         self.store.put_bytes(self.manifest_key(m.id), json.dumps(m.to_json(), indent=2, sort_keys=True).encode())
@@ -106,10 +113,25 @@ class Catalog:
                            "remove it, or restore the manifest that belongs to this backup")
         return m
 
-    def iter_newest(self) -> Iterator[Manifest]:
+    def complete(self, bid: str) -> Manifest:
+        """Backup ``bid`` read again by its id (its manifest, and its dump still there), without
+        listing the store: what a run already selected (and the operator confirmed)."""
+        from ..errors import BackupNotFound
+
+        if not ID_RE.match(str(bid)) or not self.store.exists(self.manifest_key(bid)):
+            raise BackupNotFound(f"backup {bid} of env {self.env} is gone from {self.store.location}",
+                                 "see `invoke backups.list`")
+        m = self.read_manifest(bid)
+        if not self.store.exists(m.dump_key):
+            raise BackupNotFound(f"backup {bid} of env {self.env} has lost its dump {m.dump_key}",
+                                 "see `invoke backups.list`")
+        return m
+
+    def iter_newest(self, keys: set[str] | None = None) -> Iterator[Manifest]:
         """Complete backups (manifest present and its dump present), newest first, one listing
-        of the store; each manifest is read only when the caller gets that far."""
-        keys = set(self.store.list_keys(f"{self.env}/"))
+        of the store (or ``keys``, one just read); each manifest is read only when the caller
+        gets that far."""
+        keys = self.keys() if keys is None else keys
         ids = sorted((k[len(self.env) + 1 : -5] for k in keys if k.endswith(".json")), reverse=True)
         for bid in ids:
             if not ID_RE.match(bid):
@@ -125,10 +147,10 @@ class Catalog:
         """Complete backups (manifest present and its dump present), newest first."""
         return list(self.iter_newest())
 
-    def newest(self, pred: Callable[[Manifest], bool] | None = None) -> Manifest | None:
+    def newest(self, pred: Callable[[Manifest], bool] | None = None, keys: set[str] | None = None) -> Manifest | None:
         """The newest complete backup (for which ``pred`` holds), reading manifests newest first
         until one does: a backup's size estimate need not read every manifest of the env."""
-        return next((m for m in self.iter_newest() if pred is None or pred(m)), None)
+        return next((m for m in self.iter_newest(keys) if pred is None or pred(m)), None)
 
     def incomplete(self) -> list[str]:
         """Dump keys that have no manifest (interrupted backups)."""
