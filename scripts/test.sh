@@ -36,6 +36,10 @@ workers="${VETAI_OPS_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}"
 xdist=(-n "$workers" --dist worksteal)
 [ "$workers" -eq 0 ] && xdist=(-n 0)
 
+# Dead code fails the run before the tests ([tool.vulture] in pyproject.toml: paths, confidence,
+# and the few names a framework calls by name).
+.venv/bin/python -m vulture
+
 set +e
 .venv/bin/python -m pytest "${xdist[@]}" --durations=25 "$@"
 rc=$?

@@ -37,3 +37,40 @@ def import_or_skip(module: str, reason: str):
         return __import__(module, fromlist=["_"])
     except ImportError as e:
         require_or_skip(f"{reason} ({e})")
+
+
+# ---------------------------------------------------------------- the hooks (re-exported by conftest.py)
+
+
+def pytest_report_header(config):
+    if bed_required():
+        return f"{SWITCH}=1: a skipped test is a failure (the whole bed must be present)"
+    return f"{SWITCH} unset: tests whose part of the bed is missing are skipped (CI sets it)"
+
+
+def _skip_reason(longrepr) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _as_failure(rep, what: str) -> None:
+    reason = _skip_reason(rep.longrepr).removeprefix("Skipped: ")
+    rep.outcome = "failed"
+    rep.longrepr = f"{what} skipped, and {SWITCH}=1 makes every skip a failure: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    if bed_required() and rep.skipped and not hasattr(rep, "wasxfail"):
+        _as_failure(rep, item.nodeid)
+    return rep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    rep = yield
+    if bed_required() and rep.skipped:
+        _as_failure(rep, collector.nodeid or "collection")
+    return rep

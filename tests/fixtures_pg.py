@@ -89,13 +89,24 @@ class LocalEnv:
         self.dbname = dbname
         self.backups = root / "backups"
         self.inventory = root / "inventory.yml"
+        self._sandbox = (sandbox_dir, port)
+        self.configure()
+
+    def configure(self, **extra) -> None:
+        """(Re)write the inventory; ``extra``: more keys of the env, as YAML flow text. The
+        rehearsal is off unless a test sets ``deploy=``: these tests put faults in the live
+        migration and its recovery, which a rehearsal would stop first (tests/test_rehearsal.py
+        covers the rehearsal)."""
+        extra = {"deploy": "{rehearsal: off}", **extra}
+        sandbox_dir, port = self._sandbox
         self.inventory.write_text(
             "default_env: local\n"
             "environments:\n"
             "  local:\n"
             f"    sandbox: {{dir: '{sandbox_dir}', port: {port}}}\n"
-            f"    database: {{name: {dbname}, user: vetai}}\n"
+            f"    database: {{name: {self.dbname}, user: vetai}}\n"
             f"    storage: {{type: local, path: '{self.backups}'}}\n"
+            + "".join(f"    {k}: {v}\n" for k, v in extra.items())
         )
 
     def env(self):

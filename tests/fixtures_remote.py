@@ -7,7 +7,7 @@ All session-scoped and made of real parts:
 - ``pg_tcp``    a PostgreSQL cluster listening on 127.0.0.1 with scram password auth
                 (superuser ``vetai``), i.e. the "production DB" as seen from the DB host.
                 Set up like production (DESIGN §4, README "Deploy role"): a NON-superuser
-                deploy role ``vetai_deploy`` (CREATEDB, pg_signal_backend, member of the app
+                deploy role ``vetai_deploy`` (CREATEDB, pg_signal_backend, pg_read_all_settings, member of the app
                 role) that owns each env's database, and an app role ``vetai_app``;
                 ``create_prod_db()`` gives a database with grants, settings, a comment, a
                 collation of its own and objects owned by the app role.
@@ -381,7 +381,7 @@ def sql_literal(template: str, *values):
 @pytest.fixture(scope="session")
 def pg_tcp():
     """PostgreSQL on 127.0.0.1:<port>, scram auth over TCP: superuser ``vetai`` (the bed's admin),
-    the deploy role ``vetai_deploy`` (NOT a superuser: CREATEDB, pg_signal_backend, member of
+    the deploy role ``vetai_deploy`` (NOT a superuser: CREATEDB, pg_signal_backend, pg_read_all_settings, member of
     the app role, as README's "Deploy role" grants) and the app role ``vetai_app``; random passwords."""
     password = "pw-" + secrets.token_urlsafe(18)
     # not under pytest's tmp tree: it is 0700 under root and the server runs unprivileged
@@ -392,7 +392,7 @@ def pg_tcp():
         pg = PgTCP(c, password, deploy_password="dpw-" + secrets.token_urlsafe(18),
                    app_password="apw-" + secrets.token_urlsafe(18))
         pg.create_role(pg.app_user, pg.app_password)
-        pg.create_role(pg.deploy_user, pg.deploy_password, "CREATEDB", member_of=("pg_signal_backend", pg.app_user))
+        pg.create_role(pg.deploy_user, pg.deploy_password, "CREATEDB", member_of=("pg_signal_backend", "pg_read_all_settings", pg.app_user))
         yield pg
     finally:
         c.destroy()

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -58,7 +57,7 @@ def drift_recipe(s: dict, kind: str) -> tuple[str, str, str, str]:
     tables = sorted(s["tables"])
     cols = [(t, c, v) for t in tables for c, v in sorted(s["tables"][t].items())]
     fks = [(t, n, v) for t in tables for n, v in sorted(s["constraints"].get(t, {}).items()) if v["kind"] == "foreign key"]
-    t0, c0 = tables[0], sorted(s["tables"][tables[0]])[0]
+    t0, c0 = tables[0], min(s["tables"][tables[0]])
     if kind == "index":
         return (f'CREATE INDEX ix_drift_hotfix ON "{t0}" ("{c0}")', "index", f"{t0}.ix_drift_hotfix", "not in the history")
     if kind == "extra_column":
@@ -83,7 +82,7 @@ def drift_recipe(s: dict, kind: str) -> tuple[str, str, str, str]:
         return (f'ALTER TABLE "{t}" DROP CONSTRAINT "{n}", ADD CONSTRAINT "{n}" {v["definition"]} NOT VALID',
                 "constraint", f"{t}.{n}", "NOT VALID live, expected")
     if kind == "enum_value":
-        e = sorted(s["enums"])[0]
+        e = min(s["enums"])
         return (f"ALTER TYPE \"{e}\" ADD VALUE 'drift_value'", "enum", e, "added drift_value")
     if kind == "extra_table":
         return ("CREATE TABLE legacy_notes (id int, note text)", "table", "legacy_notes", "not in the history")
@@ -179,7 +178,7 @@ def test_accepted_drift_is_recorded_deployed_over_and_new_drift_refused_again(lo
     local_env.psql(f'ALTER TABLE "{name2.split(".")[0]}" DROP COLUMN drift_note')
     # the accepted object changing again is a new difference too
     table = name.split(".")[0]
-    other = sorted(s["tables"][table])[-1]
+    other = max(s["tables"][table])
     local_env.psql(f'DROP INDEX ix_drift_hotfix; CREATE INDEX ix_drift_hotfix ON "{table}" ("{other}")')
     with pytest.raises(GateRefused) as ei:
         local_env.run("deploy", yes=True)
@@ -192,7 +191,7 @@ def test_a_revision_whose_result_differs_from_the_history_fails_the_postcheck_an
     """The post-check compares with what the history builds: a data-dependent revision that
     does something else on the live data than on an empty database is caught, and restored."""
     local_env.run("deploy", yes=True)
-    table = sorted(live_snapshot(local_env)["tables"])[0]
+    table = min(live_snapshot(local_env)["tables"])
     migrations_copy.add("9001", mig.head(),
                         f'op.execute("DO $$ BEGIN IF EXISTS (SELECT 1 FROM {table}) THEN '
                         f'CREATE TABLE half_done (x int); END IF; END $$")',
@@ -223,6 +222,11 @@ def test_the_reference_is_cached_by_the_history_hash(local_env, migrations_copy,
         ref._memo.clear()
         again, info2 = ref.reference(ctx.access, head)
         assert info2["cached"] is True and info2["key"] == info["key"] and again == snap
+        # a damaged cache file is not trusted: rebuilt
+        f.write_text('{"format": ')
+        ref._memo.clear()
+        rebuilt, info3 = ref.reference(ctx.access, head)
+        assert info3["cached"] is False and rebuilt == snap and json.loads(f.read_text()) == snap
         # no scratch database is left behind
         assert local_env.cluster().psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_ref_%'") == "0"
         # a revision added below head changes the key of the new head, not of the old one
@@ -364,7 +368,7 @@ def _fks_with_rows(le, s):
 def test_a_revision_added_to_the_history_deploys_and_postchecks_without_touching_the_models(local_env, migrations_copy):
     local_env.run("deploy", yes=True)
     s = live_snapshot(local_env)
-    table = sorted(s["tables"])[0]
+    table = min(s["tables"])
     start = mig.head()
     migrations_copy.add("9001", start, f'op.add_column("{table}", sa.Column("loyalty_points", sa.Integer, '
                                        'server_default="0", nullable=False))\n'
@@ -380,3 +384,18 @@ def test_a_revision_added_to_the_history_deploys_and_postchecks_without_touching
     res = json.loads(cli("check", "--env=local", "--json").stdout)
     assert res["drift"] == [] and res["current"] == "9001"
     assert any("loyalty_points" in d for d in res["models"]["differences"])
+
+
+def test_plan_shows_accepted_drift_and_records_nothing(local_env):
+    local_env.run("deploy", yes=True)
+    sql_, kind, name, _ = drift_recipe(live_snapshot(local_env), "index")
+    local_env.psql(sql_)
+    r = cli("plan", "--env=local")
+    assert r.returncode == 2 and f"{kind} {name}" in r.stderr
+    r = cli("plan", "--env=local", f"--accept-drift={kind}:{name}", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)["plan"]
+    assert plan["accepting_drift"] == [f"{kind}:{name}"] and [d["name"] for d in plan["drift"]] == [name]
+    r = cli("plan", "--env=local", f"--accept-drift={kind}:{name}")
+    assert r.returncode == 0 and f"accepting now {kind} {name}" in r.stderr
+    assert local_env.psql("select to_regclass('public.vetai_ops_accepted_drift')") == ""  # a plan writes nothing

@@ -32,7 +32,7 @@ def test_edited_applied_revision_is_caught(local_env, migrations_copy):
     f = migrations_copy.path / "versions" / "0005_align_appointment_structure.py"
     f.write_text(f.read_text() + "\n# edited after it was applied\n")
     r = cli("validate", "--env=local", "--json")
-    assert r.returncode != 0
+    assert r.returncode == 2
     data = json.loads(r.stdout)
     assert any("0005" in e and "0005_align_appointment_structure.py" in e for e in data["live_errors"])
     before = backups(local_env)
@@ -100,7 +100,7 @@ def test_validate_env_reports_a_blocking_pending_revision(local_env, migrations_
     migrations_copy.add("0014", "0013", 'op.drop_table("notifications")', "pass")
     r = cli("validate", "--env=local", "--json")
     data = json.loads(r.stdout)
-    assert r.returncode != 0 and data["ok"] is False
+    assert r.returncode == 2 and data["ok"] is False
     assert any(f["operation"] == "drop_table notifications" for f in data["blocking"])
 
 
@@ -111,7 +111,7 @@ def test_broken_history_is_a_clear_refusal(local_env, migrations_copy):
     assert r.returncode == 2 and "Traceback" not in r.stderr and "KeyError" not in r.stderr.split("(")[0]
     assert "invoke validate" in r.stderr
     r = cli("validate", "--json")
-    assert r.returncode != 0
+    assert r.returncode == 2
     errs = json.loads(r.stdout)["errors"]
     assert any(e["revision"] == "0014" and "9999" in e["message"] for e in errs)
 

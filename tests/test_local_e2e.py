@@ -127,7 +127,7 @@ def test_cli_status_and_backups_list_json(local_env):
 def test_cli_bad_id_exits_nonzero_without_traceback(local_env):
     cli("deploy", "--env=local", "--yes")
     r = cli("rollback", "--to=20991231T000000Z", "--env=local", "--yes")
-    assert r.returncode != 0
+    assert r.returncode == 2  # refused: nothing changed
     assert "Traceback" not in r.stderr and "no backup" in r.stderr
 
 
@@ -152,13 +152,13 @@ def test_bad_inventory_names_file_and_key(tmp_path, monkeypatch, case):
         load_inventory(p)
     assert str(p) in ei.value.message and expect in ei.value.message
     r = cli("status", "--env=local", env_extra={"VETAI_OPS_INVENTORY": str(p)})
-    assert r.returncode != 0 and "Traceback" not in r.stderr and str(p) in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr and str(p) in r.stderr
     assert "hunter2" not in r.stderr
 
 
 def test_unknown_env(local_env):
     r = cli("status", "--env=nope")
-    assert r.returncode != 0 and "unknown environment 'nope'" in r.stderr and "local" in r.stderr
+    assert r.returncode == 1 and "unknown environment 'nope'" in r.stderr and "local" in r.stderr
 
 
 def test_guide_variables(local_env, monkeypatch):
@@ -227,7 +227,7 @@ def test_fab_per_host_tasks(local_env):
     # -H names a host; a local env cannot reach one: refused, not silently ignored
     r = subprocess.run([sys.executable, "-m", "fabric", "-H", "127.0.0.9", "dump", "--env=local"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "no ssh" in r.stderr and "127.0.0.9" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "no ssh" in r.stderr and "127.0.0.9" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_second_rollback_to_the_same_backup_keeps_both_previous_databases(local_env):

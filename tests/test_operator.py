@@ -88,7 +88,7 @@ def test_verify_corrupt_byte_fails_and_records_ok_false(local_env):
     dbs_before = databases(local_env)
 
     r = cli("backups.verify", f"--to={bid}", "--env=local")
-    assert r.returncode != 0
+    assert r.returncode == 4
     assert "Traceback" not in r.stderr and "failed verification" in r.stderr and "sha256" in r.stderr
     v = manifest(local_env, bid)["verifications"][-1]
     assert v["ok"] is False and "corrupt" in v["error"]
@@ -97,7 +97,7 @@ def test_verify_corrupt_byte_fails_and_records_ok_false(local_env):
 
     assert [b["verified"] for b in list_backups("local") if b["id"] == bid] == [False]
     r = cli("backups.verify", f"--to={bid}", "--env=local", "--json")
-    assert r.returncode != 0 and json.loads(r.stdout)["ok"] is False
+    assert r.returncode == 4 and json.loads(r.stdout)["ok"] is False
 
 
 # ------------------------------------------------------------------ backups.prune
@@ -196,7 +196,7 @@ def test_rollback_keeps_the_journal_and_stamps_the_retired_database_for_prune(lo
 
 def test_prune_refuses_keep_last_zero(local_env):
     r = cli("backups.prune", "--keep-last=0", "--env=local")
-    assert r.returncode != 0 and "at least one backup" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "at least one backup" in r.stderr and "Traceback" not in r.stderr
 
 
 # ------------------------------------------------------------------ adopt
@@ -249,7 +249,7 @@ def test_adopt_at_13th_then_deploy_has_nothing_pending(local_env):
     assert local_env.psql("select count(*) from users") == "1"  # no demo seeds: not a first deploy
     # adopting twice is refused
     r = cli("adopt", "--env=local")
-    assert r.returncode != 0 and "already managed by Alembic" in r.stderr
+    assert r.returncode == 2 and "already managed by Alembic" in r.stderr
 
 
 def test_adopt_at_12th_then_deploy_to_head(local_env):
@@ -272,7 +272,7 @@ def test_adopt_mismatch_is_refused_naming_the_difference(local_env):
     local_env.psql("ALTER TABLE pets DROP COLUMN microchip")
     before = fingerprint(local_env)
     r = cli("adopt", "--env=local")
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "does not match Alembic revision 0013" in r.stderr
     assert "pets.microchip" in r.stderr and "missing in the live database" in r.stderr
     assert _current(local_env) == "no table" and fingerprint(local_env) == before
@@ -363,7 +363,7 @@ def test_adopt_on_a_protected_env_asks_and_is_journaled(local_env):
     _typeorm_built(local_env, 13)
     inv = {"VETAI_OPS_INVENTORY": str(_protect(local_env))}
     r = cli("adopt", "--env=local", env_extra=inv)
-    assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "protected" in r.stderr and "--yes" in r.stderr and "Traceback" not in r.stderr
     assert _current(local_env) == "no table"
     r = cli("adopt", "--env=local", "--yes", env_extra=inv)
     assert r.returncode == 0, r.stderr
@@ -430,15 +430,15 @@ def test_protected_env_without_terminal_or_yes_is_refused(local_env):
     files = sorted(p.name for p in (local_env.backups / "local").iterdir())
 
     r = cli("rollback", f"--to={bid}", "--env=local", env_extra=inv)
-    assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "protected" in r.stderr and "--yes" in r.stderr and "Traceback" not in r.stderr
     r = cli("migrations.downgrade", "--to=0011", "--env=local", env_extra=inv)
-    assert r.returncode != 0 and "needs --yes" in r.stderr
+    assert r.returncode == 2 and "needs --yes" in r.stderr
     r = cli("migrations.downgrade", "--to=0011", "--env=local", "--dry-run", env_extra=inv)
     assert r.returncode == 0 and "0013" in r.stderr and "dry run" in r.stderr, r.stderr  # shows the plan, stops
     local_env.psql("DELETE FROM alembic_version")  # make a deploy have something to do
     local_env.psql("INSERT INTO alembic_version VALUES ('0013')")
     r = cli("deploy", "--env=local", env_extra=inv)
-    assert r.returncode != 0 and "no terminal" in r.stderr
+    assert r.returncode == 2 and "no terminal" in r.stderr
     # prune is a dry run there unless --yes
     r = cli("backups.prune", "--keep-last=1", "--keep-days=0", "--env=local", "--json", env_extra=inv)
     assert r.returncode == 0, r.stderr
@@ -475,7 +475,7 @@ def test_migrations_new_uses_next_readable_id(tmp_path):
     r = cli("migrations.history", "--json", env_extra={"VETAI_OPS_MIGRATIONS": str(mdir)})
     assert json.loads(r.stdout)[0]["id"] == "0014"
     r = cli("migrations.new", env_extra={"VETAI_OPS_MIGRATIONS": str(mdir)})
-    assert r.returncode != 0 and "--message is required" in r.stderr
+    assert r.returncode == 1 and "--message is required" in r.stderr
 
 
 def test_migrations_downgrade_and_upgrade(local_env):
@@ -489,7 +489,7 @@ def test_migrations_downgrade_and_upgrade(local_env):
     rows = {x["id"]: x for x in json.loads(r.stdout)}
     assert rows["0011"]["current"] and rows["0011"]["applied"] and not rows["0012"]["applied"]
     r = cli("migrations.downgrade", "--to=0012", "--env=local")
-    assert r.returncode != 0 and "not below" in r.stderr
+    assert r.returncode == 2 and "not below" in r.stderr
     r = cli("migrations.upgrade", "--to=0012", "--env=local")
     assert r.returncode == 0, r.stderr
     assert _current(local_env) == "0012"

@@ -11,7 +11,6 @@ import signal
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,41 +18,11 @@ import pytest
 
 pytestmark = pytest.mark.remote
 
-from fixtures_remote import ROOT  # noqa: E402  (RemoteEnv and remote_env live in fixtures_remote.py)
+import procs
+from fixtures_remote import ROOT  # (RemoteEnv and remote_env live in fixtures_remote.py)
 
 
-def wait_until(pred, proc, limit: float = 240.0) -> bool:
-    """Poll ``pred`` while the background CLI ``proc`` runs: the wait is for an event (a state
-    the run reaches), not a guess at the CLI's start-up time. False once the CLI has exited."""
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if pred():
-            return True
-        if proc.poll() is not None:
-            return pred()
-        time.sleep(0.01)
-    return False
 
-
-def host_pids(prog: str, *needles: str) -> list[int]:
-    """PIDs of ``prog`` on this machine (the loopback hosts run their commands here) whose
-    argv holds every needle (e.g. this test's database name: other workers dump theirs)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            argv = [a.decode(errors="replace") for a in Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0") if a]
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == prog and all(any(n in a for a in argv) for n in needles):
-            out.append(int(d))
-    return out
-
-
-def host_environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw.split(b"\0") if b"=" in kv)
 
 
 def add_bulk(re_, rows=150_000):
@@ -109,13 +78,13 @@ def test_password_never_in_ps_nor_environ_on_the_host(remote_env):
     holder.execute("LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for its ACCESS SHARE lock
     p = remote_env.popen("backup", "--env=prod")
     try:
-        assert wait_until(lambda: remote_env.psql(
+        assert procs.wait_until(lambda: remote_env.psql(
             "select count(*) from pg_stat_activity where datname = current_database()"
             " and application_name = 'pg_dump' and wait_event_type = 'Lock'") == "1", p), "pg_dump never started"
-        pids = host_pids("pg_dump", remote_env.dbname)
+        pids = procs.pids("pg_dump", remote_env.dbname)
         assert pids, "pg_dump is waiting in the server but was not found on the host"
         assert pw not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        env = host_environ(pids[0])
+        env = procs.environ(pids[0])
         assert not [k for k, v in env.items() if pw in v], "the password is in pg_dump's environment"
         passfile = Path(env["PGPASSFILE"])
         assert passfile.stat().st_mode & 0o777 == 0o600
@@ -139,9 +108,9 @@ def test_host_keys_are_checked(remote_env, kind, tmp_path):
     remote_env.known_hosts = str(kh)
     remote_env.write()
     r = remote_env.cli("status", "--env=prod")
-    assert r.returncode != 0 and "host key" in r.stderr.lower() and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "host key" in r.stderr.lower() and "Traceback" not in r.stderr
     r = remote_env.cli("deploy", "--env=prod", "--yes")
-    assert r.returncode != 0 and "host key" in r.stderr.lower()
+    assert r.returncode == 1 and "host key" in r.stderr.lower()
     assert remote_env.revision() == "base" and remote_env.objects() == []
 
 
@@ -153,13 +122,13 @@ def test_host_key_changed_between_runs(remote_env, tmp_path):
     remote_env.known_hosts = str(kh)
     remote_env.write()
     r = remote_env.cli("deploy", "--env=prod", "--yes")
-    assert r.returncode != 0 and "host key" in r.stderr.lower()
+    assert r.returncode == 1 and "host key" in r.stderr.lower()
     assert remote_env.revision() == "base" and remote_env.objects() == []
 
 
 def test_protected_env_refuses_without_terminal_or_yes(remote_env):
     r = remote_env.cli("deploy", "--env=prod")
-    assert r.returncode != 0 and "protected" in r.stderr and "--yes" in r.stderr
+    assert r.returncode == 2 and "protected" in r.stderr and "--yes" in r.stderr
     assert remote_env.revision() == "base" and remote_env.objects() == []
 
 
@@ -169,7 +138,7 @@ def test_s3_down_before_backup_refuses_to_migrate(remote_env):
         r = remote_env.cli("deploy", "--env=prod", "--yes")
     finally:
         remote_env.s3.start()
-    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     assert remote_env.revision() == "base"
     assert [k for k in remote_env.objects() if k.endswith(".json")] == [] and remote_env.uploads() == []
 
@@ -191,13 +160,13 @@ def cut_after_first_part(re_, cut, args):
         "region: us-east-1,", "region: us-east-1, multipart_chunk_mb: 5, max_concurrency: 1,"))
     p = re_.popen(*args)
     try:
-        assert wait_until(lambda: part_uploaded(re_), p), "no part of the backup was ever uploaded: " + (p.stderr.read() if p.poll() is not None else "")
-        pids = host_pids("pg_dump", re_.dbname)
+        assert procs.wait_until(lambda: part_uploaded(re_), p), "no part of the backup was ever uploaded: " + (p.stderr.read() if p.poll() is not None else "")
+        pids = procs.pids("pg_dump", re_.dbname)
         assert pids, "pg_dump had finished by the time the first part was stored"
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         try:
-            cut()
+            cut(p)
         finally:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
@@ -209,7 +178,7 @@ def cut_after_first_part(re_, cut, args):
 
 def test_s3_stopped_during_backup_leaves_nothing(remote_env):
     add_bulk(remote_env, rows=400_000)
-    rc, out, err = cut_after_first_part(remote_env, remote_env.s3.stop, ["deploy", "--env=prod", "--yes"])
+    rc, out, err = cut_after_first_part(remote_env, lambda p: remote_env.s3.stop(), ["deploy", "--env=prod", "--yes"])
     remote_env.s3.start()
     assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"  # protected env: no migration without a backup
@@ -226,7 +195,7 @@ def test_s3_stopped_during_backup_leaves_nothing(remote_env):
 def test_sshd_killed_mid_backup(remote_env):
     add_bulk(remote_env, rows=400_000)
     host = remote_env.bed.hosts[0]
-    rc, out, err = cut_after_first_part(remote_env, lambda: remote_env.bed.kill(host), ["deploy", "--env=prod", "--yes"])
+    rc, out, err = cut_after_first_part(remote_env, lambda p: remote_env.bed.kill(host), ["deploy", "--env=prod", "--yes"])
     remote_env.bed.restart(host)
     assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"
@@ -245,7 +214,7 @@ def test_rollback_refuses_a_flipped_byte_in_s3(remote_env):
     s3.put_object(Bucket=remote_env.bucket, Key=key, Body=bytes(data))
     remote_env.psql("delete from vaccinations")
     r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes")
-    assert r.returncode != 0 and "corrupt" in r.stderr
+    assert r.returncode == 4 and "corrupt" in r.stderr
     assert remote_env.psql("select count(*) from vaccinations") == "0"
     assert remote_env.psql(f"select count(*) from pg_database where datname like '{remote_env.dbname}_restore%'") == "0"
 
@@ -259,7 +228,7 @@ def test_failing_health_on_app_host_restores_over_ssh(remote_env, health):
     assert remote_env.revision() == "0012"
     health.status = 503
     r = remote_env.cli("deploy", "--env=prod", "--yes")
-    assert r.returncode != 0 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
+    assert r.returncode == 1 and "health" in r.stderr and "recovered" in r.stderr, r.stderr
     assert "HEALTH STILL FAILING" in r.stderr  # the app is still down: said plainly, the DB is back
     assert remote_env.revision() == "0012"
     assert remote_env.psql("select md5(string_agg(c::text, '|' order by c::text)) from clients c") == before
@@ -288,7 +257,7 @@ def test_fab_dump_on_a_named_host(remote_env, health):
     health.status = 500
     r = subprocess.run(fab_health, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL)
-    assert r.returncode != 0 and "health checks failed" in r.stderr and "500" in r.stderr
+    assert r.returncode == 1 and "health checks failed" in r.stderr and "500" in r.stderr
 
 
 def test_prune_aborts_multipart_debris(remote_env, monkeypatch):

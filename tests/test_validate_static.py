@@ -367,7 +367,6 @@ def test_pending_destructive_findings_are_errors(tmp_path):
     assert report.ok  # structural errors only
     assert [f.operation for f in report.blocking] == ["drop_column pets.name", "drop_table notifications"]
     assert {f.severity for f in report.blocking} == {"error"}
-    assert report.blocking[0].acknowledge_hint == "# vetai-ops: allow drop_column pets.name"
     assert not validate_history(tmp_path).blocking
     assert not validate_history(tmp_path, pending={"a1"}).blocking
     assert {f.severity for f in validate_history(tmp_path, pending=set()).findings} == {"warning"}

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, PlaybookError
 from .paths import project_root
 
 # used with fullmatch: `$` would let a trailing newline through; [0-9], never \d (which takes any
@@ -179,6 +179,30 @@ class Backup(Strict):
     stall_timeout: float = Field(default=120.0, gt=0)
 
 
+class Deploy(Strict):
+    """How a deploy proves itself before the live database is touched (issue 14)."""
+
+    # rehearse the pending revisions on a scratch copy restored from this run's backup, after
+    # the backup and before the live database is migrated: auto = when a pending revision has a
+    # data-dependent operation (raw SQL, type change, NOT NULL, unique, check, foreign key,
+    # backfill), and always on protected envs; always; off (the team's written choice: a
+    # database too big to copy twice). `deploy --no-rehearsal` is refused on protected envs.
+    rehearsal: Literal["auto", "always", "off"] = "auto"
+    # recovery-time objective: refuse (exit 2, before the backup) a deploy whose rollback,
+    # predicted from this env's past restores scaled by the database's size now, takes longer
+    max_rollback_s: float | None = Field(None, gt=0)
+
+    @field_validator("rehearsal", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        # YAML 1.1 reads a bare `off` as false (and `on`/`yes` as true)
+        if v is False:
+            return "off"
+        if v is True:
+            raise ValueError("write rehearsal: auto or rehearsal: always (a bare on/yes/true is ambiguous)")
+        return v
+
+
 class Environment(Strict):
     protected: bool = False
     description: str | None = None
@@ -190,14 +214,11 @@ class Environment(Strict):
     checks: Checks = Field(default_factory=Checks)
     services: Services = Field(default_factory=Services)
     backup: Backup = Field(default_factory=Backup)
+    deploy: Deploy = Field(default_factory=Deploy)
     downgrade_on_failure: bool = False
 
     # filled by load_inventory
     name: str = ""
-
-    @property
-    def is_remote(self) -> bool:
-        return self.ssh is not None
 
 
 class Inventory(Strict):
@@ -242,7 +263,8 @@ def inventory_path() -> Path:
 
 
 def _fmt_loc(loc: tuple) -> str:
-    return ".".join(str(x) for x in loc)
+    """pydantic's error location as a key path: ``steps[0].options``."""
+    return "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -284,7 +306,7 @@ class StepSpec(Strict):
     step: str
     name: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    when: str | None = None  # "first_deploy", "run_migrations", "run_seeds", "protected", ...
+    when: str | None = None  # a condition of steps.CONDITIONS, or "not <condition>" (checked at load)
 
     @property
     def label(self) -> str:
@@ -306,12 +328,12 @@ def load_playbook(name: str, directory: Path | None = None) -> Playbook:
     path = directory / f"{name}.yml"
     data = _read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a playbook is a mapping with 'steps:'")
+        raise PlaybookError(f"{path}: a playbook is a mapping with 'steps:'")
     data.setdefault("name", name)
     try:
         pb = Playbook.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        raise ConfigError(f"{path}: {_fmt_loc(err['loc'])}: {err['msg']}", "fix that key in the playbook") from None
+        raise PlaybookError(f"{path}: {_fmt_loc(err['loc'])}: {err['msg']}", "fix that key in the playbook") from None
     pb.path = str(path)
     return pb

@@ -26,6 +26,13 @@ class ConfigError(OpsError):
     """Inventory / playbook problems: names the file and the key."""
 
 
+class PlaybookError(ConfigError):
+    """A playbook that cannot run as written (bad YAML keys, an unknown step, option or
+    ``when:`` condition): refused when loaded, before any lock, backup or journal row."""
+
+    exit_code = 2
+
+
 class TargetError(OpsError):
     """A host could not be reached or a command on it failed."""
 

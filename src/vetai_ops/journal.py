@@ -86,22 +86,6 @@ class FileJournal:
             self._f = None
 
 
-def read_log(env: str | None = None, path: Path | None = None) -> list[dict[str, Any]]:
-    path = path or logs_dir() / "migration.log"
-    if not path.exists():
-        return []
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if env is None or rec.get("env") == env:
-                out.append(rec)
-    return out
-
-
 _COLUMNS = ("run_id, action, env, operator, started_at, finished_at, from_revision, to_revision, backup_id,"
             " outcome, error, steps, revisions, tool_version")
 _INSERT = text(

@@ -168,13 +168,23 @@ def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dic
     except BaseException as e:
         msg = redact(short_error(e))
         rec.update(status="failed", duration_s=round(time.monotonic() - t0, 3), error=msg)
+        _detail(ctx, rec)
         ctx.emit("step_failed", msg, step=spec.label, duration_s=rec["duration_s"])
         raise
     rec.update(status="ok", duration_s=round(time.monotonic() - t0, 3))
+    _detail(ctx, rec)
     if summary:
         rec["summary"] = summary
     ctx.emit("step_finished", summary or "", step=spec.label, duration_s=rec["duration_s"])
     return rec
+
+
+def _detail(ctx: RunContext, rec: dict) -> None:
+    """A step's measurements for the journal (``ctx.state["step_detail"]``, e.g. the rehearsal's
+    per-revision durations): kept in its record, and so in deploy_history's ``steps``."""
+    detail = ctx.state.pop("step_detail", None)
+    if detail:
+        rec["detail"] = redact_data(detail)
 
 
 def _ttys() -> set[int]:
@@ -266,9 +276,12 @@ def run_playbook(
     playbook: Playbook | None = None,
 ) -> dict:
     """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    pb = playbook or load_playbook(name)
+    from .steps import check_playbook
+
+    check_playbook(pb)  # a bad playbook is refused (exit 2) before any lock, backup or journal line
     inv = inventory or load_inventory()
     env = inv.env(env_name)
-    pb = playbook or load_playbook(name)
     ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
     report: dict[str, Any] = {
         "run_id": ctx.run_id,
@@ -303,7 +316,6 @@ def run_playbook(
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
-                    ctx.state["failure"] = report["error"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:
@@ -412,7 +424,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
                     "backup_id": report.get("backup_id") or report.get("restored_id"),
                     "outcome": report["outcome"] + ("+restored" if report.get("recovery", {}).get("status") == "ok" else ""),
                     "error": report.get("error"),
-                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
+                    "steps": [{k: v for k, v in s.items() if k in ("step", "phase", "status", "duration_s", "detail")} for s in report["steps"] + report.get("recovery", {}).get("steps", [])],
                     "revisions": report.get("revisions", []),
                     "tool_version": __version__,
                 },

@@ -73,6 +73,9 @@ class ConsoleSink:
             self.c.print(f"    [cyan]↑ {esc(e.message)}[/]")
         elif k == "plan":
             render_plan(e.data, self.c)
+        elif k == "rehearsal":
+            self.c.print(f"  [green]rehearsed[/] {len(e.data.get('revisions') or [])} revision(s) on a copy of "
+                         f"{esc(e.data.get('backup_id'))} in {e.data.get('total_s') or 0:.1f}s; the copy was dropped")
         elif k == "run_finished":
             colour = "green" if e.data.get("outcome") in ("success", "stopped") else "red"
             self.c.print(f"[{colour}]{esc(e.message)}[/] in {e.data.get('duration_s', 0):.1f}s")
@@ -140,6 +143,34 @@ def impact_line(imp: dict) -> str:
     return line + (" (acknowledged)" if imp.get("acknowledged") else "")
 
 
+def _secs(v) -> str:
+    if v is None:
+        return "unknown (no history)"
+    return f"{v:.1f}s" if v < 120 else f"{v / 60:.1f} min"
+
+
+def estimate_lines(p: dict, c: Console = out) -> None:
+    """Expected times (store/estimates.py): from this env's history, scaled to the size now."""
+    est = p.get("estimates")
+    if not est:
+        return
+    reh = p.get("rehearsal") or {}
+    c.print(f"  estimates: backup {_secs(est.get('backup_s'))}, "
+            + (f"rehearsal {_secs(est.get('rehearsal_s'))}, " if reh.get("will") else "")
+            + f"migrate {_secs(est.get('migrate_s'))}, rollback if it fails {_secs(est.get('rollback_s'))}"
+            + (f" (max_rollback_s {p['max_rollback_s']:g}s)" if p.get("max_rollback_s") else ""), markup=False)
+
+
+def rehearsal_lines(p: dict, c: Console = out) -> None:
+    """What the rehearsal measured: shown before a protected env's confirmation."""
+    res = (p.get("rehearsal") or {}).get("result") or {}
+    c.print(f"  rehearsed on a copy of backup {res.get('backup_id')} in {_secs(res.get('total_s'))} "
+            f"(restore {_secs(res.get('restore_s'))}, migrate {_secs(res.get('migrate_s'))}):", markup=False)
+    for r in res.get("revisions") or []:
+        c.print(f"    {r.get('revision')}  {r.get('duration_s', 0):.2f}s", markup=False)
+    estimate_lines(p, c)
+
+
 def render_plan(p: dict, c: Console = out) -> None:
     c.print(f"[bold]plan[/] env [bold]{esc(p['env'])}[/]{' (protected)' if p.get('protected') else ''}: "
             f"db host {esc(p.get('db_host'))}, app hosts {esc(', '.join(p.get('app_hosts') or []) or '-')}, "
@@ -167,6 +198,11 @@ def render_plan(p: dict, c: Console = out) -> None:
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
                 + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""),
                 markup=False)
+    reh = p.get("rehearsal")
+    if reh and p.get("pending"):
+        c.print(("  rehearsal on a copy of the backup first: " if reh.get("will") else "  no rehearsal: ")
+                + str(reh.get("why")), markup=False)
+    estimate_lines(p, c)
     findings = [f if isinstance(f, dict) else f.__dict__ for f in p.get("findings", [])]
     for rev in p.get("pending", []):
         mine = [f for f in findings if f.get("revision") == rev]
@@ -174,7 +210,9 @@ def render_plan(p: dict, c: Console = out) -> None:
         for f in mine:
             by_rule[f.get("rule")] = by_rule.get(f.get("rule"), 0) + 1
         summary = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in sorted(by_rule.items()))
-        c.print(f"  [cyan]+ {esc(rev)}[/]" + (f"  [dim]{esc(summary)}[/]" if summary else ""))
+        took = (p.get("migrate_by_revision") or {}).get(rev)
+        when = f"  [dim]~{took['duration_s']:.2f}s ({esc(took.get('source'))})[/]" if took else ""
+        c.print(f"  [cyan]+ {esc(rev)}[/]" + (f"  [dim]{esc(summary)}[/]" if summary else "") + when)
         for f in mine:
             if f.get("acknowledged") or f.get("severity") == "error":
                 tag = "acknowledged" if f.get("acknowledged") else "blocking"

@@ -67,6 +67,8 @@ def _confirm(env_name: str, plan: dict) -> bool:
     """Ask to type the env name. The plan itself was already shown by the run's plan event."""
     if not sys.stdin.isatty():
         return False
+    if (plan.get("rehearsal") or {}).get("result"):  # asked after the rehearsal: what it measured
+        render.rehearsal_lines(plan, render.err)
     sel = plan.get("selection") or {}
     if sel.get("text"):  # a rollback: say once more which backup, and what it undoes
         render.err.print("restore " + sel["text"]
@@ -101,14 +103,16 @@ def _load_env(env: str | None):
 @task(help={"env": H_ENV, "yes": H_YES, "dry_run": "show the plan and stop; nothing changes",
             "allow": "acknowledge a destructive operation of a pending revision (repeatable), e.g. --allow='drop_column pets.name', or a big table rewrite: --allow='rewrite pets'",
             "skip_backup": "skip the pre-deploy backup (refused on protected envs)",
+            "no_rehearsal": "do not rehearse the pending revisions on a copy of the data first (refused on "
+                            "protected envs; see deploy.rehearsal in the inventory)",
             "accept_drift": H_ACCEPT_DRIFT,
             "json": H_JSON, "verbose": H_VERBOSE}, iterable=["allow", "accept_drift"])
 @ops
-def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False, accept_drift=None, json_=False,
-           verbose=False):
-    """Validate -> backup -> migrate -> post-check; restore the backup on any failure."""
+def deploy(c, env=None, yes=False, dry_run=False, allow=None, skip_backup=False, no_rehearsal=False, accept_drift=None,
+           json_=False, verbose=False):
+    """Validate -> backup -> rehearse on a copy -> migrate -> post-check; restore the backup on any failure."""
     report = _run("deploy", env, {"yes": yes, "dry_run": dry_run, "allow": allow or [], "skip_backup": skip_backup,
-                                  "accept_drift": accept_drift or []},
+                                  "no_rehearsal": no_rehearsal, "accept_drift": accept_drift or []},
                   json_, verbose)
     if json_:
         render.print_json({"ok": True, "report": report})

@@ -10,8 +10,9 @@ indexes too); enum types and their values in order. Names count: later revisions
 and drop objects by name, so a renamed index is a difference.
 
 The tables vetai-ops and TypeORM keep for themselves (:data:`IGNORED_TABLES`, and a TypeORM
-journal with a custom name that ``adopt --table`` marked) and every object on them are
-left out: they are bookkeeping, not the app's schema.
+journal with a custom name that ``adopt --table`` marked; tables an extension owns, like
+PostGIS's ``spatial_ref_sys``) and every object on them are left out: they are
+bookkeeping, not the app's schema.
 
 :func:`compare` returns :class:`Difference` items: ``kind`` (table, column, index,
 constraint, enum), ``name`` (``pets``, ``pets.weight``, ``pets.ix_pets_name``,
@@ -37,7 +38,10 @@ IGNORED_TABLES = frozenset({
 
 _JOURNALS = """
 select c.relname as tbl from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where n.nspname = %(schema)s and c.relkind in ('r', 'p') and obj_description(c.oid, 'pg_class') = %(journal)s
+where n.nspname = %(schema)s and c.relkind in ('r', 'p')
+  and (obj_description(c.oid, 'pg_class') = %(journal)s
+       or exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                  and d.deptype = 'e'))
 """
 _TABLES = """
 select c.relname as tbl from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -70,7 +74,6 @@ from pg_type t join pg_enum e on e.enumtypid = t.oid join pg_namespace n on n.oi
 where n.nspname = %(schema)s group by t.typname
 """
 CONSTRAINT_KINDS = {"p": "primary key", "f": "foreign key", "u": "unique", "c": "check", "x": "exclusion"}
-KINDS = ("table", "column", "constraint", "index", "enum")
 
 
 @dataclass(frozen=True)

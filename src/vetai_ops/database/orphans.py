@@ -47,9 +47,9 @@ def added_foreign_keys(sql_by_rev: dict[str, str]) -> list[ForeignKey]:
     from pglast import enums
 
     out = []
-    for rev, sql in sql_by_rev.items():
+    for rev, text_ in sql_by_rev.items():
         try:
-            stmts = pglast.parse_sql(sql)
+            stmts = pglast.parse_sql(text_)
         except Exception:  # noqa: BLE001 - unparsable SQL is the linter's business
             continue
         for raw in stmts:

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..errors import OpsError, short_error
+from ..errors import short_error
 from . import retired
 
 APPLICATION = "vetai-ops swap"  # the swap session's application_name (tests find it by this)
@@ -55,6 +55,15 @@ def restore_prefix(live: str) -> str:
 
 def restore_name(live: str, backup_id: str) -> str:
     return f"{restore_prefix(live)}{backup_id.lower()}"
+
+
+def rehearsal_prefix(live: str) -> str:
+    return f"{live}_rehearse_".lower()
+
+
+def rehearsal_name(live: str, backup_id: str) -> str:
+    """The scratch copy a deploy rehearses its revisions on (steps/rehearse.py)."""
+    return f"{rehearsal_prefix(live)}{backup_id.lower()}"
 
 
 _RESTORE_SUFFIX = re.compile(r"^\d{8}t\d{6}z$")
@@ -126,11 +135,14 @@ def swap_in(maint: Engine, live: str, scratch: str, before: str,
 
 
 def restore_copies(maint: Engine, live: str) -> list[str]:
-    """Databases named like this env's restore copies (``<db>_restore_<backup id>``)."""
-    p = restore_prefix(live)
-    with maint.connect() as c:
-        names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
-        return sorted(n for n in names if _RESTORE_SUFFIX.match(n[len(p):]))
+    """Databases named like this env's restore copies (``<db>_restore_<backup id>``) and
+    rehearsal copies (``<db>_rehearse_<backup id>``)."""
+    out = []
+    for p in (restore_prefix(live), rehearsal_prefix(live)):
+        with maint.connect() as c:
+            names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
+            out += [n for n in names if _RESTORE_SUFFIX.match(n[len(p):])]
+    return sorted(out)
 
 
 def repair(maint: Engine, live: str) -> list[str]:
@@ -144,8 +156,7 @@ def repair(maint: Engine, live: str) -> list[str]:
         # retired one not yet stamped (a finished swap stamps it)
         orphans = sorted((name for name, _, at in retired.retired_databases(maint, live) if at is None), reverse=True)
         if not orphans:
-            raise OpsError(f"database {live} does not exist and no database a swap moved aside was found",
-                           f"check the server (`SELECT datname FROM pg_database`) and the inventory's database.name")
+            return done  # no swap's doing: the steps that need the database say it is missing
         with maint.connect() as c:
             _x(c, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(orphans[0]), sql.Identifier(live)))
         done.append(f"renamed {orphans[0]} back to {live} (a swap had died between its renames)")

@@ -71,7 +71,8 @@ def upgrade_playbook() -> Playbook:
         name="migrations.upgrade",
         description="lock -> validate (to --to) -> preflight -> plan -> confirm -> backup (protected, or a "
                     "destructive revision acknowledged) -> verify (then) -> migrate -> post-check",
-        steps=[StepSpec(step="lock"), StepSpec(step="validate"), StepSpec(step="preflight"), StepSpec(step="plan"),
+        steps=[StepSpec(step="lock"), StepSpec(step="validate"), StepSpec(step="preflight"),
+               StepSpec(step="plan", options={"rehearse": False}),
                StepSpec(step="confirm"), StepSpec(step="accept_drift"),
                StepSpec(step="backup", options={"reason": "pre-upgrade"}, when="backup_first"),
                StepSpec(step="verify"),

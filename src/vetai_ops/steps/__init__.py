@@ -2,15 +2,28 @@
 
 Steps report through ``ctx.emit``; they never print, never know whether a host is local
 or SSH, and never know whether the store is S3 or a folder.
+
+A step's options are its keyword parameters after ``ctx`` (no ``**kwargs``): a playbook
+is checked against them when loaded (:func:`check_playbook`), so a mistyped option or
+step name is refused before anything runs instead of in the middle of a recovery.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import PlaybookError
 
 _REGISTRY: dict[str, Callable] = {}
+
+# The conditions a playbook's ``when:`` may name (optionally ``not <name>``): a step sets
+# ``ctx.state["when:<name>"]``, or the face passes the option of that name.
+CONDITIONS = {
+    "run_migrations": "validate: revisions are pending (RUN_MIGRATIONS=false turns it off)",
+    "first_deploy": "validate: the database has no revision yet (IS_FIRST_DEPLOY / RUN_SEEDS override it)",
+    "backup_first": "--backup or a protected env, or validate: a destructive revision was acknowledged",
+}
 
 
 def step(name: str):
@@ -29,6 +42,7 @@ MODULES = {
     "health": "checks", "postcheck": "checks", "migrate": "migrate", "seed": "seed", "verify": "verify",
     "validate": "validate", "preflight": "validate", "plan": "validate", "accept_drift": "drift",
     "downgrade": "downgrade", "downgrade_plan": "downgrade", "adopt_check": "adopt", "adopt_stamp": "adopt",
+    "rehearse": "rehearse",
 }
 
 
@@ -40,9 +54,52 @@ def get_step(name: str) -> Callable:
     if name not in _REGISTRY:
         _load()
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown step {name!r} in playbook", f"use one of: {', '.join(sorted(_REGISTRY))}")
+        raise PlaybookError(f"unknown step {name!r} in playbook", f"use one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
+def step_options(name: str) -> list[str]:
+    """The options step ``name`` accepts: its keyword parameters after ``ctx``."""
+    params = list(inspect.signature(get_step(name)).parameters.values())[1:]
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def playbook_problems(pb) -> list[str]:
+    """Every problem of playbook ``pb`` as ``<key path>: <what>``: unknown steps (in
+    ``steps:`` and ``on_failure:``), options the step does not take, unknown ``when:``
+    conditions, an ``on_failure_after`` that is not one of its steps."""
+    _load()
+    out = []
+    for section in ("steps", "on_failure"):
+        for i, spec in enumerate(getattr(pb, section)):
+            at = f"{section}[{i}]"
+            if spec.step not in _REGISTRY:
+                out.append(f"{at}.step: unknown step {spec.step!r} (steps: {', '.join(sorted(_REGISTRY))})")
+                continue
+            accepted = step_options(spec.step)
+            for opt in spec.options:
+                if opt not in accepted:
+                    takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+                    out.append(f"{at}.options.{opt}: step {spec.step!r} has no option {opt!r} ({takes})")
+            if spec.when is not None:
+                cond = spec.when.strip()
+                cond = cond[4:].strip() if cond.startswith("not ") else cond
+                if cond not in CONDITIONS:
+                    out.append(f"{at}.when: unknown condition {spec.when!r} "
+                               f"(conditions: {', '.join(sorted(CONDITIONS))}, each optionally 'not ...')")
+    if pb.on_failure_after and pb.on_failure_after not in {s.step for s in pb.steps}:
+        out.append(f"on_failure_after: {pb.on_failure_after!r} is not a step of this playbook")
+    return out
+
+
+def check_playbook(pb) -> None:
+    """Refuse (exit 2) a playbook that could not run as written, naming the file and the key."""
+    problems = playbook_problems(pb)
+    if problems:
+        where = pb.path or f"playbook {pb.name!r}"
+        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
+        raise PlaybookError(f"{where}: {problems[0]}{more}", "fix the playbook; nothing was run")
+
+
 def _load() -> None:
-    from . import adopt, backup, checks, confirm, downgrade, drift, lock, migrate, restart, restore, seed, validate, verify  # noqa: F401
+    from . import adopt, backup, checks, confirm, downgrade, drift, lock, migrate, rehearse, restart, restore, seed, validate, verify  # noqa: F401

@@ -33,7 +33,7 @@ from .validate import APPLIED_DDL
 
 
 @step("adopt_check")
-def adopt_check(ctx, **_):
+def adopt_check(ctx):
     env, access = ctx.env, ctx.access
     table = check_table_name(ctx.options.get("table") or DEFAULT_TABLE)
     report: dict = {"env": env.name, "database": access.db.name, "ok": False, "differences": [],
@@ -94,7 +94,7 @@ def adopt_check(ctx, **_):
 
 
 @step("adopt_stamp")
-def adopt_stamp(ctx, **_):
+def adopt_stamp(ctx):
     report, access = ctx.state["adopt"], ctx.access
     rev = report["revision"]
     files = mig.history_hashes()

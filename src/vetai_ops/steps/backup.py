@@ -26,8 +26,9 @@ from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
 from ..targets.stall import StallWatch, WatchedReader
 from . import step
-from ..database import writestats
+from ..database import dbprops, writestats
 from ..database.introspect import estimated_rows
+from ..database.rights import object_owners
 from ..units import human_bytes
 
 CHUNK = 1 << 20
@@ -135,6 +136,10 @@ def _take_backup(ctx, reason: str) -> Manifest:
         revision = current(conn)
         server_version = conn.execute(text("show server_version")).scalar_one()
         tables = estimated_rows(conn)
+        # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
+        # captured them before anything of the run, e.g. a write fence, touched them)
+        props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
+        owners = ctx.state.get("object_owners") or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     keys = catalog.keys()  # the run's one listing: the new id's clash check and the size estimate
@@ -210,7 +215,10 @@ def _take_backup(ctx, reason: str) -> Manifest:
         compression=compression,
         host=target.name,
         tables=tables,
+        database_props=props,
+        object_owners=owners,
         log_key=catalog.log_key(bid),
+        db_size=db_size,
         write_stats=write_stats,
     )
     catalog.write_manifest(m)  # last: only now does the backup exist
@@ -218,7 +226,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
 
 
 @step("backup")
-def backup(ctx, reason: str = "manual", **_):
+def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
         if ctx.env.protected:
             from ..errors import GateRefused

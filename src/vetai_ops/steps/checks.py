@@ -69,7 +69,7 @@ def health(ctx) -> list[str]:
 
 
 @step("health")
-def health_step(ctx, **_):
+def health_step(ctx):
     fails = health(ctx)
     if fails:
         raise OpsError("health checks failed: " + "; ".join(fails))
@@ -100,7 +100,7 @@ def _schema_vs_history(ctx, conn, rev, warn_only: bool) -> tuple[str, str | None
 
 
 @step("postcheck")
-def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = True, **_):
+def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = True):
     expect = ctx.state.get("expect_rev", ctx.state.get("to_rev"))
     problems = []
     with ctx.access.engine().connect() as conn:

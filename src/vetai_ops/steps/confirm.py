@@ -40,7 +40,22 @@ def _rollback_plan(ctx) -> dict:
 
 
 @step("confirm")
-def confirm(ctx, **_):
+def confirm(ctx, defer_to_rehearsal: bool = False, rehearsed: bool = False):
+    """The operator's go-ahead on a protected env (``--dry-run`` stops here).
+
+    In deploy.yml the first confirm has ``defer_to_rehearsal``: when this deploy rehearses
+    (plan's decision), a protected env is asked by the second one (``rehearsed``), after the
+    rehearsal, with the durations it measured in the plan. Until then ``confirm_deferred`` is
+    set and migrate refuses to run: a playbook that defers and never asks never migrates."""
+    if rehearsed:
+        if not ctx.state.get("confirm_deferred"):
+            return "not required (asked before the backup)" if ctx.env.protected else "not required"
+        plan = ctx.state.get("plan", {})
+        if not ctx.confirm(ctx.env.name, plan):
+            raise GateRefused(f"{ctx.action} on {ctx.env.name!r} not confirmed after the rehearsal; the live database "
+                              f"was not touched (backup {ctx.state.get('backup_id')} was taken)")
+        ctx.state["confirm_deferred"] = False
+        return "confirmed after the rehearsal"
     if ctx.action == "rollback" and "plan" not in ctx.state:
         ctx.state["plan"] = _rollback_plan(ctx)
         ctx.emit("plan", "", **ctx.state["plan"])
@@ -54,6 +69,10 @@ def confirm(ctx, **_):
             f"env {ctx.env.name!r} is protected and no terminal is attached to confirm",
             "re-run with --yes once you have reviewed `invoke plan`",
         )
+    if defer_to_rehearsal and (ctx.state.get("rehearsal") or {}).get("will"):
+        ctx.state["confirm_deferred"] = True
+        ctx.emit("info", "you will be asked to confirm after the rehearsal on a copy, with its measured durations")
+        return "after the rehearsal"
     if not ctx.confirm(ctx.env.name, plan):
         raise GateRefused(f"{ctx.action} on {ctx.env.name!r} not confirmed; nothing changed")
     return "confirmed"

@@ -16,7 +16,7 @@ from . import step
 
 
 @step("downgrade_plan")
-def downgrade_plan(ctx, **_):
+def downgrade_plan(ctx):
     to = ctx.options.get("to")
     if not to:
         raise ConfigError("--to is required: the revision to go down to (or 'base')",
@@ -56,7 +56,7 @@ def downgrade_plan(ctx, **_):
 
 
 @step("downgrade")
-def downgrade(ctx, **_):
+def downgrade(ctx):
     from .migrate import run_alembic
 
     target = ctx.state.get("to_rev")

@@ -13,7 +13,7 @@ from . import step
 
 
 @step("accept_drift")
-def accept_drift(ctx, **_):
+def accept_drift(ctx):
     chosen = ctx.state.get("drift_accepting") or []
     if not chosen:
         return "nothing to accept"

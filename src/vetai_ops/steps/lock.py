@@ -15,7 +15,7 @@ from . import step
 
 
 @step("lock")
-def lock(ctx, **_):
+def lock(ctx):
     access = ctx.access
     dbname = access.db.name
     lk = DeployLock(access.admin_engine(), ctx.env.name, dbname, f"vetai-ops {ctx.action} by {ctx.operator}")

@@ -16,11 +16,15 @@ from .validate import APPLIED_DDL
 
 
 @step("migrate")
-def migrate(ctx, **_):
+def migrate(ctx):
     target = ctx.state.get("to_rev")
     pending = ctx.state.get("pending", [])
     if not pending:
         return "nothing to apply"
+    if ctx.state.get("confirm_deferred"):  # deploy.yml asks after the rehearsal: no answer, no migration
+        raise GateRefused(f"env {ctx.env.name!r} is protected and the deploy was never confirmed (the playbook "
+                          "defers the question to after the rehearsal, and no confirm step with rehearsed: true ran); "
+                          "nothing applied", "add `- step: confirm` with `options: {rehearsed: true}` before migrate")
     # what was validated is what runs: the same bytes
     files = mig.history_hashes()
     for rev, sha in ctx.state.get("validated_hashes", {}).items():

@@ -8,7 +8,7 @@ from . import step
 
 
 @step("restart")
-def restart(ctx, **_):
+def restart(ctx):
     argv = ctx.env.services.restart
     if not argv:
         return "no restart command configured"

@@ -27,11 +27,12 @@ from __future__ import annotations
 import hashlib
 import time
 
+from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
 from . import step
-from ..database import retired, writestats
+from ..database import dbprops, retired, writestats
 from ..database import swap as dbswap
 from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
@@ -192,23 +193,38 @@ def _check(m, got: str, ctx) -> None:
         )
 
 
-def restore_into(ctx, m, dbname: str, maint=None) -> dict:
+def database_props(ctx, m) -> dict | None:
+    """The database-level properties a copy of ``m`` gets (database/dbprops.py): the manifest's,
+    or for a manifest older than them, the live database's own as the app sees it now."""
+    if getattr(m, "database_props", None):
+        return m.database_props
+    try:
+        with ctx.access.admin_engine().connect() as c:
+            return dbprops.capture(c, ctx.access.db.name)
+    except Exception:  # noqa: BLE001 - no live database to ask: a plain copy
+        return None
+
+
+def restore_into(ctx, m, dbname: str, maint=None, props: dict | None = None) -> dict:
     """Materialise backup ``m`` (sha256 verified) and ``pg_restore -j N`` it into a NEW
-    database ``dbname`` on the DB host. Never touches any other database. On any failure
-    ``dbname`` is dropped; the spool file (if any) is always removed. Returns timings."""
+    database ``dbname`` on the DB host, created with the recorded encoding and locale;
+    objects keep their owners and grants (no --no-owner / --no-acl: the preflight proved the
+    role can). Never touches any other database. On any failure ``dbname`` is dropped; the
+    spool file (if any) is always removed. Returns timings."""
     access, target = ctx.access, ctx.db_target
     maint = maint or access.admin_engine()
+    props = props if props is not None else database_props(ctx, m)
     t0 = time.monotonic()
     mode, jobs = restore_plan(ctx, m)
     if mode == "stream":
-        with new_database(maint, dbname):
+        with new_database(maint, dbname, props):
             _stream_restore(ctx, m, dbname)
         return {"verify_s": 0.0, "restore_s": round(time.monotonic() - t0, 3), "mode": "stream"}
     path, spool = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
-        with new_database(maint, dbname):
-            argv = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", f"--jobs={jobs}",
+        with new_database(maint, dbname, props):
+            argv = [access.bin("pg_restore"), "--exit-on-error", "--no-password", f"--jobs={jobs}",
                     *access.pg_args(dbname), path]
             ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
             with access.pg_env() as penv:
@@ -232,7 +248,7 @@ def _stream_restore(ctx, m, dbname: str) -> None:
     from ..targets import pipeline
 
     access, target, store = ctx.access, ctx.db_target, ctx.store
-    restore = [access.bin("pg_restore"), "--no-owner", "--exit-on-error", "--no-password", *access.pg_args(dbname)]
+    restore = [access.bin("pg_restore"), "--exit-on-error", "--no-password", *access.pg_args(dbname)]
     host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
     argv = pipeline(host_dec, restore) if host_dec else restore
     ctx.emit("info", f"pg_restore (streamed, 1 job) into {dbname} on {target.name}")
@@ -267,9 +283,10 @@ def restore_backup(ctx, m) -> dict:
     live = access.db.name
     scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
+    props = database_props(ctx, m)
     warm = _warm_postcheck(ctx, m)
     try:
-        timings = restore_into(ctx, m, scratch, maint)
+        timings = restore_into(ctx, m, scratch, maint, props=props or {})
     finally:
         warm.join()  # before the copy is inspected or swapped in: no other session of ours is open
     try:
@@ -280,6 +297,9 @@ def restore_backup(ctx, m) -> dict:
         missing = sorted(set(m.tables) - tables)
         if missing:
             raise OpsError(f"restored copy lacks tables {', '.join(missing)}; live DB untouched")
+        if props:  # the database's own grants, settings, comment: the same database to the app
+            n = dbprops.apply(maint, scratch, props)
+            ctx.emit("info", f"{scratch}: database owner, grants, settings and comment as at backup {m.id} ({n} statements)")
         t_restored = time.monotonic()
         from ..store.catalog import new_id
 
@@ -393,7 +413,7 @@ def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
 
 
 @step("restore")
-def restore(ctx, backup: str | None = None, **_):
+def restore(ctx, backup: str | None = None):
     """Restore ``--to`` (rollback) or, with backup=this_run, the backup this run made."""
     if backup == "this_run":
         m = ctx.state.get("backup_manifest")
@@ -404,13 +424,46 @@ def restore(ctx, backup: str | None = None, **_):
         m = ctx.catalog.complete(bid) if bid else ctx.catalog.resolve(ctx.options.get("to"))
         plan = ctx.state.get("plan") or {}
         ctx.state["from_rev"] = plan["from"] if bid and "from" in plan else _current_or_none(ctx)
+        _refuse_unless_recoverable(ctx, m)  # the auto-recovery's run proved it in its preflight
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
+    t0 = time.monotonic()
     summary = restore_backup(ctx, m)
     ctx.state.update(restored_id=m.id, to_rev=m.revision, expect_rev=m.revision, restore_summary=summary)
+    _record(ctx, m, "recovery" if backup == "this_run" else "rollback", summary, round(time.monotonic() - t0, 3))
     if backup != "this_run":
         ctx.state["backup_url"] = ctx.store.url(m.dump_key)
     return f"{m.id} restored (previous DB kept as {summary['previous_db']})"
+
+
+def _refuse_unless_recoverable(ctx, m) -> None:
+    """A rollback asks what a deploy's preflight asks, before it restores anything: the rights
+    to restore ``m`` as it was (its objects' owners, the database's settings) and room for the
+    copy. Refuses (exit 2) naming each missing right with its GRANT."""
+    from ..database.rights import object_owners, refuse_unless_recoverable
+
+    access = ctx.access
+    owners = m.object_owners
+    if owners is None:  # a manifest older than the record: the live database's owners
+        with access.engine().connect() as c:
+            owners = object_owners(c)
+    with access.admin_engine().connect() as c:
+        size = c.execute(text("SELECT pg_database_size(:d)"), {"d": access.db.name}).scalar() or 0
+        summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(ctx, m),
+                                            size=max(size, m.size), target=ctx.db_target, when="before restoring")
+    ctx.emit("info", f"the deploy role can restore {access.db.name} as it was; {summary}")
+
+
+def _record(ctx, m, kind: str, summary: dict, total_s: float) -> None:
+    """The restore's durations in the backup's manifest: the estimates of later plans read
+    them (store/estimates.py). Best effort: the restore is done whatever happens here."""
+    try:
+        ctx.catalog.add_restore(m.id, {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kind": kind, "ok": True,
+            "run_id": ctx.run_id, "verify_s": summary.get("verify_s"), "restore_s": summary.get("restore_s"),
+            "total_s": total_s})
+    except Exception as e:  # noqa: BLE001
+        ctx.emit("warning", f"could not record the restore's duration in backup {m.id}'s manifest: {short_error(e)}")
 
 
 def _current_or_none(ctx):

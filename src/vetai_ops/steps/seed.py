@@ -11,7 +11,7 @@ from . import step
 
 
 @step("seed")
-def seed(ctx, **_):
+def seed(ctx):
     from ..schema.seeds import seed_demo
 
     with ctx.access.engine().begin() as conn:

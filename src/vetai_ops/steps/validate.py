@@ -49,7 +49,7 @@ def changed_applied(conn) -> list[str]:
 
 
 @step("validate")
-def validate(ctx, render: bool = True, **_):
+def validate(ctx, render: bool = True):
     """Static checks + where the DB stands. Refuses (GateRefused) and changes nothing."""
     from ..validate import FAILING_RULES, validate_history
     from ..validate.ack import file_acknowledgements
@@ -144,7 +144,7 @@ def validate(ctx, render: bool = True, **_):
 
 
 @step("preflight")
-def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, **_):
+def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
     """Live checks: server version, long transactions that would block DDL, disk room for dump + restore."""
     access = ctx.access
     with access.engine().connect() as conn:
@@ -164,12 +164,21 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
 
         orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
         impacts = measure_impacts(conn, statement_impacts(ctx.state.get("sql") or {}))
+        # a failed deploy must be undoable: the rights to restore the database as it is, and room
+        # for the copy, proven before the backup (exit 2 naming each missing GRANT)
+        from ..database import dbprops
+        from ..database.rights import object_owners, refuse_unless_recoverable
+
+        props, owners = dbprops.capture(conn, access.db.name), object_owners(conn)
+        room = refuse_unless_recoverable(conn, access.db.name, owners=owners, props=props, size=size,
+                                         target=ctx.db_target, factor=min_free_factor)
     checks = ctx.env.checks
     probes = run_probes(access.engine(), derive_probes(ctx.state.get("sql") or {}), sample_rows=checks.probe_sample_rows,
                         timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
     over = over_limit(impacts, checks.max_rewrite_mb * 2**20, ctx.state.get("ack_tokens"), ctx.options.get("allow") or [])
     ctx.state.update(server_version=version, db_size=size, row_counts_before=counts,
-                     impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes])
+                     impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes],
+                     db_props=props, object_owners=owners)
     for p in probes:  # the plan shows every note; one that left a statement unproven is also a warning
         if p.error:
             ctx.emit("warning", f"{p.revision}: `{p.statement[:100]}` not proven by its {p.kind} probe: {p.error}")
@@ -212,7 +221,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2, *
             f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
             "free space there or use S3 storage",
         )
-    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions; {drift_summary}"
+    return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions, recoverable ({room}); {drift_summary}"
 
 
 def _drift_gate(ctx, conn) -> str:
@@ -281,12 +290,45 @@ def _row_counts(conn) -> dict[str, int]:
 
 
 @step("plan")
-def plan(ctx, **_):
-    """What the run will do; the face renders it; --dry-run stops right after confirm."""
-    last = ctx.catalog.list()[:1]
+def plan(ctx, rehearse: bool = True):
+    """What the run will do; the face renders it; --dry-run stops right after confirm.
+
+    Also decides whether the deploy rehearses (validate/datadep.py) and predicts its times
+    from this env's history (store/estimates.py); refuses, before the backup, ``--no-rehearsal``
+    on a protected env, ``deploy.rehearsal: always`` with ``--skip-backup``, and a deploy whose
+    predicted rollback exceeds ``deploy.max_rollback_s``."""
+    from ..journal import read_history
+    from ..store.estimates import estimates
+    from ..validate.datadep import data_dependent, decide
+
+    manifests = ctx.catalog.list()
+    last = manifests[:1]
     est = None
     if last and last[0].duration_s:
         est = round(last[0].duration_s * 1.5, 1)
+    pending = ctx.state.get("pending", [])
+    cfg = ctx.env.deploy
+    if ctx.options.get("no_rehearsal") and ctx.env.protected:
+        raise GateRefused(f"env {ctx.env.name!r} is protected: its deploys are always rehearsed on a copy first; "
+                          "--no-rehearsal is refused, nothing changed",
+                          "deploy without --no-rehearsal (the rehearsal's durations are shown before you confirm)")
+    if cfg.rehearsal == "always" and ctx.options.get("skip_backup") and pending:
+        raise GateRefused(f"deploy.rehearsal is always for env {ctx.env.name!r}, and --skip-backup leaves no backup "
+                          "to rehearse on; nothing changed", "deploy without --skip-backup")
+    decision = decide(cfg.rehearsal, protected=ctx.env.protected, pending=pending,
+                      first_deploy=ctx.state.get("from_rev") is None, no_flag=bool(ctx.options.get("no_rehearsal")),
+                      skip_backup=bool(ctx.options.get("skip_backup")),
+                      reasons=data_dependent(pending, ctx.state.get("findings", []), ctx.state.get("sql", {})))
+    if not rehearse:  # a playbook without a rehearse step (migrations.upgrade)
+        decision.will, decision.why = False, f"{ctx.action} does not rehearse (invoke deploy does)"
+    ctx.state["rehearsal"] = decision.to_json()
+    try:
+        history = read_history(ctx.access.engine(), limit=200)
+    except Exception as e:  # noqa: BLE001 - estimates only: never stops a deploy
+        ctx.emit("warning", f"could not read deploy_history for the estimates: {str(e).splitlines()[0][:200]}")
+        history = []
+    ctx.state["history_rows"] = history
+    estimated, by_rev = estimates(manifests, history, pending, ctx.state.get("db_size"))
     p = {
         "env": ctx.env.name,
         "protected": ctx.env.protected,
@@ -305,8 +347,24 @@ def plan(ctx, **_):
         "backup_store": ctx.store.location,
         "first_deploy_seeds": bool(ctx.state.get("when:first_deploy")),
         "estimated_restore_s": est,
+        "rehearsal": decision.to_json(),
+        "estimates": estimated,
+        "migrate_by_revision": by_rev,
+        "max_rollback_s": cfg.max_rollback_s,
         "created": time.time(),
     }
     ctx.state["plan"] = p
     ctx.emit("plan", "", **{k: v for k, v in p.items() if k != "created"})
+    rto, predicted = cfg.max_rollback_s, estimated["rollback_s"]
+    if rto is not None and pending:
+        if predicted is not None and predicted > rto:
+            raise GateRefused(
+                f"a rollback of env {ctx.env.name!r} is predicted to take {predicted:.0f}s (past restores here, "
+                f"scaled to the database's {ctx.state.get('db_size') or 0} bytes now), over deploy.max_rollback_s="
+                f"{rto:g}s; refused before the backup, nothing changed",
+                "deploy in a window where a longer recovery is acceptable (raise deploy.max_rollback_s for it), "
+                "or make the database smaller / the restore faster (backup.restore_jobs)")
+        if predicted is None:
+            ctx.emit("warning", f"deploy.max_rollback_s={rto:g}s is not enforced: env {ctx.env.name!r} has no "
+                                "restore in its history to predict a rollback from (`invoke backups.verify` makes one)")
     return f"{p['from'] or 'base'} -> {p['to'] or 'base'} ({len(p['pending'])} revisions)"

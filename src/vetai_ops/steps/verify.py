@@ -75,7 +75,7 @@ def verify_manifest(ctx, m) -> dict:
 
 
 @step("verify")
-def verify(ctx, always: bool = False, **_):
+def verify(ctx, always: bool = False):
     """Restore-test this run's backup before acknowledged destructive revisions run."""
     if not (always or ctx.state.get("acknowledged_destructive")):
         return "not needed (no acknowledged destructive revision pending)"

@@ -45,6 +45,15 @@ class Manifest:
     # of this backup discards is counted against them
     write_stats: dict[str, Any] | None = None
     verifications: list[dict[str, Any]] = field(default_factory=list)
+    # database-level properties at dump time (database/dbprops.py: owner, ACL, settings, locale,
+    # comment), given back to a restored copy; None in manifests written before they were recorded
+    database_props: dict[str, Any] | None = None
+    object_owners: list[str] | None = None  # roles owning dumped objects (a restore keeps them)
+    # pg_database_size when the dump was taken (the estimates scale durations by it), and every
+    # restore of this backup other than a verification: {at, kind: rollback | recovery |
+    # rehearsal, ok, restore_s, verify_s, total_s, run_id} (store/estimates.py reads them)
+    db_size: int | None = None
+    restores: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
@@ -99,6 +108,13 @@ class Catalog:
 
     def write_manifest(self, m: Manifest) -> None:
         self.store.put_bytes(self.manifest_key(m.id), json.dumps(m.to_json(), indent=2, sort_keys=True).encode())
+
+    def add_restore(self, bid: str, rec: dict[str, Any]) -> None:
+        """Append a restore record to backup ``bid``'s manifest (re-read first: a verification
+        may have been recorded meanwhile). Callers hold the env's lock."""
+        fresh = self.read_manifest(bid)
+        fresh.restores = list(fresh.restores or []) + [rec]
+        self.write_manifest(fresh)
 
     def read_manifest(self, bid: str) -> Manifest:
         try:

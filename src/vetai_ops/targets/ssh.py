@@ -520,7 +520,7 @@ class SSHTarget:
         """Yield a port on 127.0.0.1 whose connections are tunnelled (direct-tcpip)
         through this SSH connection to ``remote_host:remote_port`` as seen from the host."""
         self._transport()  # connect now: a bad host key or a refused login fails here, not per connection
-        fwd = _Forwarder(self._live_transport, remote_host, int(remote_port), self.address)
+        fwd = _Forwarder(self._live_transport, remote_host, int(remote_port))
         try:
             yield fwd.port
         finally:
@@ -540,10 +540,9 @@ class SSHTarget:
 class _Forwarder:
     """A tiny `ssh -L 127.0.0.1:0:host:port`: one accept thread, one pump thread per client."""
 
-    def __init__(self, transport: Callable[..., paramiko.Transport], host: str, port: int, via: str):
+    def __init__(self, transport: Callable[..., paramiko.Transport], host: str, port: int):
         self._t = transport  # the target's live transport (reconnects after a drop)
         self._dest = (host, port)
-        self._via = via
         self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._srv.bind(("127.0.0.1", 0))
         self._srv.listen(16)

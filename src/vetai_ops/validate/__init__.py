@@ -1,4 +1,4 @@
-"""Static pre-deploy gate for Alembic histories (DESIGN §5 step 2).
+"""Static pre-deploy gate for Alembic histories (the validate step: README "How a deploy works", step 2).
 
 ``validate_history(versions_dir, pending=..., acknowledged=..., render=..., alembic_ini=...)``
 parses every revision file with ``ast`` (never importing it) and returns a :class:`Report`:

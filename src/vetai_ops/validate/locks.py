@@ -69,7 +69,6 @@ class TypeChange:
 
     column: str
     type_sql: str  # deparsed target type, e.g. "varchar(20)"
-    type_name: str  # last name part, e.g. "varchar", "numeric", "mood"
     typmods: list[int]  # integer modifiers as written, e.g. [6, 2]
     plain_using: bool  # no USING, or USING is the column itself (possibly cast to the target type)
 
@@ -166,7 +165,7 @@ def _alter_table(rev: str, text: str, st: pg.AlterTableStmt) -> Impact | None:
         if sub == AT.AT_AlterColumnType and isinstance(d, pg.ColumnDef):
             tn = d.typeName
             plain = d.raw_default is None or _is_column(d.raw_default, cmd.name, tn)
-            imp.type_changes.append(TypeChange(cmd.name, deparse(tn), tn.names[-1].sval, _typmods(tn), plain))
+            imp.type_changes.append(TypeChange(cmd.name, deparse(tn), _typmods(tn), plain))
             reasons.append(("rewrite?", f"type change of {cmd.name}"))
         elif sub == AT.AT_AddColumn and isinstance(d, pg.ColumnDef):
             cons = d.constraints or ()

@@ -76,11 +76,6 @@ class Finding:
         """Destructive (loses data) or certain to fail (see FAILING_RULES)."""
         return self.destructive or self.rule in FAILING_RULES
 
-    @property
-    def acknowledge_hint(self) -> str:
-        """The comment line that acknowledges this finding in its revision file."""
-        return f"# vetai-ops: allow {self.operation or self.rule}"
-
     def to_json(self) -> dict:
         """Plain dict for ``--json`` output."""
         return asdict(self)

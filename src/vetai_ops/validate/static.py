@@ -1,4 +1,4 @@
-"""The static pre-deploy gate over an Alembic versions directory (DESIGN §5 step 2).
+"""The static pre-deploy gate over an Alembic versions directory (the validate step: README "How a deploy works", step 2).
 
 Works on any project's history: revision files are parsed with ``ast`` and never imported.
 Only ``render=True`` (this project's own history) goes through Alembic, in offline mode.

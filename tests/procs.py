@@ -1,0 +1,70 @@
+"""Watching the tool's processes without guessing at time.
+
+The loopback "hosts" of the SSH bed and the local env both run their commands on this
+machine, so a test can find the pg_dump / pg_restore a run started (by program and by this
+test's database name: other xdist workers run their own), read its argv and environment
+from /proc, and freeze it (SIGSTOP) to look at it or to act while the run is certainly
+inside it. Waits are for an event a background CLI reaches, and end when the CLI exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def wait_until(pred, proc, limit: float = 240.0) -> bool:
+    """Poll ``pred`` while the background CLI ``proc`` runs: the wait is for a state the run
+    reaches, not a guess at the CLI's start-up time. False once the CLI has exited without it
+    (``limit`` only bounds a hung run; pytest-timeout would too)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return pred()
+        time.sleep(0.01)
+    return False
+
+
+def pids(prog: str, *needles: str) -> list[int]:
+    """PIDs of ``prog`` on this machine whose argv holds every needle."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == prog and all(any(n in a for a in argv) for n in needles):
+            out.append(int(d))
+    return out
+
+
+def argv(pid: int) -> list[str]:
+    return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+
+
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+
+
+@contextlib.contextmanager
+def frozen(proc, prog: str, *needles: str):
+    """Wait until the CLI ``proc`` runs ``prog`` (with ``needles`` in its argv), freeze it with
+    SIGSTOP for the body, thaw it after. Yields the frozen PIDs."""
+    assert wait_until(lambda: bool(pids(prog, *needles)), proc), f"{prog} {' '.join(needles)} never started"
+    found = pids(prog, *needles)
+    for pid in found:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield found
+    finally:
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
