@@ -33,8 +33,13 @@ def test_the_cli_and_status_do_not_import_boto3_pglast_or_alembic():
     mods = _imported_by("from vetai_ops.cli import ns")
     assert not mods & {"boto3", "botocore", "pglast", "alembic", "sqlalchemy", "pygments"}, mods
     # what a backup's steps load (the playbook's own step modules only)
-    mods = _imported_by("from vetai_ops.steps import get_step; get_step('backup'); get_step('lock')")
+    mods = _imported_by("from vetai_ops.config import load_playbook\nfrom vetai_ops.steps import check_playbook, get_step\n"
+                        "check_playbook(load_playbook('backup')); get_step('backup')")
     assert not mods & {"boto3", "pglast", "alembic"}, mods
+    # a rollback's steps: no pglast, no boto3 (Alembic comes with the post-check's history)
+    mods = _imported_by("from vetai_ops.config import load_playbook\nfrom vetai_ops.steps import check_playbook\n"
+                        "check_playbook(load_playbook('rollback'))")
+    assert not mods & {"boto3", "pglast"}, mods
 
 
 def test_the_step_map_names_the_module_of_every_step():

@@ -46,13 +46,20 @@ MODULES = {
 }
 
 
-def get_step(name: str) -> Callable:
-    if name not in _REGISTRY and name in MODULES:
-        import importlib
+def _ensure(names) -> None:
+    """Import the modules that define ``names``; every module when one of them is not a
+    known step (so that an unknown name is refused with the full list of steps)."""
+    import importlib
 
-        importlib.import_module(f"{__name__}.{MODULES[name]}")
-    if name not in _REGISTRY:
+    for name in names:
+        if name not in _REGISTRY and name in MODULES:
+            importlib.import_module(f"{__name__}.{MODULES[name]}")
+    if any(name not in _REGISTRY for name in names):
         _load()
+
+
+def get_step(name: str) -> Callable:
+    _ensure([name])
     if name not in _REGISTRY:
         raise PlaybookError(f"unknown step {name!r} in playbook", f"use one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
@@ -68,7 +75,7 @@ def playbook_problems(pb) -> list[str]:
     """Every problem of playbook ``pb`` as ``<key path>: <what>``: unknown steps (in
     ``steps:`` and ``on_failure:``), options the step does not take, unknown ``when:``
     conditions, an ``on_failure_after`` that is not one of its steps."""
-    _load()
+    _ensure([spec.step for section in ("steps", "on_failure") for spec in getattr(pb, section)])
     out = []
     for section in ("steps", "on_failure"):
         for i, spec in enumerate(getattr(pb, section)):
