@@ -6,7 +6,7 @@ All session-scoped and made of real parts:
                 generated ed25519 host keys + client key, a known_hosts file.
 - ``pg_tcp``    a PostgreSQL cluster listening on 127.0.0.1 with scram password auth
                 (superuser ``vetai``), i.e. the "production DB" as seen from the DB host.
-                Set up like production (DESIGN §4, README "Deploy role"): a NON-superuser
+                Set up like production (docs/architecture.md, invariants; README "Deploy role"): a NON-superuser
                 deploy role ``vetai_deploy`` (CREATEDB, pg_signal_backend, pg_read_all_settings, member of the app
                 role) that owns each env's database, and an app role ``vetai_app``;
                 ``create_prod_db()`` gives a database with grants, settings, a comment, a

@@ -1,4 +1,4 @@
-"""Faults injected for real on the embedded local env; each case asserts DESIGN §4:
+"""Faults injected for real on the embedded local env; each case asserts the invariants (docs/architecture.md):
 live DB at its pre-deploy revision with identical rows, nothing half-registered,
 a clear report, a non-zero exit, and a following deploy that succeeds."""
 

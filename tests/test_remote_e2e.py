@@ -293,7 +293,7 @@ def test_restart_rolls_over_every_app_host_over_ssh(remote_env):
 
 
 def test_bed_is_like_production(remote_env, app_sessions):
-    """The bed is not friendly (DESIGN §4): the tool runs as a non-superuser owner with CREATEDB;
+    """The bed is not friendly (docs/architecture.md, invariants): the tool runs as a non-superuser owner with CREATEDB;
     the app connects as its own role, which holds grants, settings and objects of its own."""
     pg, db = remote_env.pg, remote_env.dbname
     [(superuser, createdb, owner)] = pg.admin(

@@ -161,7 +161,16 @@ class Checks(Strict):
 
 class Services(Strict):
     restart: list[str] | None = None  # argv run on each app host, rolling
-    rolling_delay: float = 0.0
+    rolling_delay: float = 0.0  # seconds between two batches
+    # restart this many app hosts at once; each batch must pass the health checks before
+    # the next one starts (1 = one host at a time, as before)
+    batch: int = Field(1, ge=1)
+    # stop the rollout once MORE than this many hosts failed (restart or health); 0 = at the
+    # first failure. Up to this many hosts may also fail the post-check's health checks.
+    max_fail: int = Field(0, ge=0)
+    # how many app hosts are worked on at the same time (health checks, a batch's restarts),
+    # like Ansible's forks
+    forks: int = Field(16, ge=1)
 
 
 class Sandbox(Strict):

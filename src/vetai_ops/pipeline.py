@@ -43,6 +43,7 @@ class RunContext:
         self._stack = contextlib.ExitStack()
         self._db_target = None
         self._app_targets = None
+        self._targets: dict[str, Any] = {}  # host -> its target, for the run
         self._store = None
         self._catalog = None
         self._access = None
@@ -81,10 +82,15 @@ class RunContext:
         return self._app_targets
 
     def _make_target(self, host: str):
-        from .targets.factory import make_target  # local without an ssh: block, else SSH
+        """One target per host for the whole run: its SSH connection is opened once and
+        reused by every step (backup, restart, health, the recovery's restart and
+        post-check), also when the DB host is an app host too; closed when the run ends."""
+        t = self._targets.get(host)
+        if t is None:
+            from .targets.factory import make_target  # local without an ssh: block, else SSH
 
-        t = make_target(host, self.env.ssh, self.env.protected)
-        self._stack.callback(t.close)
+            t = self._targets[host] = make_target(host, self.env.ssh, self.env.protected)
+            self._stack.callback(t.close)
         return t
 
     @property

@@ -25,7 +25,7 @@ def run_validate(env: str | None, migrations: str | None, json_out: bool, render
     if env:
         from ..database import migrations as mig
         from ..status import context
-        from ..steps.validate import changed_applied
+        from ..database.applied import changed_applied
 
         with context(env) as ctx:
             protected = ctx.env.protected

@@ -55,6 +55,29 @@ def object_owners(conn: Connection) -> list[str]:
     return list(conn.execute(text(_OWNERS)).scalars())
 
 
+# objects a non-superuser pg_restore cannot give back to their owner: pg_restore runs ALTER ...
+# OWNER TO <owner> right after creating each object, and PostgreSQL then asks that the new owner
+# may CREATE in the object's schema; the schema's own grants come back only at the end of the
+# restore, so at that moment only the schema's owner (for public: pg_database_owner, i.e. the
+# owner of the restore copy, the deploy role) has CREATE there
+_STRANDED = """
+SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner),
+       CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles o ON o.oid = c.relowner
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+   AND NOT o.rolsuper
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+            AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+   AND NOT pg_has_role(c.relowner, CASE WHEN n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = 'pg_database_owner')
+                                        THEN (SELECT oid FROM pg_roles WHERE rolname = current_user) ELSE n.nspowner END,
+                       'USAGE')
+ ORDER BY 1, 2
+"""
+
+
 def _q(name: str) -> str:
     return sql.Identifier(name).as_string()
 
@@ -115,6 +138,14 @@ def missing_rights(conn: Connection, dbname: str, *, owners: Iterable[str] = (),
                 need.setdefault(s["role"], f"restore {s['role']}'s settings in {dbname} (ALTER ROLE ... IN DATABASE ... SET)")
     if props and props.get("owner") and props["owner"] != me:
         need.setdefault(props["owner"], f"give the restored database its owner {props['owner']}")
+    stranded = conn.execute(text(_STRANDED)).all() if owners else []
+    if stranded:
+        names = ", ".join(f"{n}.{r} ({o})" for n, r, o, _ in stranded[:5]) + (" ..." if len(stranded) > 5 else "")
+        out.append(Missing(
+            f"restore {len(stranded)} object(s) under an owner that does not own their schema: {names} "
+            "(pg_restore gives each object its owner before the schema's grants are back, so only a superuser "
+            "can; move them to a schema their owner owns, or give them to the deploy role)",
+            " ".join(f"ALTER {k} {_q(n)}.{_q(r)} OWNER TO {_q(me)};" for n, r, _, k in stranded[:5])))
     for role, what in need.items():
         r = conn.execute(text("SELECT pg_has_role(current_user, oid, :m) FROM pg_roles WHERE rolname = :r"),
                          {"r": role, "m": member}).first()

@@ -6,6 +6,10 @@ or SSH, and never know whether the store is S3 or a folder.
 A step's options are its keyword parameters after ``ctx`` (no ``**kwargs``): a playbook
 is checked against them when loaded (:func:`check_playbook`), so a mistyped option or
 step name is refused before anything runs instead of in the middle of a recovery.
+
+No step module imports another (tests/test_rooms.py): what two steps share is a primitive
+in database/, store/, targets/ or :mod:`vetai_ops.transfer`, or, when it is glue over the
+run's state, a function here (:func:`run_alembic`).
 """
 
 from __future__ import annotations
@@ -75,12 +79,14 @@ def playbook_problems(pb) -> list[str]:
     """Every problem of playbook ``pb`` as ``<key path>: <what>``: unknown steps (in
     ``steps:`` and ``on_failure:``), options the step does not take, unknown ``when:``
     conditions, an ``on_failure_after`` that is not one of its steps."""
-    _ensure([spec.step for section in ("steps", "on_failure") for spec in getattr(pb, section)])
     out = []
     for section in ("steps", "on_failure"):
         for i, spec in enumerate(getattr(pb, section)):
             at = f"{section}[{i}]"
-            if spec.step not in _REGISTRY:
+            try:
+                get_step(spec.step)  # imports what the run would import anyway
+            except PlaybookError:
+                _load()  # every step, to list them
                 out.append(f"{at}.step: unknown step {spec.step!r} (steps: {', '.join(sorted(_REGISTRY))})")
                 continue
             accepted = step_options(spec.step)
@@ -106,6 +112,37 @@ def check_playbook(pb) -> None:
         where = pb.path or f"playbook {pb.name!r}"
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""
         raise PlaybookError(f"{where}: {problems[0]}{more}", "fix the playbook; nothing was run")
+
+
+# ---------------------------------------------------------------- shared by steps
+
+
+def run_alembic(ctx, direction: str, target: str | None, files: dict | None = None) -> list[dict]:
+    """Alembic upgrade/downgrade to ``target`` (:class:`~vetai_ops.database.applied.RevisionRun`:
+    the env's timeouts, one transaction per revision, ``vetai_ops_applied`` kept in step); each
+    revision's timing is journaled, and what was applied is in the run's state even on failure."""
+    from ..database import writestats
+    from ..database.applied import RevisionRun
+
+    run = RevisionRun(files)
+    db = ctx.env.database
+
+    def started():
+        ctx.state["db_changed"] = True  # from here a failure can leave revisions applied: on_failure restores
+
+    def applied(t):
+        verb = "" if t["upgrade"] else "reverted "
+        ctx.emit("revision_applied", f"{verb}{t['revision']} {t['duration_s']:.2f}s", revision=t["revision"],
+                 duration_s=t["duration_s"])
+
+    ctx.state["db_touched"] = True
+    try:
+        return run.run(ctx.access.engine(), direction, target, lock_timeout=db.lock_timeout,
+                       statement_timeout=db.statement_timeout, on_start=started, on_applied=applied)
+    finally:
+        ctx.state["revisions"] = run.timings
+        # the rows the revisions themselves wrote are not the app's: a restore's report leaves them out
+        writestats.add_into(ctx.state.setdefault("own_writes", {}), run.own_writes)
 
 
 def _load() -> None:

@@ -28,8 +28,8 @@ from ..database.reference import reference
 from ..database.typeorm_journal import DEFAULT_TABLE, check_table_name, mark_journal, read_typeorm
 from ..errors import GateRefused
 from ..schema.typeorm import TypeOrmHistoryError, revision_for_typeorm, typeorm_for_revision
+from ..database.applied import APPLIED_DDL
 from . import step
-from .validate import APPLIED_DDL
 
 
 @step("adopt_check")

@@ -29,6 +29,7 @@ from . import step
 from ..database import dbprops, writestats
 from ..database.introspect import estimated_rows
 from ..database.rights import object_owners
+from ..transfer import Every
 from ..units import human_bytes
 
 CHUNK = 1 << 20
@@ -58,32 +59,6 @@ class HashingReader:
 
     def readable(self) -> bool:
         return True
-
-
-class Every:
-    """Rate-limit progress events to one per ``interval`` seconds (plus ``final()``):
-    the run keeps every event it emits (ctx.events), so one event per chunk would make
-    memory grow with the dump size; this keeps it bounded by wall time instead."""
-
-    def __init__(self, emit, interval: float = 0.5):
-        self._emit = emit
-        self._interval = interval
-        self._next = 0.0
-        self._last = None
-
-    def __call__(self, *args, **kw) -> None:
-        self._last = (args, kw)
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self._interval
-            self._emit(*args, **kw)
-            self._last = None
-
-    def final(self) -> None:
-        if self._last is not None:
-            args, kw = self._last
-            self._last = None
-            self._emit(*args, **kw)
 
 
 def git_commit() -> str | None:

@@ -12,7 +12,7 @@ import time
 
 from ..database import migrations as mig
 from ..errors import ConfigError, GateRefused, StopPipeline
-from . import step
+from . import run_alembic, step
 
 
 @step("downgrade_plan")
@@ -57,8 +57,6 @@ def downgrade_plan(ctx):
 
 @step("downgrade")
 def downgrade(ctx):
-    from .migrate import run_alembic
-
     target = ctx.state.get("to_rev")
     timings = run_alembic(ctx, "downgrade", target)
     return f"{len(timings)} revisions reverted -> {target or 'base'}"

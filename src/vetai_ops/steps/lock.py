@@ -22,7 +22,6 @@ def lock(ctx):
     lk.acquire()
     ctx._stack.callback(lk.close)  # closing the session releases the lock
     ctx.state["lock"] = lk
-    ctx.state["lock_conn"] = lk.conn  # "this run holds the env lock" for older readers
     _repair_interrupted_swap(ctx, access.admin_engine(), dbname)
     return f"advisory lock on {dbname}"
 

@@ -38,7 +38,7 @@ from ..database.introspect import drop_database, new_database, public_tables
 from ..targets import has_command
 from ..targets.stall import StallWatch
 from ..units import human_bytes
-from .backup import Every
+from ..transfer import Every
 
 CHUNK = 1 << 20
 # restore_plan: stream (single job) below these, spool + pg_restore -j N above
@@ -124,7 +124,7 @@ def remove_spool(target, folder: str | None) -> None:
 def _remove_dead_spools(ctx, target) -> None:
     """Spool folders of this database left by runs that died. Only under the env's lock: then
     no other run of this database can be using one."""
-    if ctx.state.get("lock_conn") is None:
+    if ctx.state.get("lock") is None:
         return
     target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
                 "-exec", "rm", "-rf", "--", "{}", "+"], check=False)

@@ -14,39 +14,10 @@ from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
 from ..config import env_flag
+from ..database.applied import changed_applied
 from . import step
 
 SET_BY_MIGRATE = {"squawk:require-lock-timeout", "squawk:require-statement-timeout", "squawk:require-timeout-settings"}
-
-APPLIED_DDL = """
-CREATE TABLE IF NOT EXISTS vetai_ops_applied (
-    revision text PRIMARY KEY,
-    file text NOT NULL,
-    sha256 text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(),
-    duration_ms integer
-)
-"""
-
-
-def applied_hashes(conn) -> dict[str, tuple[str, str]]:
-    if not conn.execute(text("select to_regclass('public.vetai_ops_applied')")).scalar():
-        return {}
-    rows = conn.execute(text("select revision, file, sha256 from vetai_ops_applied")).all()
-    return {r[0]: (r[1], r[2]) for r in rows}
-
-
-def changed_applied(conn) -> list[str]:
-    """Applied revisions whose file changed since it was applied (messages)."""
-    files = mig.history_hashes()
-    out = []
-    for rev, (fname, sha) in applied_hashes(conn).items():
-        if rev not in files:
-            continue  # unknown revisions are caught by the ancestry check
-        if files[rev][1] != sha:
-            out.append(f"revision {rev} ({files[rev][0]}) was edited after it was applied (sha256 {sha[:12]} -> {files[rev][1][:12]})")
-    return out
-
 
 @step("validate")
 def validate(ctx, render: bool = True):
@@ -221,6 +192,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
             f"not enough free disk for the backup in {ctx.store.location}: {free // 2**20} MiB free",
             "free space there or use S3 storage",
         )
+    _reach_app_hosts(ctx)
     return f"PostgreSQL {version}, {size // 1024} KiB, no blocking transactions, recoverable ({room}); {drift_summary}"
 
 
@@ -252,6 +224,20 @@ def _drift_gate(ctx, conn) -> str:
     return (f"schema matches the history at {rev or 'base'}"
             + (f" ({accepted} accepted difference(s))" if accepted else "")
             + (f"; accepting {len(chosen)} now: {', '.join(d.id for d in chosen)}" if chosen else ""))
+
+
+def _reach_app_hosts(ctx) -> None:
+    """Reach every app host now, all at once: an unreachable one refuses the deploy before
+    the backup (not halfway through the restarts), and the connections opened here are the
+    ones the restart and the health checks reuse."""
+    from ..errors import short_error
+    from ..targets.fleet import each_host
+
+    bad = [f"{o.host}: {short_error(o.error)}" for o in each_host(
+        ctx.app_targets, lambda t: t.run(["true"], timeout=60), forks=ctx.env.services.forks) if not o.ok]
+    if bad:
+        raise GateRefused(f"app host(s) not reachable: {'; '.join(bad)}; nothing changed",
+                          "check those hosts (up, sshd, host key), or remove them from hosts.app")
 
 
 def tool_major(version_text: str) -> int | None:
