@@ -10,12 +10,15 @@ the tool's own pipeline running its real steps over SSH:
   first, cold round (connections opened inside it) is reported too;
 - ``restart`` with ``services.batch: 4``: a restart command that takes 1 s (``sleep 1``),
   then each batch's health gate (1 s) before the next batch;
-- for reference, the rolling default ``batch: 1`` over 4 hosts.
+- for reference, the rolling default ``batch: 1`` over 4 hosts;
+- ``deploy``: the whole real CLI, ``invoke deploy --env=.. --yes`` (base -> head on a fresh
+  database of a password-auth PostgreSQL on 127.0.0.1, DB host 127.0.0.2 over SSH, local
+  store), restart ``batch: 4``, over 1 / 4 / 16 app hosts (``--no-deploy`` skips these rows).
 
 Targets: health over 16 hosts <= 1.5x over 1 host; restart with batch 4 over 16 hosts
 <= 5x over 1 host. Medians of ``--repeat`` runs, interleaved.
 
-    .venv/bin/python bench/fleet.py            # ~3 min, results in bench/results/<date>-<host>-fleet.{json,md}
+    .venv/bin/python bench/fleet.py            # ~5 min, results in bench/results/<date>-<host>-fleet.{json,md}
     .venv/bin/python bench/fleet.py --quick    # 1 repeat, into bench/work/results/
 """
 
@@ -120,6 +123,61 @@ def write_inventory(path: Path, bed, url: str, store: Path) -> list[tuple[str, s
     return rows
 
 
+PW_VAR = "VETAI_BENCH_FLEET_DB_PASSWORD"
+
+
+def start_db(work: Path):
+    """A PostgreSQL cluster on 127.0.0.1 with password auth (as the DB host sees it), like the tests' pg_tcp."""
+    import secrets
+
+    from fixtures_pg import free_port
+
+    from vetai_ops.database.cluster import Cluster, resolve_bindir
+
+    pw = "pw-" + secrets.token_urlsafe(18)
+    c = Cluster(Path(tempfile.mkdtemp(prefix="vetai-bench-fleetpg-")), free_port(), resolve_bindir(), superuser="vetai",
+                listen="127.0.0.1", password=pw)
+    c.start()
+    os.environ[PW_VAR] = pw
+    return c
+
+
+def deploy_envs(bed, url: str, store: Path, cluster) -> tuple[list[str], list[tuple[str, str, int, int]]]:
+    """Inventory lines for whole-deploy rows: `invoke deploy` (base -> head) over 1 / 4 / 16 app
+    hosts, DB host 127.0.0.2 over SSH, restart batch 4, health 1 s."""
+    rows = [("deploy", "deploy", n, 4) for n in (1, 4, 16)]
+    lines = []
+    for name, _step, n, batch in rows:
+        hosts = ", ".join(f"'{h}'" for h in bed.hosts[:n])
+        lines += [
+            f"  {name}_{n}:",
+            f"    ssh: {{user: {bed.user}, port: {bed.port}, key_file: '{bed.key_file}', known_hosts: '{bed.known_hosts}'}}",
+            f"    hosts: {{db: ['{bed.hosts[0]}'], app: [{hosts}]}}",
+            (f"    database: {{name: fleet_{n}, user: vetai, host: 127.0.0.1, port: {cluster.port}, "
+             f"password_env: {PW_VAR}, bin_dir: '{cluster.bindir}'}}"),
+            f"    storage: {{type: local, path: '{store}'}}",
+            f"    checks: {{http: ['{url}'], timeout: 10, retries: 1}}",
+            f"    services: {{restart: [sleep, '{RESTART_S:g}'], batch: {batch}, forks: 16}}",
+        ]
+    return lines, rows
+
+
+def run_deploy(env: str, cluster, n: int) -> dict:
+    """The real CLI, `invoke deploy --env=<env> --yes`, on a fresh database (base -> head)."""
+    import subprocess
+
+    db = f"fleet_{n}"
+    cluster.psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    cluster.psql(f"CREATE DATABASE {db}")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "invoke", "deploy", f"--env={env}", "--yes"], cwd=ROOT,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900, check=False)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"bench: deploy --env={env} failed:\n{r.stderr[-3000:]}")
+    return {"step_s": round(wall, 3), "cold_health_s": 0.0, "run_s": round(wall, 3)}
+
+
 def run_row(env: str, step: str) -> dict:
     """One run of the pipeline: ``health`` (connections opened inside it, as the deploy's
     preflight does), then ``step`` over the same connections (as the deploy's restart and
@@ -141,6 +199,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1 repeat, results into bench/work/results")
+    ap.add_argument("--no-deploy", action="store_true", help="skip the whole-deploy rows (no PostgreSQL needed)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.quick:
@@ -149,23 +208,30 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vetai-bench-fleet-"))
     (work / "ssh").mkdir()
     health = SlowHealth(HEALTH_DELAY_S)
-    bed = None
+    bed = cluster = None
     samples: dict[str, list[dict]] = {}
     try:
         bed = start_fleet(work / "ssh", 16)
         inv = work / "inventory.yml"
         rows = write_inventory(inv, bed, health.url, work / "store")
+        if not args.no_deploy:
+            cluster = start_db(work)
+            lines, drows = deploy_envs(bed, health.url, work / "store", cluster)
+            inv.write_text(inv.read_text() + "\n".join(lines) + "\n")
+            rows += drows
         os.environ["VETAI_OPS_INVENTORY"] = str(inv)
         os.environ["VETAI_OPS_LOGS"] = str(work / "logs")
         run_row("health_1", "health")  # warm-up: imports, first handshakes
         for r in range(args.repeat):
             for name, step, n, _batch in rows:
                 key = f"{name}_{n}"
-                samples.setdefault(key, []).append(run_row(key, step))
+                samples.setdefault(key, []).append(run_deploy(key, cluster, n) if step == "deploy" else run_row(key, step))
                 print(f"  repeat {r + 1}/{args.repeat} {key}: {samples[key][-1]}", flush=True)
     finally:
         if bed is not None:
             bed.stop_all()
+        if cluster is not None:
+            cluster.destroy()
         health.close()
         shutil.rmtree(work, ignore_errors=True)
     med = {k: {m: round(statistics.median(s[m] for s in v), 3) for m in ("step_s", "cold_health_s", "run_s")}
@@ -178,6 +244,9 @@ def main() -> int:
         "restart_b4_16_vs_1": med["restart_b4_16"]["step_s"] / med["restart_b4_1"]["step_s"],
         "restart_b1_4_vs_1": med["restart_b1_4"]["step_s"] / med["restart_b4_1"]["step_s"],
     }
+    if "deploy_1" in med:
+        ratios["deploy_4_vs_1"] = med["deploy_4"]["step_s"] / med["deploy_1"]["step_s"]
+        ratios["deploy_16_vs_1"] = med["deploy_16"]["step_s"] / med["deploy_1"]["step_s"]
     ratios = {k: round(v, 2) for k, v in ratios.items()}
     verdicts = [{"target": k, "limit": lim, "measured": ratios[k], "met": ratios[k] <= lim} for k, lim in TARGETS.items()]
     now = datetime.now(UTC)
@@ -190,14 +259,15 @@ def main() -> int:
           (f"Health endpoint answers in {HEALTH_DELAY_S:g} s; the restart command takes {RESTART_S:g} s. "
            "Each run is the pipeline with two steps: `health` (opens the SSH connections, as a deploy's "
            "preflight does: **cold**), then the row's step over the same connections (as a deploy's restart and "
-           "post-check reuse them): `step s` is that second step's own time, `run s` the whole in-process run."), "",
+           "post-check reuse them): `step s` is that second step's own time, `run s` the whole in-process run. "
+           "`deploy` rows: the whole `invoke deploy` command (wall time, in `step s` and `run s`)."), "",
           "| row | hosts | batch | step s | vs 1 host | cold health s | run s |", "|---|---|---|---|---|---|---|"]
     base = {"health": med["health_1"]["step_s"], "restart_b4": med["restart_b4_1"]["step_s"],
-            "restart_b1": med["restart_b4_1"]["step_s"]}
+            "restart_b1": med["restart_b4_1"]["step_s"], "deploy": med.get("deploy_1", {}).get("step_s")}
     for name, _step, n, batch in rows:
         m = med[f"{name}_{n}"]
         md.append(f"| {name.split('_')[0]} | {n} | {batch} | {m['step_s']:.2f} | {m['step_s'] / base[name]:.2f}x | "
-                  f"{m['cold_health_s']:.2f} | {m['run_s']:.2f} |")
+                  f"{'-' if name == 'deploy' else format(m['cold_health_s'], '.2f')} | {m['run_s']:.2f} |")
     md += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
     md += [f"| {v['target']} | <= {v['limit']}x | {v['measured']}x | {'yes' if v['met'] else 'NO'} |" for v in verdicts]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -343,7 +343,7 @@ class Bench:
         self.env = {"VETAI_OPS_INVENTORY": str(self.inventory), "VETAI_OPS_LOGS": str(self.logs),
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                    "NO_COLOR": "1", "TERM": "dumb"}
+                    "NO_COLOR": "1", "TERM": "dumb", "VETAI_OPS_KEYS": str(self.work / "keys")}
         for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
             os.environ.pop(k, None)
 
@@ -408,12 +408,11 @@ class Bench:
 
     def catalog(self, env_name: str):
         from vetai_ops.config import load_inventory
-        from vetai_ops.store.catalog import Catalog
-        from vetai_ops.store.factory import make_store
+        from vetai_ops.store.factory import make_catalog
 
-        os.environ.update({k: v for k, v in self.env.items() if k.startswith("AWS_")})
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("AWS_", "VETAI_OPS_KEYS"))})
         env = load_inventory(self.inventory).env(env_name)
-        return Catalog(make_store(env), env_name)
+        return make_catalog(env)
 
     def forget(self, env_name: str, bid: str) -> None:
         cat = self.catalog(env_name)
@@ -461,7 +460,7 @@ class Bench:
             bid = keep[env_name]
             res = self.run_invoke(f"rollback-{env_name}", "rollback", f"--to={bid}", f"--env={env_name}", "--yes")
             err = (self.logs / f"rollback-{env_name}.stderr").read_text()
-            res.update(tool=True, mode="stream" if "(streamed" in err else "spool" if "pg_restore -j" in err else "?")
+            res.update(tool=True, mode="spool" if "pg_restore -j" in err else "?")
             add(label, res)
             self.drop_retired(db)
 

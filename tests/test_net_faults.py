@@ -90,8 +90,8 @@ def test_lock_lost_before_migrate_stops_with_nothing_applied(remote_env):
             "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name like 'vetai-ops deploy%'"))
 
     rc, out, err, fired = _run_while(remote_env, terminate, lambda: bool(procs("pg_dump", remote_env.dbname)),
-                                     ["deploy", "--env=prod", "--yes"])
-    assert fired and terminated == ["1"]
+                                     ["deploy", "--env=prod", "--yes", "--accept-drift=table:bulk"])
+    assert fired and terminated == ["1"], err
     assert rc == 1, err
     assert "lock" in err and "was lost" in err and "stopped before migrate" in err, err
     assert "Traceback" not in err
@@ -203,7 +203,7 @@ def test_stalled_pg_dump_is_killed_and_reported(remote_env):
     try:
         rc, out, err, fired = _run_while(remote_env, lambda: _stop_and_wait("pg_dump", remote_env.dbname, stopped),
                                          lambda: bool(procs("pg_dump", remote_env.dbname)),
-                                         ["deploy", "--env=prod", "--yes"])
+                                         ["deploy", "--env=prod", "--yes", "--accept-drift=table:bulk"])
         assert fired and stopped
         assert rc == 1, err
         assert "moved no bytes for 2s" in err and "backup.stall_timeout" in err and "no backup was registered" in err, err
@@ -272,8 +272,10 @@ def test_terminal_hangup_recovers_like_sigterm(remote_env, migrations_copy):
     t = threading.Thread(target=drain, daemon=True)
     t.start()
     try:
+        # in the real migrate, on the live database (a rehearsal runs it on a copy first)
         assert wait_for(lambda: remote_env.pg.cluster.psql(
-            "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'") == "1", 120), bytes(seen)
+            "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'"
+            f" and datname = '{remote_env.dbname}'") == "1", 180), bytes(seen)
         assert b"backup" in bytes(seen)  # the run really wrote to that terminal
         os.close(fd)  # hang up: SIGHUP to the terminal's session
         _, status = os.waitpid(pid, 0)

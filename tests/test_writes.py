@@ -137,3 +137,54 @@ def test_rollback_shows_the_writes_before_the_operator_confirms(remote_env):
     assert rep["writes_since_backup"]["app_cache.sessions"] == {"inserted": 3, "updated": 2, "deleted": 1}
     assert rows(remote_env, "SELECT count(*) FROM app_cache.sessions WHERE id > 100", rep["kept_as"]) == [(2,)]
     assert remote_env.psql("SELECT count(*) FROM app_cache.sessions WHERE id > 100") == "0"
+
+    # the live database is now a restored copy, not the one backed up: its statistics do not
+    # reach back to the backup, so the count is "unknown", said so, never a made-up zero
+    r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)["report"]
+    assert rep["writes_since_backup"] is None and "replaced" in " ".join(rep["writes_notes"])
+    assert "writes since backup" in r.stderr and "unknown" in r.stderr
+
+
+def test_downgrade_on_failure_keeps_the_writes(remote_env, health, migrations_copy):
+    """downgrade_on_failure with a revision whose downgrade loses nothing (an index): the
+    recovery downgrades, and what the app wrote during the deploy is still in the live database."""
+    assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=head", "--yes").returncode == 0
+    migrations_copy.add("0014", "0013", 'op.create_index("ix_pets_name_planted", "pets", ["name"])',
+                        'op.drop_index("ix_pets_name_planted", table_name="pets")')
+    remote_env.write(downgrade_on_failure="true",
+                     checks=f"{{http: ['{health.url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
+    health.status = 503
+    health.on_request = lambda n: n == 1 and app_exec(remote_env, *APP_WRITES)
+    r = remote_env.cli("deploy", "--env=prod", "--yes", "--json")
+    assert r.returncode == 1, r.stderr
+    rep = json.loads(r.stdout)["report"]
+    assert rep["recovery"]["status"] == "ok" and rep["recovered_by"] == "downgrade"
+    assert [s["step"] for s in rep["recovery"]["steps"] if s["status"] == "ok"] == [
+        "recovery_plan", "downgrade", "restart", "postcheck"]
+    assert remote_env.revision() == "0013"
+    assert remote_env.psql("SELECT to_regclass('public.ix_pets_name_planted')") == ""
+    # the app's writes are still live; no database was retired
+    assert remote_env.psql("SELECT string_agg(id || data, ',' ORDER BY id) FROM app_cache.sessions WHERE id > 100") == "101a!,102b!"
+    assert rep.get("kept_as") is None and remote_env.databases() == [remote_env.dbname]
+    assert "writes since the backup are kept" in r.stderr
+
+
+def test_downgrade_on_failure_restores_when_a_downgrade_would_lose_data(remote_env, health):
+    """0013's downgrade drops tables and columns: the recovery restores the backup, says why,
+    and reports the writes it set aside."""
+    assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
+    remote_env.write(downgrade_on_failure="true",
+                     checks=f"{{http: ['{health.url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
+    health.status = 503
+    health.on_request = lambda n: n == 1 and app_exec(remote_env, *APP_WRITES)
+    r = remote_env.cli("deploy", "--env=prod", "--yes", "--json")
+    assert r.returncode == 1, r.stderr
+    rep = json.loads(r.stdout)["report"]
+    assert rep["recovery"]["status"] == "ok" and rep.get("recovered_by") is None
+    assert "downgrade_on_failure is set, but the backup is restored instead" in r.stderr
+    assert "0013: downgrade drop_column" in r.stderr or "0013: downgrade drop_table" in r.stderr
+    assert remote_env.revision() == "0012"
+    assert rep["writes_since_backup"]["app_cache.sessions"] == {"inserted": 3, "updated": 2, "deleted": 1}
+    assert rep["kept_as"] in remote_env.databases()

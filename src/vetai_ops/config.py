@@ -116,6 +116,18 @@ class Storage(Strict):
     sse: Literal["AES256", "aws:kms", "none"] = "AES256"
     multipart_chunk_mb: int = 8  # parts held in memory: (max_concurrency + 2) x this; raised for huge backups (store/s3.py part_size)
     max_concurrency: int = 4
+    # NAME of the operator's environment variable holding the key that signs this env's
+    # manifests (HMAC-SHA256). The store never holds it. Unset: envs with a sandbox or a local
+    # store use a generated key file under .vetai/keys/; others write unsigned manifests
+    # (refused on protected envs).
+    manifest_key_env: str | None = None
+
+    @field_validator("manifest_key_env")
+    @classmethod
+    def _keyenv(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("manifest_key_env must be the NAME of an environment variable, not the key")
+        return v
 
     @model_validator(mode="after")
     def _s3(self):
@@ -171,6 +183,9 @@ class Services(Strict):
     # how many app hosts are worked on at the same time (health checks, a batch's restarts),
     # like Ansible's forks
     forks: int = Field(16, ge=1)
+    # write_fence: commands — argv run on each app host to stop / resume the app's writes
+    maintenance_on: list[str] | None = None
+    maintenance_off: list[str] | None = None
 
 
 class Sandbox(Strict):
@@ -225,6 +240,17 @@ class Environment(Strict):
     backup: Backup = Field(default_factory=Backup)
     deploy: Deploy = Field(default_factory=Deploy)
     downgrade_on_failure: bool = False
+    # keep the app from writing from backup start to the end of the post-checks (writes made in
+    # that window would be discarded by a restore): none, read_only (the database refuses the
+    # app's writes), or commands (services.maintenance_on/off on the app hosts)
+    write_fence: Literal["none", "read_only", "commands"] = "none"
+
+    @model_validator(mode="after")
+    def _fence(self):
+        if self.write_fence == "commands" and not (self.services.maintenance_on and self.services.maintenance_off):
+            raise ValueError("write_fence is 'commands' but services.maintenance_on / services.maintenance_off "
+                             "are not both set (argv lists run on each app host)")
+        return self
 
     # filled by load_inventory
     name: str = ""

@@ -104,9 +104,9 @@ class RunContext:
     @property
     def catalog(self):
         if self._catalog is None:
-            from .store.catalog import Catalog
+            from .store.factory import make_catalog
 
-            self._catalog = Catalog(self.store, self.env.name)
+            self._catalog = make_catalog(self.env, self.store)
         return self._catalog
 
     @property
@@ -322,6 +322,7 @@ def run_playbook(
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
+                    ctx.state["failed_step"] = report["failed_step"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:
@@ -375,6 +376,8 @@ def _recovery_summary(report: dict) -> str:
 
 def _writes_summary(report: dict) -> str:
     """What the restore set aside: the app's writes since the backup, and where they are."""
+    if report.get("recovered_by") == "downgrade":
+        return "; downgraded instead of restoring the backup (downgrade_on_failure): the app's writes since the backup are kept"
     if not report.get("kept_as"):
         return ""
     from .database.writestats import describe
@@ -395,7 +398,7 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
     for spec in pb.on_failure:
         try:
             r = _run_step(ctx, spec, "on_failure", rec["steps"])
-            if r["status"] == "ok":
+            if r["status"] == "ok" and (r.get("summary") or spec.step != "recovery_plan"):  # a choice not made: not "done"
                 rec["done"].append(spec.label + (f" {r['summary']}" if r.get("summary") else ""))
         except BaseException as e:  # noqa: BLE001
             rec.update(status="failed", failed_step=spec.label, error=redact(short_error(e)))
@@ -404,11 +407,17 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
 
 
 def _finish(ctx: RunContext, report: dict) -> None:
+    for fn in ctx.state.pop("on_finish", []):  # e.g. lift the write fence: on every exit path, first
+        try:
+            fn(ctx)
+        except Exception as e:  # noqa: BLE001 - never hides the run's own outcome
+            ctx.emit("warning", f"{getattr(fn, '__name__', 'cleanup')} failed: {redact(short_error(e))}")
     report["finished"] = time.time()
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
     for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes"):
+              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes", "fence_status",
+              "fence_repaired", "recovered_by"):
         if k in ctx.state:
             report[k] = ctx.state[k]
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])

@@ -177,7 +177,8 @@ def render_plan(p: dict, c: Console = out) -> None:
             f"database {esc(p.get('database'))}")
     if p.get("restore"):
         c.print(f"  [bold]restore backup {esc(p['restore'])}[/] ({human_bytes(p.get('restore_size'))}) "
-                f"from {esc(p.get('backup_store'))}")
+                f"from {esc(p.get('backup_store'))}"
+                + (" [yellow bold]NOT SIGNED (--trust-unsigned)[/]" if p.get("restore_signed") is False else ""))
         sel = p.get("selection") or {}
         if sel.get("text"):
             c.print("  --to=" + esc(sel.get("asked")) + ": " + esc(sel["text"]))

@@ -91,7 +91,10 @@ class DbAccess:
     def engine(self, dbname: str | None = None) -> Engine:
         name = dbname or self.db.name
         if name not in self._engines:
-            connect_args = {"connect_timeout": 10, "application_name": "vetai-ops"}
+            # the tool's own sessions are never fenced: a connection option overrides the
+            # database-level default a read_only write fence sets (database/fence.py)
+            connect_args = {"connect_timeout": 10, "application_name": "vetai-ops",
+                            "options": "-c default_transaction_read_only=off"}
             if self.password:
                 connect_args["password"] = self.password
             self._engines[name] = create_engine(self.url(name), poolclass=pool.NullPool, connect_args=connect_args)

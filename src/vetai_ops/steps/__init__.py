@@ -27,6 +27,8 @@ CONDITIONS = {
     "run_migrations": "validate: revisions are pending (RUN_MIGRATIONS=false turns it off)",
     "first_deploy": "validate: the database has no revision yet (IS_FIRST_DEPLOY / RUN_SEEDS override it)",
     "backup_first": "--backup or a protected env, or validate: a destructive revision was acknowledged",
+    "downgrade_recovery": "recovery_plan (on_failure): downgrade_on_failure is set and every applied revision "
+                          "reverts without data loss",
 }
 
 
@@ -146,4 +148,4 @@ def run_alembic(ctx, direction: str, target: str | None, files: dict | None = No
 
 
 def _load() -> None:
-    from . import adopt, backup, checks, confirm, downgrade, drift, lock, migrate, rehearse, restart, restore, seed, validate, verify  # noqa: F401
+    from . import adopt, backup, checks, confirm, downgrade, drift, fence, lock, migrate, rehearse, restart, restore, seed, validate, verify  # noqa: F401

@@ -19,7 +19,7 @@ import time
 from sqlalchemy import text
 
 from .. import __version__
-from ..errors import CommandFailed, OpsError, StoreError
+from ..errors import CommandFailed, GateRefused, OpsError, StoreError
 from ..database.archive import pg_dump_version as archive_pg_dump_version
 from ..paths import git_head
 from ..store.catalog import Manifest
@@ -92,6 +92,25 @@ class _ZstdReader:
         return self._r.read(CHUNK if n is None or n < 0 else n)
 
 
+def signing_key(ctx):
+    """This env's manifest key, checked before anything is dumped. A protected env without
+    one is refused (its backups could not be restored by --to); elsewhere a warning."""
+    key = ctx.catalog.key()  # ConfigError when the configured variable is not exported
+    if key is None:
+        if ctx.env.protected:
+            raise GateRefused(
+                f"env {ctx.env.name!r} is protected and has no manifest key: its backups could not be signed, and a"
+                " protected env restores only signed backups; nothing was changed",
+                "set storage.manifest_key_env to the NAME of an environment variable holding the key, and export it"
+                " (README: Security)")
+        ctx.emit("warning", f"backups of env {ctx.env.name} are written unsigned (no storage.manifest_key_env):"
+                            " restoring one needs --trust-unsigned")
+    elif key.created:
+        ctx.emit("info", f"generated env {ctx.env.name}'s manifest key in {key.source} (0600): keep it; backups"
+                         " signed with it are not trusted without it")
+    return key
+
+
 def take_backup(ctx, reason: str = "manual") -> Manifest:
     """One backup, holding the shared "backup in progress" lock until its manifest is written
     (``backups.prune`` leaves its dump and upload alone meanwhile)."""
@@ -104,6 +123,7 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
 
 def _take_backup(ctx, reason: str) -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
+    signing_key(ctx)
     t0 = time.monotonic()
     with access.engine().connect() as conn:
         from ..database.migrations import current
@@ -168,7 +188,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
     # trip); asked of the DB host only when the header cannot be read
     pg_dump_version = (archive_pg_dump_version(reader.head, compression) or ctx.state.get("pg_dump_version")
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
-    stored = ctx.store.size(key)
+    pinned = ctx.store.stat(key)  # size, and on S3 the ETag / VersionId the manifest pins
+    stored = pinned["size"]
     if stored != reader.size:
         ctx.store.delete(key)
         raise StoreError(f"stored size {stored} != streamed size {reader.size} for {key}; no backup was registered")
@@ -195,8 +216,10 @@ def _take_backup(ctx, reason: str) -> Manifest:
         log_key=catalog.log_key(bid),
         db_size=db_size,
         write_stats=write_stats,
+        etag=pinned["etag"],
+        version_id=pinned["version_id"],
     )
-    catalog.write_manifest(m)  # last: only now does the backup exist
+    catalog.write_manifest(m)  # last, signed: only now does the backup exist
     return m
 
 
@@ -204,8 +227,6 @@ def _take_backup(ctx, reason: str) -> Manifest:
 def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
         if ctx.env.protected:
-            from ..errors import GateRefused
-
             raise GateRefused(f"env {ctx.env.name!r} is protected: the pre-deploy backup cannot be skipped")
         ctx.emit("warning", "backup skipped (--skip-backup)")
         return "skipped"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from ..database import migrations as mig
-from ..errors import ConfigError, GateRefused, StopPipeline
+from ..errors import ConfigError, GateRefused, StopPipeline, short_error
 from . import run_alembic, step
 
 
@@ -55,8 +55,83 @@ def downgrade_plan(ctx):
     return f"{current} -> {target or 'base'} ({len(reverting)} revisions to revert)"
 
 
+RECOVERY_WHEN = "when:downgrade_recovery"
+
+
+def _downgrade_blockers(ctx, current: str | None) -> list[str]:
+    """Why this run's recovery must restore rather than downgrade (empty: it may downgrade)."""
+    from ..validate.parse import read_revision
+    from ..validate.rules import downgrade_risks
+
+    if not ctx.env.downgrade_on_failure:
+        return ["downgrade_on_failure is off"]
+    start = ctx.state.get("from_rev")
+    if current is not None and not mig.known(current):
+        return [f"the database is at {current}, unknown to this checkout"]
+    if current != start and (current is None or not mig.is_ancestor(start, current)):
+        return [f"the database is at {current or 'base'}, not after the deploy's start {start or 'base'}"]
+    if ctx.state.get("when:first_deploy") or ctx.options.get("first_deploy"):
+        return ["a first deploy (its seeds are not reverted by a downgrade)"]
+    reasons = []
+    applied = mig.chain(start, current) if current != start else []
+    for rev in applied:
+        reasons += downgrade_risks(read_revision(mig.revision_file(rev)))
+    # the revision that failed ran in a transaction that rolled back, unless part of it ran
+    # outside one (autocommit_block): then what it left is unknown
+    pending = [r for r in ctx.state.get("pending", []) if r not in applied]
+    if ctx.state.get("failed_step") == "migrate" and pending:
+        text = mig.revision_file(pending[0]).read_text(encoding="utf-8", errors="replace")
+        if "autocommit_block" in text:
+            reasons.append(f"{pending[0]} failed and runs part of its work outside a transaction (autocommit_block)")
+    return reasons
+
+
+@step("recovery_plan")
+def recovery_plan(ctx):
+    """on_failure's choice: downgrade (keeps the app's writes since the backup) when the env says
+    ``downgrade_on_failure`` and every revision this run applied reverts without data loss;
+    otherwise restore the backup."""
+    try:
+        with ctx.access.engine().connect() as conn:
+            current = mig.current(conn)
+        blockers = _downgrade_blockers(ctx, current)
+    except Exception as e:  # noqa: BLE001 - cannot tell: the backup is the safe way back
+        current, blockers = None, [f"could not inspect the database: {short_error(e)}"]
+    ok = not blockers
+    ctx.state[RECOVERY_WHEN] = ok
+    if not ctx.env.downgrade_on_failure:
+        return None  # the default: restore, nothing to report
+    if ok:
+        ctx.state["recovery_from"] = current
+        return (f"downgrade {current or 'base'} -> {ctx.state.get('from_rev') or 'base'}: every applied revision "
+                "reverts without data loss, so the app's writes since the backup are kept")
+    if ctx.env.downgrade_on_failure:
+        ctx.emit("warning", "downgrade_on_failure is set, but the backup is restored instead: " + "; ".join(blockers))
+    return "restore the backup (" + "; ".join(blockers) + ")"
+
+
 @step("downgrade")
-def downgrade(ctx):
-    target = ctx.state.get("to_rev")
-    timings = run_alembic(ctx, "downgrade", target)
-    return f"{len(timings)} revisions reverted -> {target or 'base'}"
+def downgrade(ctx, to: str | None = None):
+    if to != "pre_deploy":
+        target = ctx.state.get("to_rev")
+        timings = run_alembic(ctx, "downgrade", target)
+        return f"{len(timings)} revisions reverted -> {target or 'base'}"
+    # on_failure: back to where the deploy started, keeping the app's writes; a failure here
+    # falls back to restoring the backup (the next on_failure step)
+    target = ctx.state.get("from_rev")
+    lk = ctx.state.get("lock")
+    if lk is not None:
+        retaken = lk.ensure("the recovery downgrade", retake=True)
+        if retaken:
+            ctx.emit("warning", retaken)
+    applied = ctx.state.get("revisions")
+    try:
+        timings = run_alembic(ctx, "downgrade", target)
+    except Exception as e:  # noqa: BLE001
+        ctx.state[RECOVERY_WHEN] = False
+        ctx.emit("warning", f"the recovery downgrade failed ({short_error(e)}); restoring the backup instead")
+        return "failed; restoring the backup instead"
+    finally:
+        ctx.state["recovery_revisions"], ctx.state["revisions"] = ctx.state.get("revisions"), applied
+    ctx.state.update(expect_rev=target, recovered_by="downgrade", writes_since_backup={}, kept_as=None)
+    return f"{len(timings)} revisions reverted -> {target or 'base'}; the app's writes since the backup are kept"

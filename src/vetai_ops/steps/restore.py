@@ -1,20 +1,21 @@
 """Restore: never touch the live DB until the restored copy is proven.
 
-1-2. ``pg_restore`` into a new database ``<db>_restore_<id>``, by one of (see
+1-2. ``pg_restore`` into a new database ``<db>_restore_<id>``. pg_restore reads only bytes
+   whose integrity is already proven (issue 12: it runs the dump's SQL), by one of (see
    :func:`restore_plan`; measured in bench/README.md):
    - ``file``: the store's own file when host and store are this machine and it is
-     uncompressed: sha256 checked first, then ``pg_restore -j N`` on it;
-   - ``stream`` (default on hosts with <= 2 cores, and for small dumps): store ->
-     operator (sha256) -> host ``zstd -d | pg_restore`` (single job, no spool, no disk);
-     the checksum is compared when the stream ends, BEFORE the copy is checked or
-     swapped in; a mismatch drops the new database;
-   - ``spool``: a seekable archive spooled to the DB host's /tmp (free space checked),
-     decompressed on the way while the sha256 is computed (a mismatch stops there),
-     then ``pg_restore -j N`` (more cores, big dumps, or ``backup.restore_jobs`` > 1).
+     uncompressed: size and sha256 checked first, then ``pg_restore -j N`` on it;
+   - ``spool`` (everything else): the stored object, read as the manifest pinned it (S3:
+     If-Match its ETag, and its VersionId in a versioned bucket), spooled to the DB host's
+     /tmp (free space checked), decompressed on the way while the size and sha256 are
+     computed; only when both match the manifest does ``pg_restore -j N`` start (one job
+     on hosts with <= 2 cores and for small dumps, else the host's cores, or
+     ``backup.restore_jobs``). A mismatch removes the spool; no database was created.
      The spool is a 0600 file in a fresh 0700 folder (``mktemp -d``), written under
      umask 077 into that folder and removed on every exit path; folders left by runs
      that died (SIGKILL, a dropped link) are removed by the next run holding the env's lock.
-   Either way nothing but the new database is written before the checksum matched.
+   (A ``stream`` mode that piped the store into pg_restore, checking the sha256 only at
+   the end, was removed: pg_restore executed the SQL of bytes not yet verified.)
 3. check it: Alembic revision == manifest, every table of the manifest present.
 4. swap by rename, in ONE transaction (database/swap.py): terminate sessions, live ->
    ``<db>_before_<id>``, restored -> live, commit. A failure or a dead operator at any
@@ -41,21 +42,21 @@ from ..units import human_bytes
 from ..transfer import Every
 
 CHUNK = 1 << 20
-# restore_plan: stream (single job) below these, spool + pg_restore -j N above
-STREAM_MAX_CORES = 2  # on 2 cores, -j2 gains less than the spool costs (bench/README.md)
-STREAM_BELOW_BYTES = 64 << 20  # small dumps: the spool and worker start-up dominate
+# restore_plan: pg_restore single job below these, -j N above
+ONE_JOB_MAX_CORES = 2  # on 2 cores, -j2 gains little (bench/README.md)
+ONE_JOB_BELOW_BYTES = 64 << 20  # small dumps: worker start-up dominates
 
 
 def restore_plan(ctx, m) -> tuple[str, int]:
-    """(mode, jobs): ``file`` (store file on this machine), ``stream`` or ``spool``."""
+    """(mode, jobs): ``file`` (store file on this machine) or ``spool``."""
     target, cfg = ctx.db_target, ctx.env.backup.restore_jobs
     if target.host_path(ctx.store.local_path(m.dump_key)) and m.compression in ("gzip", "none"):
         return "file", cfg or max(1, min(8, target.cpu_count()))
     if cfg is not None:
-        return ("stream", 1) if cfg <= 1 else ("spool", cfg)
+        return "spool", max(1, cfg)
     cores = target.cpu_count()
-    if cores <= STREAM_MAX_CORES or m.size < STREAM_BELOW_BYTES:
-        return "stream", 1
+    if cores <= ONE_JOB_MAX_CORES or m.size < ONE_JOB_BELOW_BYTES:
+        return "spool", 1
     return "spool", max(1, min(8, cores))
 
 
@@ -71,11 +72,11 @@ def _decoder(target, m, host_decoder: list[str]) -> tuple[list[str] | None, obje
     return None, zstandard.ZstdDecompressor().decompressobj()
 
 
-def _pump(ctx, m, src, proc, dec) -> tuple[str, list[BaseException]]:
+def _pump(ctx, m, src, proc, dec) -> tuple[str, int, list[BaseException]]:
     """Copy the stored bytes of ``m`` into ``proc.stdin`` (through ``dec`` when given), one
     chunk at a time, hashing every stored byte. A write or decoder failure stops the writing
     but not the hashing, so a corrupt backup is reported as corrupt whatever broke first.
-    Returns (sha256 hex of the stored bytes, failures)."""
+    Returns (sha256 hex of the stored bytes, their count, failures)."""
     sha = hashlib.sha256()
     moved = 0
     tick = Every(ctx.progress)
@@ -102,7 +103,7 @@ def _pump(ctx, m, src, proc, dec) -> tuple[str, list[BaseException]]:
     finally:
         watch.close()
     tick.final()
-    return sha.hexdigest(), broken
+    return sha.hexdigest(), moved, broken
 
 
 SPOOL_PREFIX = "/tmp/vetai-ops-spool-"  # + "<database>." + random: '.' is never in a database name
@@ -149,11 +150,12 @@ def materialise(ctx, m) -> tuple[str, str | None]:
     target, store = ctx.db_target, ctx.store
     on_host = target.host_path(store.local_path(m.dump_key))
     if on_host and m.compression in ("gzip", "none"):  # the stored file itself, verified in place
-        sha = hashlib.sha256()
+        sha, n = hashlib.sha256(), 0
         with store.open_read(m.dump_key) as f:
             for b in iter(lambda: f.read(CHUNK), b""):
                 sha.update(b)
-        _check(m, sha.hexdigest(), ctx)
+                n += len(b)
+        _check(m, sha.hexdigest(), ctx, n)
         return on_host, None
     _remove_dead_spools(ctx, target)
     free = target.free_bytes("/tmp")
@@ -169,13 +171,13 @@ def materialise(ctx, m) -> tuple[str, str | None]:
     # 0700 folder; `zstd -o` would replace it with a file of its own mode
     writer = ["sh", "-c", 'umask 077 && set -C && exec "$@" > "$0"', path, *(host_dec or ["cat"])]
     try:
-        with store.open_read(m.dump_key) as src:
+        with store.open_read(m.dump_key, etag=m.etag, version_id=m.version_id) as src:  # what the manifest pinned
             proc = target.start(writer, stdin=True)
-            digest, broken = _pump(ctx, m, src, proc, dec)
+            digest, moved, broken = _pump(ctx, m, src, proc, dec)
             rc = proc.wait()
             if rc != 0 and not broken:
                 broken.append(CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}"))
-        _check(m, digest, ctx)  # a corrupt backup is reported as such, whatever broke first
+        _check(m, digest, ctx, moved)  # a corrupt backup is reported as such, whatever broke first
         if broken:
             raise OpsError(f"could not prepare backup {m.id} on {target.name}: {broken[0]}; the live database was not touched")
     except BaseException:
@@ -184,7 +186,13 @@ def materialise(ctx, m) -> tuple[str, str | None]:
     return path, folder
 
 
-def _check(m, got: str, ctx) -> None:
+def _check(m, got: str, ctx, size: int | None = None) -> None:
+    if size is not None and size != m.size:
+        raise ChecksumMismatch(
+            f"backup {m.id} is corrupt: {ctx.store.url(m.dump_key)} has {size} bytes, manifest says {m.size};"
+            " the live database was not touched",
+            "restore another backup (`invoke backups.list`)",
+        )
     if got != m.sha256:
         raise ChecksumMismatch(
             f"backup {m.id} is corrupt: sha256 of {ctx.store.url(m.dump_key)} is {got[:16]}..., manifest says "
@@ -216,10 +224,6 @@ def restore_into(ctx, m, dbname: str, maint=None, props: dict | None = None) -> 
     props = props if props is not None else database_props(ctx, m)
     t0 = time.monotonic()
     mode, jobs = restore_plan(ctx, m)
-    if mode == "stream":
-        with new_database(maint, dbname, props):
-            _stream_restore(ctx, m, dbname)
-        return {"verify_s": 0.0, "restore_s": round(time.monotonic() - t0, 3), "mode": "stream"}
     path, spool = materialise(ctx, m)
     t_verified = time.monotonic()
     try:
@@ -237,32 +241,6 @@ def restore_into(ctx, m, dbname: str, maint=None, props: dict | None = None) -> 
     finally:
         remove_spool(target, spool)
     return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3), "mode": mode}
-
-
-def _stream_restore(ctx, m, dbname: str) -> None:
-    """store -> operator (sha256) -> host ``[zstd -d |] pg_restore`` into ``dbname``.
-
-    Bounded memory (one chunk at a time). The sha256 of the stored bytes is compared
-    when the stream ends; on a write/decoder failure the rest is still hashed so that
-    a corrupt backup is reported as corrupt, not as a pg_restore error."""
-    from ..targets import pipeline
-
-    access, target, store = ctx.access, ctx.db_target, ctx.store
-    restore = [access.bin("pg_restore"), "--exit-on-error", "--no-password", *access.pg_args(dbname)]
-    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
-    argv = pipeline(host_dec, restore) if host_dec else restore
-    ctx.emit("info", f"pg_restore (streamed, 1 job) into {dbname} on {target.name}")
-    with access.pg_env() as penv, store.open_read(m.dump_key) as src:
-        proc = target.start(argv, env=penv, stdin=True)
-        digest, broken = _pump(ctx, m, src, proc, dec)
-        rc = proc.wait()
-    _check(m, digest, ctx)  # a corrupt backup is reported as such, whatever broke first
-    if rc != 0 or broken:
-        detail = proc.stderr_text().strip()[-600:] or (str(broken[0]) if broken else "")
-        raise CommandFailed(
-            f"pg_restore into {dbname} failed on {target.name} (exit {rc}): {detail}",
-            returncode=rc or 1,
-        )
 
 
 def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
@@ -304,6 +282,8 @@ def restore_backup(ctx, m) -> dict:
         from ..store.catalog import new_id
 
         before = retired.unused_name(maint, live, m.id, new_id())
+        if ctx.state.get("fence_before_swap"):  # a read_only write fence holds on the copy too
+            ctx.state["fence_before_swap"](maint, scratch)
         _lock_before_swap(ctx)
         swap(ctx, maint, live, scratch, before)
     except BaseException:
@@ -420,8 +400,15 @@ def restore(ctx, backup: str | None = None):
         if m is None:
             raise StoreError("no backup was taken by this run; nothing to restore")
     else:
-        bid = ctx.state.get("rollback_id")  # the confirm step selected it: read it again, no second listing
-        m = ctx.catalog.complete(bid) if bid else ctx.catalog.resolve(ctx.options.get("to"))
+        # signed backups only, unless --trust-unsigned on an unprotected env (store/catalog.py);
+        # the one the confirm step selected is read again by its id (no second listing), its
+        # trust checked again
+        bid = ctx.state.get("rollback_id")
+        trust = bool(ctx.options.get("trust_unsigned"))
+        m = (ctx.catalog.complete(bid, trust_unsigned=trust) if bid
+             else ctx.catalog.resolve(ctx.options.get("to"), trust_unsigned=trust))
+        if not m.signed:
+            ctx.emit("warning", f"restoring backup {m.id}, which is not signed ({m.trust}), on --trust-unsigned")
         plan = ctx.state.get("plan") or {}
         ctx.state["from_rev"] = plan["from"] if bid and "from" in plan else _current_or_none(ctx)
         _refuse_unless_recoverable(ctx, m)  # the auto-recovery's run proved it in its preflight

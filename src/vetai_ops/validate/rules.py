@@ -54,6 +54,33 @@ def scan_revision(rf: RevisionFile) -> tuple[list[Finding], bool]:
     return findings, has_downgrade
 
 
+def downgrade_risks(rf: RevisionFile) -> list[str]:
+    """Why reverting this revision could lose data (empty: its downgrade() is non-destructive).
+
+    The downgrade functions are read with the same rules as upgrades: a drop of a table or
+    column, a type change, a rename, destructive SQL, SQL that cannot be analysed, or no real
+    downgrade at all each make a reason. (A downgrade that drops what the upgrade added loses
+    what the app wrote there since: destructive too.)"""
+    from .model import DESTRUCTIVE_RULES
+
+    if rf.tree is None:
+        return [f"{rf.path.name} does not parse"]
+    funcs = [n for n in rf.tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+             and (n.name == "downgrade" or n.name.startswith("downgrade_"))]
+    if not funcs or any(_is_empty(f) for f in funcs):
+        return [f"{rf.revision or rf.path.name} has no downgrade()"]
+    reasons = []
+    for fn in funcs:
+        visitor = _UpgradeVisitor(rf, _op_names(rf.tree))
+        visitor.created = visitor.created_tables(fn)
+        for stmt in fn.body:
+            visitor.visit(stmt)
+        for f in visitor.findings:
+            if f.rule in DESTRUCTIVE_RULES or (f.rule == "raw-sql" and f.operation == "execute"):
+                reasons.append(f"{rf.revision}: downgrade {f.operation or f.rule} ({f.rule})")
+    return reasons
+
+
 def _op_names(tree: ast.Module) -> set[str]:
     """Names the module binds to ``alembic.op`` (``from alembic import op [as x]``)."""
     names = {"op"}
