@@ -14,7 +14,10 @@ run's state, a function here (:func:`run_alembic`).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
+from pathlib import Path
 from typing import Callable
 
 from ..errors import PlaybookError
@@ -41,15 +44,25 @@ def step(name: str):
 
 
 # which module defines each built-in step: a run imports only the modules of its playbook's
-# steps (a backup needs neither Alembic's command machinery nor pglast); a name not listed
-# here (a step of a new module, a typo) loads every module, as before
-MODULES = {
-    "lock": "lock", "confirm": "confirm", "backup": "backup", "restore": "restore", "restart": "restart",
-    "health": "checks", "postcheck": "checks", "migrate": "migrate", "seed": "seed", "verify": "verify",
-    "validate": "validate", "preflight": "validate", "plan": "validate", "accept_drift": "drift",
-    "downgrade": "downgrade", "downgrade_plan": "downgrade", "adopt_check": "adopt", "adopt_stamp": "adopt",
-    "rehearse": "rehearse",
-}
+# steps (a backup needs neither Alembic's command machinery nor pglast). Read from the step
+# modules' own ``@step("name")`` lines (their text, not an import), so that a new step needs
+# no second registration; a name found nowhere loads every module, as before.
+_STEP_LINE = re.compile(r"""^@step\(["']([A-Za-z_][A-Za-z0-9_]*)["']\)""", re.M)
+_modules: dict[str, str] | None = None
+
+
+def step_modules() -> dict[str, str]:
+    """step name -> module name (in this package), from the modules' ``@step`` lines."""
+    global _modules
+    if _modules is None:
+        found: dict[str, str] = {}
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            if path.stem != "__init__":
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    for name in _STEP_LINE.findall(path.read_text()):
+                        found.setdefault(name, path.stem)
+        _modules = found
+    return _modules
 
 
 def _ensure(names) -> None:
@@ -57,9 +70,10 @@ def _ensure(names) -> None:
     known step (so that an unknown name is refused with the full list of steps)."""
     import importlib
 
+    modules = step_modules()
     for name in names:
-        if name not in _REGISTRY and name in MODULES:
-            importlib.import_module(f"{__name__}.{MODULES[name]}")
+        if name not in _REGISTRY and name in modules:
+            importlib.import_module(f"{__name__}.{modules[name]}")
     if any(name not in _REGISTRY for name in names):
         _load()
 
