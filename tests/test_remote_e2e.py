@@ -219,7 +219,8 @@ def cut_after_first_part(re_, cut, args):
 
 def test_s3_stopped_during_backup_leaves_nothing(remote_env):
     add_bulk(remote_env, rows=400_000)
-    rc, out, err = cut_after_first_part(remote_env, lambda p: remote_env.s3.stop(), ["deploy", "--env=prod", "--yes"])
+    rc, out, err = cut_after_first_part(remote_env, lambda p: remote_env.s3.stop(),
+                                        ["deploy", "--env=prod", "--yes", "--accept-drift=table:bulk"])
     remote_env.s3.start()
     assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"  # protected env: no migration without a backup
@@ -236,7 +237,8 @@ def test_s3_stopped_during_backup_leaves_nothing(remote_env):
 def test_sshd_killed_mid_backup(remote_env):
     add_bulk(remote_env, rows=400_000)
     host = remote_env.bed.hosts[0]
-    rc, out, err = cut_after_first_part(remote_env, lambda p: remote_env.bed.kill(host), ["deploy", "--env=prod", "--yes"])
+    rc, out, err = cut_after_first_part(remote_env, lambda p: remote_env.bed.kill(host),
+                                        ["deploy", "--env=prod", "--yes", "--accept-drift=table:bulk"])
     remote_env.bed.restart(host)
     assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"

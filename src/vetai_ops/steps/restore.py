@@ -262,7 +262,11 @@ def restore_backup(ctx, m) -> dict:
     scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
     props = database_props(ctx, m)
-    timings = restore_into(ctx, m, scratch, maint, props=props or {})
+    warm = _warm_postcheck(ctx, m)
+    try:
+        timings = restore_into(ctx, m, scratch, maint, props=props or {})
+    finally:
+        warm.join()  # before the copy is inspected or swapped in: no other session of ours is open
     try:
         # prove the copy before the swap
         rev, tables = inspect_copy(access, scratch)
@@ -299,6 +303,26 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+def _warm_postcheck(ctx, m):
+    """While pg_restore loads the copy (the operator only pumps bytes meanwhile), load what the
+    post-check will need (Alembic, the history's hashes, the cached reference schema at the
+    backup's revision) in a thread. Best effort and read-only: whatever it misses, the
+    post-check does itself. Returns the thread (joined before the swap)."""
+    import threading
+
+    from ..database.reference import warm
+
+    def run():
+        try:
+            warm(ctx.access, m.revision)
+        except Exception:  # noqa: BLE001 - the post-check builds or reports it
+            pass
+
+    t = threading.Thread(target=run, name="vetai-ops-warm-postcheck", daemon=True)
+    t.start()
+    return t
 
 
 def _lock_before_swap(ctx) -> None:
@@ -376,12 +400,17 @@ def restore(ctx, backup: str | None = None):
         if m is None:
             raise StoreError("no backup was taken by this run; nothing to restore")
     else:
-        # signed backups only, unless --trust-unsigned on an unprotected env (store/catalog.py)
-        m = ctx.catalog.resolve(ctx.state.get("rollback_id") or ctx.options.get("to"),
-                                trust_unsigned=bool(ctx.options.get("trust_unsigned")))
+        # signed backups only, unless --trust-unsigned on an unprotected env (store/catalog.py);
+        # the one the confirm step selected is read again by its id (no second listing), its
+        # trust checked again
+        bid = ctx.state.get("rollback_id")
+        trust = bool(ctx.options.get("trust_unsigned"))
+        m = (ctx.catalog.complete(bid, trust_unsigned=trust) if bid
+             else ctx.catalog.resolve(ctx.options.get("to"), trust_unsigned=trust))
         if not m.signed:
             ctx.emit("warning", f"restoring backup {m.id}, which is not signed ({m.trust}), on --trust-unsigned")
-        ctx.state["from_rev"] = _current_or_none(ctx)
+        plan = ctx.state.get("plan") or {}
+        ctx.state["from_rev"] = plan["from"] if bid and "from" in plan else _current_or_none(ctx)
         _refuse_unless_recoverable(ctx, m)  # the auto-recovery's run proved it in its preflight
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
