@@ -310,7 +310,7 @@ def test_sigint_during_a_rollback(local_env):
     ("spool", "restore_jobs: 2, compress_on: operator"),  # spooled to /tmp, checked while written
 ])
 def test_checksum_mismatch_is_refused_in_every_restore_mode(local_env, monkeypatch, mode, settings):
-    from vetai_ops.steps import restore as restore_mod
+    from vetai_ops import transfer as restore_mod
 
     taken = []
     real = restore_mod.restore_plan

@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 from ..errors import BackupNotFound, OpsError, UnsignedBackup, UntrustedBackup
 from .base import BackupStore
@@ -182,13 +182,20 @@ class Catalog:
     def log_key(self, bid: str) -> str:
         return f"{self.env}/{bid}.log.jsonl"
 
-    def allocate_id(self) -> str:
-        """A fresh UTC id not used by any object yet (waits a second on a clash)."""
+    def allocate_id(self, keys: set[str] | None = None) -> str:
+        """A fresh UTC id not used by any object yet (waits a second on a clash). ``keys``: the
+        env's keys as a listing just read them (spares one listing; a clash lists again)."""
         while True:
             bid = new_id()
-            if not any(k.startswith(f"{self.env}/{bid}.") for k in self.store.list_keys(f"{self.env}/{bid}")):
+            listed = keys if keys is not None else self.store.list_keys(f"{self.env}/{bid}")
+            keys = None
+            if not any(k.startswith(f"{self.env}/{bid}.") for k in listed):
                 return bid
             time.sleep(1.0)
+
+    def keys(self) -> set[str]:
+        """One listing of the env's objects."""
+        return set(self.store.list_keys(f"{self.env}/"))
 
     def write_manifest(self, m: Manifest, *, sign: bool = True) -> None:
         """Write ``m``, signed with this env's key when it has one (``sign=False``: as it is,
@@ -234,26 +241,47 @@ class Catalog:
         m.trust = self._trust(raw)
         return m
 
-    def list(self) -> list[Manifest]:
-        """Complete backups (manifest present and its dump present), newest first, each with
-        its ``trust``. Manifests that describe another backup, env or database are left out
-        (and noted in ``rejected``)."""
-        keys = set(self.store.list_keys(f"{self.env}/"))
-        out = []
+    def complete(self, bid: str, *, trust_unsigned: bool = False) -> Manifest:
+        """Backup ``bid`` read again by its id (its manifest, its trust checked again as
+        :meth:`select` checks it, and its dump still there), without listing the store: what a
+        run already selected (and the operator confirmed)."""
+        if not ID_RE.match(str(bid)) or not self.store.exists(self.manifest_key(bid)):
+            raise BackupNotFound(f"backup {bid} of env {self.env} is gone from {self.store.location}",
+                                 "see `invoke backups.list`")
+        m = self.read_manifest(bid)
+        if not self.store.exists(m.dump_key):
+            raise BackupNotFound(f"backup {bid} of env {self.env} has lost its dump {m.dump_key}",
+                                 "see `invoke backups.list`")
+        self.require_trusted(m, trust_unsigned)
+        return m
+
+    def iter_newest(self, keys: set[str] | None = None) -> Iterator[Manifest]:
+        """Complete backups (manifest present and its dump present), newest first, each with its
+        ``trust``, from one listing of the store (or ``keys``, one just read); each manifest is
+        read only when the caller gets that far. Manifests that describe another backup, env or
+        database are left out (and noted in ``rejected``)."""
+        keys = self.keys() if keys is None else keys
         self.rejected = {}
-        for k in keys:
-            name = k[len(self.env) + 1 :]
-            if not name.endswith(".json") or not ID_RE.match(name[:-5]):
+        ids = sorted((k[len(self.env) + 1 : -5] for k in keys if k.endswith(".json")), reverse=True)
+        for bid in ids:
+            if not ID_RE.match(bid):
                 continue
             try:
-                m = self.read_manifest(name[:-5])
+                m = self.read_manifest(bid)
             except OpsError as e:
-                self.rejected[name[:-5]] = e.message
+                self.rejected[bid] = e.message
                 continue
             if m.dump_key in keys:
-                out.append(m)
-        out.sort(key=lambda m: m.id, reverse=True)
-        return out
+                yield m
+
+    def list(self) -> list[Manifest]:
+        """Complete backups (manifest present and its dump present), newest first."""
+        return list(self.iter_newest())
+
+    def newest(self, pred: Callable[[Manifest], bool] | None = None, keys: set[str] | None = None) -> Manifest | None:
+        """The newest complete backup (for which ``pred`` holds), reading manifests newest first
+        until one does: a backup's size estimate need not read every manifest of the env."""
+        return next((m for m in self.iter_newest(keys) if pred is None or pred(m)), None)
 
     def incomplete(self) -> list[str]:
         """Dump keys that have no manifest (interrupted backups)."""
