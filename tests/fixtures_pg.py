@@ -134,6 +134,7 @@ def local_env(tmp_path, sandbox_dir, sandbox_port, monkeypatch):
     le = LocalEnv(tmp_path, sandbox_dir, sandbox_port, name)
     monkeypatch.setenv("VETAI_OPS_INVENTORY", str(le.inventory))
     monkeypatch.setenv("VETAI_OPS_LOGS", str(tmp_path / "logs"))
+    monkeypatch.setenv("VETAI_OPS_KEYS", str(tmp_path / "keys"))  # this test's own manifest key
     for v in ("RUN_MIGRATIONS", "RUN_SEEDS", "IS_FIRST_DEPLOY"):
         monkeypatch.delenv(v, raising=False)
     yield le

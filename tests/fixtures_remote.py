@@ -481,6 +481,7 @@ class AppSessions:
 
 ROOT = Path(__file__).resolve().parents[1]
 PW_VAR = "VETAI_TEST_DB_PASSWORD"
+KEY_VAR = "VETAI_TEST_MANIFEST_KEY"  # storage.manifest_key_env: the key the bucket never holds
 
 
 class RemoteEnv:
@@ -495,6 +496,7 @@ class RemoteEnv:
         self.tmp = tmp
         self.known_hosts = known_hosts or bed.known_hosts
         self.user, self.password = pg.deploy_user, pg.deploy_password
+        self.manifest_key = "mk-" + uuid.uuid4().hex + uuid.uuid4().hex  # storage.manifest_key_env's value
         pg.create_prod_db(self.dbname)
         self.write()
 
@@ -509,7 +511,8 @@ class RemoteEnv:
             f"    hosts: {{db: ['{self.bed.hosts[0]}'], app: ['{app}']}}",
             f"    database: {{name: {self.dbname}, user: {self.user}, host: 127.0.0.1, port: {self.pg.port}, password_env: {PW_VAR},"
             f" bin_dir: '{self.pg.cluster.bindir}'}}",
-            f"    storage: {{type: s3, bucket: {self.bucket}, prefix: prod, region: us-east-1, endpoint_url: '{self.s3.endpoint_url}'}}",
+            f"    storage: {{type: s3, bucket: {self.bucket}, prefix: prod, region: us-east-1, endpoint_url: '{self.s3.endpoint_url}',"
+            f" manifest_key_env: {KEY_VAR}}}",
         ]
         for k, v in extra.items():
             lines.append(f"    {k}: {v}")
@@ -521,7 +524,8 @@ class RemoteEnv:
         self.write()
 
     def env_vars(self) -> dict:
-        return {"VETAI_OPS_INVENTORY": str(self.inventory), PW_VAR: self.password, "VETAI_OPS_LOGS": str(self.tmp / "logs")}
+        return {"VETAI_OPS_INVENTORY": str(self.inventory), PW_VAR: self.password, "VETAI_OPS_LOGS": str(self.tmp / "logs"),
+                KEY_VAR: self.manifest_key}
 
     def cli(self, *args, timeout=300):
         env = dict(os.environ, **self.env_vars())

@@ -354,7 +354,7 @@ def test_lock_does_not_outlive_a_killed_holder(local_env, migrations_copy):
     # the advisory lock went with the session: the next run is not refused
     (migrations_copy.path / "versions" / "0014_planted.py").unlink()
     assert wait_for(lambda: local_env.psql(
-        "select count(*) from pg_locks where locktype = 'advisory' and classid = 32378") == "0", timeout=10)
+        "select count(*) from pg_locks where locktype = 'advisory' and classid = 32378") == "0", timeout=60)
     rep = local_env.run("deploy", yes=True)
     assert rep["outcome"] == "success"
     assert local_env.psql("select version_num from alembic_version") == "0013"

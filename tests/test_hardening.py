@@ -104,7 +104,7 @@ def test_local_store_dumps_are_0600_and_folders_0700(local_env):
 
 
 def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, monkeypatch):
-    from vetai_ops.steps import restore as restore_mod
+    from vetai_ops import transfer as restore_mod
 
     local_env.inventory.write_text(local_env.inventory.read_text() + "    backup: {restore_jobs: 2}\n")
     local_env.run("deploy", yes=True)
@@ -423,7 +423,8 @@ def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
             f"    storage: {{type: local, path: '{home}/backups'}}\n")
         (home / "run.py").write_text(NON_ROOT_RUN)
         os.chown(home, *_nobody())
-        env = dict(os.environ, VETAI_OPS_INVENTORY=str(home / "inventory.yml"), VETAI_OPS_LOGS=str(home / "logs"))
+        env = dict(os.environ, VETAI_OPS_INVENTORY=str(home / "inventory.yml"), VETAI_OPS_LOGS=str(home / "logs"),
+                   VETAI_OPS_KEYS=str(home / "keys"))  # the manifest key: that user's own
         r = subprocess.run([sys.executable, str(home / "run.py"), str(home)], env=env, capture_output=True, text=True,
                            timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]

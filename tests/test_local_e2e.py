@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vetai_ops.errors import BackupNotFound, ConfigError
+from vetai_ops.errors import BackupNotFound, ConfigError, UntrustedBackup
 from vetai_ops.store.catalog import ID_RE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,6 +336,6 @@ def test_a_manifest_describing_another_backup_is_not_trusted(local_env):
     m = json.loads(mp.read_text())
     m["id"] = "20200101T000000Z'; DROP DATABASE postgres; --"
     mp.write_text(json.dumps(m))
-    with pytest.raises(BackupNotFound):
+    with pytest.raises(UntrustedBackup, match="not trusted"):  # exit 4
         local_env.run("rollback", to=bid, yes=True)
     assert local_env.psql("select count(*) from pg_database where datname = 'postgres'") == "1"

@@ -31,6 +31,15 @@ def manifest(le, bid) -> dict:
     return json.loads((le.backups / "local" / f"{bid}.json").read_text())
 
 
+def write_signed(le, m: dict) -> None:
+    """Rewrite a manifest as the tool does, signed with the env's key (a fake the operator
+    made, not a forgery: test_manifest_trust.py covers those)."""
+    from vetai_ops.store.catalog import Manifest
+    from vetai_ops.store.factory import make_catalog
+
+    make_catalog(le.env()).write_manifest(Manifest.from_json(m))
+
+
 def databases(le) -> set[str]:
     return set(le.cluster().psql(f"select datname from pg_database where datname like '{le.dbname}%'").split())
 
@@ -112,7 +121,7 @@ def _fake_backup(le, real_id: str, bid: str, verified: bool | None = None) -> No
     if verified is not None:
         m["verifications"] = [{"at": "2020-01-01T00:00:00Z", "ok": verified, "revision": m["revision"], "tables": [],
                                "rows": {}, "duration_s": 1.0, "error": None}]
-    (d / f"{bid}.json").write_text(json.dumps(m))
+    write_signed(le, m)
     (d / f"{bid}.log.jsonl").write_text("{}\n")
 
 
@@ -385,7 +394,7 @@ def forget_verifications(le) -> None:
     for mp in (le.backups / "local").glob("2*.json"):
         mj = json.loads(mp.read_text())
         mj["verifications"] = []
-        mp.write_text(json.dumps(mj))
+        write_signed(le, mj)
 
 
 def _on_a_terminal(args: list[str], answer: str, env_extra: dict):

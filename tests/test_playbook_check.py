@@ -5,6 +5,7 @@ refused with exit 2 naming the file and the key, before any lock, backup or jour
 from __future__ import annotations
 
 import ast
+import re
 import inspect
 import os
 import shutil
@@ -55,18 +56,19 @@ def _deploy_with(tmp_path, old: str, new: str) -> Path:
     d = tmp_path / "playbooks"
     shutil.copytree(ROOT / "playbooks", d)
     text = (d / "deploy.yml").read_text()
-    assert old in text
-    (d / "deploy.yml").write_text(text.replace(old, new, 1))
+    changed = re.sub(old, new, text, count=1, flags=re.M)
+    assert changed != text, f"{old!r} not in deploy.yml"
+    (d / "deploy.yml").write_text(changed)
     return d
 
 
 BAD = [
-    # (what is replaced in playbooks/deploy.yml, by what, the refusal's message: {i} is the entry's index)
-    ("  - step: migrate\n", "  - step: migrat\n", "deploy.yml: steps[{i}].step: unknown step 'migrat'"),
-    ("  - step: restore\n", "  - step: restor\n", "deploy.yml: on_failure[{i}].step: unknown step 'restor'"),
-    ("options: {reason: pre-deploy}", "options: {reson: pre-deploy}",
+    # (a regex in playbooks/deploy.yml, its replacement, the refusal's message: {i} is the entry's index)
+    (r"^(\s*- step:) migrate\b", r"\1 migrat", "deploy.yml: steps[{i}].step: unknown step 'migrat'"),
+    (r"^(\s*- step:) restore\b", r"\1 restor", "deploy.yml: on_failure[{i}].step: unknown step 'restor'"),
+    (r"options: \{reason: pre-deploy\}", "options: {reson: pre-deploy}",
      "deploy.yml: steps[{i}].options.reson: step 'backup' has no option 'reson'"),
-    ("when: first_deploy", "when: first_deploi", "deploy.yml: steps[{i}].when: unknown condition 'first_deploi'"),
+    (r"when: first_deploy\b", "when: first_deploi", "deploy.yml: steps[{i}].when: unknown condition 'first_deploi'"),
 ]
 
 
@@ -100,8 +102,8 @@ def test_not_prefix_and_on_failure_after_are_checked():
 
 
 def test_a_malformed_playbook_key_is_exit_2_with_its_path(tmp_path, monkeypatch):
-    monkeypatch.setenv("VETAI_OPS_PLAYBOOKS", str(_deploy_with(tmp_path, "    name: confirm-rehearsed\n",
-                                                                   "    nmae: confirm-rehearsed\n")))
+    monkeypatch.setenv("VETAI_OPS_PLAYBOOKS", str(_deploy_with(tmp_path, r"^(\s*)name: confirm-rehearsed",
+                                                                   r"\1nmae: confirm-rehearsed")))
     with pytest.raises(PlaybookError) as ei:
         load_playbook("deploy")
     assert ei.value.exit_code == 2 and "deploy.yml: steps[" in ei.value.message, ei.value.message

@@ -40,7 +40,7 @@ def test_sigint_during_an_s3_backup_leaves_no_upload(remote_env):
     deploy lock released, the database not migrated."""
     add_bulk(remote_env, rows=400_000)
     rc, out, err = cut_after_first_part(remote_env, lambda p: p.send_signal(signal.SIGINT),
-                                        ["deploy", "--env=prod", "--yes"])
+                                        ["deploy", "--env=prod", "--yes", "--accept-drift=table:bulk"])
     assert rc == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert remote_env.revision() == "base"

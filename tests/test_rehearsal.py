@@ -111,6 +111,13 @@ def test_protected_env_confirms_after_a_passing_rehearsal_with_its_durations(loc
     log = (local_env.root / "logs" / "migration.log").read_text()
     assert '"event": "rehearsal"' in log
     assert databases(local_env) == [local_env.dbname]  # the copy was dropped
+    # undone, the next plan takes each revision's time from the journal: the rehearsal's first
+    local_env.configure()  # unprotected: the rollback and the plan ask nothing
+    local_env.run("rollback", to="pre-deploy", yes=True)
+    plan = local_env.run("deploy", dry_run=True)["plan"]
+    assert plan["pending"] == ["0014", "0015"]
+    assert {plan["migrate_by_revision"][r]["source"] for r in ("0014", "0015")} == {"rehearsal"}
+    assert plan["estimates"]["rollback_s"] is not None and plan["estimates"]["migrate_s"] is not None
 
 
 def test_no_rehearsal_is_refused_on_a_protected_env_and_off_skips_it(local_env, migrations_copy):
@@ -185,3 +192,12 @@ def test_what_auto_counts_as_data_dependent():
     assert decide("auto", protected=True, reasons={}, **args).will  # always on protected envs
     assert not decide("off", protected=True, reasons=why, **args).will
     assert not decide("auto", protected=False, reasons=why, **{**args, "first_deploy": True}).will
+
+
+def test_a_rehearsal_copy_left_by_a_killed_run_is_dropped_by_the_next_run(local_env):
+    local_env.run("deploy", yes=True)
+    dead = f"{local_env.dbname}_rehearse_20260101t000000z"
+    local_env.cluster().psql(f'CREATE DATABASE "{dead}" OWNER vetai')
+    assert dead in databases(local_env)
+    local_env.run("deploy", yes=True)  # its lock step repairs before anything else
+    assert databases(local_env) == [local_env.dbname]

@@ -41,7 +41,9 @@ def catalog(tmp_path):
     """Three complete backups (manifest + dump) at known times in a real folder store."""
     from vetai_ops.store.local import LocalStore
 
-    cat = Catalog(LocalStore(tmp_path / "store"), "local")
+    from vetai_ops.store.signing import ManifestKey
+
+    cat = Catalog(LocalStore(tmp_path / "store"), "local", key=ManifestKey(b"k" * 32, "test"))  # signed: trusted
     for bid in IDS:
         m = Manifest(id=bid, env="local", database="vc", size=1, sha256="0" * 64, revision="0013", created_at=bid,
                      server_version="15", pg_dump_version="15", tool_version="t", git_commit=None, duration_s=1.0,

@@ -1,5 +1,6 @@
 """Every fast path restores bit-identically (issue 6): each compression mode x each restore
-mode (stream, spool + pg_restore -j, the store's own file), on the embedded local env.
+mode (spool + pg_restore -j1 / -jN, the store's own file), on the embedded local env. (The
+streamed mode, pg_restore reading bytes not yet verified, was removed by issue 12.)
 
 dump -> rollback -> plain pg_dump of the restored live DB == plain pg_dump of the DB it
 replaced (kept as <db>_before_<id>), and row checksums equal. No timing asserts here:
@@ -13,7 +14,7 @@ import subprocess
 import pytest
 
 from vetai_ops.errors import ChecksumMismatch
-from vetai_ops.steps import restore as restore_mod
+from vetai_ops import transfer as restore_mod
 from vetai_ops.store.local import LocalStore
 
 EXCLUDE = ("deploy_history", "vetai_ops_applied")  # the tool's own journal tables change on every run
@@ -78,16 +79,16 @@ def modes(monkeypatch):
 
 CASES = [
     # (id, backup settings, expected compression, expected restore mode, patch)
-    ("zstd-host-stream", "", "zstd", "stream", None),
-    ("zstd-operator-stream", "compress_on: operator", "zstd", "stream", None),
-    ("zstd-level1", "zstd_level: 1", "zstd", "stream", None),
-    ("zstd-spool-j2", "restore_jobs: 2", "zstd", "spool", None),
-    ("zstd-stream-no-zstd-binary", "restore_jobs: 1", "zstd", "stream", "no_zstd"),
-    ("zstd-spool-no-zstd-binary", "restore_jobs: 2", "zstd", "spool", "no_zstd"),
+    ("zstd-host-spool-j1", "", "zstd", ("spool", 1), None),
+    ("zstd-operator-spool-j1", "compress_on: operator", "zstd", ("spool", 1), None),
+    ("zstd-level1", "zstd_level: 1", "zstd", ("spool", 1), None),
+    ("zstd-spool-j2", "restore_jobs: 2", "zstd", ("spool", 2), None),
+    ("zstd-spool-j1-no-zstd-binary", "restore_jobs: 1", "zstd", ("spool", 1), "no_zstd"),
+    ("zstd-spool-no-zstd-binary", "restore_jobs: 2", "zstd", ("spool", 2), "no_zstd"),
     ("gzip-file", "compression: gzip", "gzip", "file", None),
-    ("none-file-j1", "compression: none, restore_jobs: 1", "none", "file", None),
-    ("gzip-stream-remote-store", "compression: gzip", "gzip", "stream", "no_local_path"),
-    ("none-spool-remote-store", "compression: none, restore_jobs: 2", "none", "spool", "no_local_path"),
+    ("none-file-j1", "compression: none, restore_jobs: 1", "none", ("file", 1), None),
+    ("gzip-spool-remote-store", "compression: gzip", "gzip", ("spool", 1), "no_local_path"),
+    ("none-spool-remote-store", "compression: none, restore_jobs: 2", "none", ("spool", 2), "no_local_path"),
 ]
 
 
@@ -110,7 +111,7 @@ def test_every_mode_restores_bit_identically(local_env, modes, monkeypatch, case
     before_dump, before_rows = plain_dump(local_env, local_env.dbname), row_sums(local_env, local_env.dbname)
     local_env.psql("delete from blobs where id % 2 = 0; drop table kinds")  # the live DB drifts
     local_env.run("rollback", to=bid, yes=True)
-    assert modes and modes[-1][0] == mode
+    assert modes and (modes[-1] == mode if isinstance(mode, tuple) else modes[-1][0] == mode)
     after_dump, after_rows = plain_dump(local_env, local_env.dbname), row_sums(local_env, local_env.dbname)
     assert after_rows == before_rows
     assert after_dump == before_dump
@@ -118,11 +119,11 @@ def test_every_mode_restores_bit_identically(local_env, modes, monkeypatch, case
 
 
 @pytest.mark.parametrize("compression", ["zstd", "none"])
-def test_stream_restore_of_a_corrupt_backup_never_swaps(local_env, modes, monkeypatch, compression):
-    """Streaming restores before the checksum is known: a flipped byte must still be reported
-    as corruption, the scratch DB dropped and the live DB left exactly as it was, even when
-    pg_restore itself would have accepted the bytes (uncompressed archive)."""
-    monkeypatch.setattr(LocalStore, "local_path", lambda self, key: None)  # force the stream path
+def test_spool_restore_of_a_corrupt_backup_never_creates_a_database(local_env, modes, monkeypatch, compression):
+    """The spool is verified before pg_restore starts: a flipped byte is reported as
+    corruption, no scratch database is created and the live DB is left exactly as it was,
+    even when pg_restore itself would have accepted the bytes (uncompressed archive)."""
+    monkeypatch.setattr(LocalStore, "local_path", lambda self, key: None)  # the store behaves like S3: spool
     with_backup_settings(local_env, f"compression: {compression}, restore_jobs: 1")
     fill(local_env)
     bid = local_env.run("backup")["backup_id"]
@@ -134,6 +135,6 @@ def test_stream_restore_of_a_corrupt_backup_never_swaps(local_env, modes, monkey
     dump.write_bytes(bytes(data))
     with pytest.raises(ChecksumMismatch, match="corrupt"):
         local_env.run("rollback", to=bid, yes=True)
-    assert modes[-1][0] == "stream"
+    assert modes[-1] == ("spool", 1)
     assert row_sums(local_env, local_env.dbname) == live
     assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'") == "0"

@@ -116,6 +116,18 @@ class Storage(Strict):
     sse: Literal["AES256", "aws:kms", "none"] = "AES256"
     multipart_chunk_mb: int = 8  # parts held in memory: (max_concurrency + 2) x this; raised for huge backups (store/s3.py part_size)
     max_concurrency: int = 4
+    # NAME of the operator's environment variable holding the key that signs this env's
+    # manifests (HMAC-SHA256). The store never holds it. Unset: envs with a sandbox or a local
+    # store use a generated key file under .vetai/keys/; others write unsigned manifests
+    # (refused on protected envs).
+    manifest_key_env: str | None = None
+
+    @field_validator("manifest_key_env")
+    @classmethod
+    def _keyenv(cls, v):
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("manifest_key_env must be the NAME of an environment variable, not the key")
+        return v
 
     @model_validator(mode="after")
     def _s3(self):

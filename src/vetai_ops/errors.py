@@ -65,6 +65,14 @@ class ChecksumMismatch(OpsError):
     exit_code = 4
 
 
+class UntrustedBackup(OpsError):
+    """A backup whose manifest or stored object cannot be trusted: a signature that does not
+    match (forged, or made with another key), a manifest for another env or database, or a
+    stored object replaced after the backup was made. Never restored as it is."""
+
+    exit_code = 4
+
+
 class VerifyFailed(OpsError):
     """A backup did not restore or its copy failed a check."""
 
@@ -90,6 +98,11 @@ class GateRefused(OpsError):
     """Validation / preflight refused the deploy; nothing was changed."""
 
     exit_code = 2
+
+
+class UnsignedBackup(GateRefused):
+    """An unsigned (or not checkable) backup, refused by policy: on a protected env always,
+    elsewhere without ``--trust-unsigned``. Nothing was changed."""
 
 
 class DeployFailed(OpsError):

@@ -58,3 +58,45 @@ def find_tool(name: str) -> str | None:
 def cache_dir() -> Path:
     """Operator-side caches (the reference schemas); ``VETAI_OPS_CACHE`` or ``.vetai/cache``."""
     return Path(os.environ.get("VETAI_OPS_CACHE") or project_root() / ".vetai" / "cache")
+
+
+def git_head(root: Path | None = None, length: int = 12) -> str | None:
+    """The commit checked out at ``root`` (default: the project), abbreviated like
+    ``git rev-parse --short=12 HEAD`` but read from the repository's files instead of a
+    subprocess: ``.git`` (a folder, or a worktree's ``gitdir:`` file), ``HEAD``, the branch's
+    loose ref, else ``packed-refs`` in the common dir. None when it is not a checkout (or
+    anything is unreadable: the manifest then records no commit, as before)."""
+    root = root or project_root()
+    try:
+        dot = next((d / ".git" for d in (root, *root.parents) if (d / ".git").exists()), None)
+        if dot is None:
+            return None
+        gitdir = dot
+        if dot.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = dot.read_text().strip()
+            if not text.startswith("gitdir:"):
+                return None
+            gitdir = (dot.parent / text[len("gitdir:"):].strip()).resolve()
+        common = gitdir
+        if (gitdir / "commondir").is_file():
+            common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+        head = (gitdir / "HEAD").read_text().strip()
+        sha = head
+        if head.startswith("ref:"):
+            ref = head[4:].strip()
+            sha = None
+            for base in (gitdir, common):
+                if (base / ref).is_file():
+                    sha = (base / ref).read_text().strip()
+                    break
+            if sha is None and (common / "packed-refs").is_file():
+                for line in (common / "packed-refs").read_text().splitlines():
+                    parts = line.split()
+                    if len(parts) == 2 and parts[1] == ref and not line.startswith(("#", "^")):
+                        sha = parts[0]
+                        break
+        if not sha or len(sha) not in (40, 64) or any(ch not in "0123456789abcdef" for ch in sha):
+            return None
+        return sha[:length]
+    except (OSError, UnicodeDecodeError):
+        return None

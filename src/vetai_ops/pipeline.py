@@ -104,9 +104,9 @@ class RunContext:
     @property
     def catalog(self):
         if self._catalog is None:
-            from .store.catalog import Catalog
+            from .store.factory import make_catalog
 
-            self._catalog = Catalog(self.store, self.env.name)
+            self._catalog = make_catalog(self.env, self.store)
         return self._catalog
 
     @property

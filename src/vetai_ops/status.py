@@ -26,7 +26,7 @@ def _backup_row(m) -> dict:
     return {
         "id": m.id, "sha256": m.sha256, "size": m.size, "revision": m.revision, "created_at": m.created_at,
         "reason": m.reason, "compression": m.compression, "database": m.database, "age": age(m.id),
-        "verified": m.verified,
+        "verified": m.verified, "signed": m.signed, "trust": m.trust,
     }
 
 

@@ -15,7 +15,7 @@ from fabric import task
 from ..config import Playbook, StepSpec, load_inventory, valid_host
 from ..errors import ConfigError
 from . import render
-from .tasks import H_VERBOSE, _run, ops
+from .tasks import H_TRUST, H_VERBOSE, _run, ops
 
 
 def _env_for(c, env: str | None, role: str):
@@ -53,11 +53,12 @@ def dump(c, env=None, verbose=False):
 
 
 @task(help={"env": "inventory environment", "to": "backup id / prefix / latest / a time (2026-12-02T05:40:00Z; no zone = UTC) / -2h / pre-deploy", "yes": "no confirmation",
-            "verbose": H_VERBOSE})
+            "trust_unsigned": H_TRUST, "verbose": H_VERBOSE})
 @ops
-def restore(c, env=None, to=None, yes=False, verbose=False):
+def restore(c, env=None, to=None, yes=False, trust_unsigned=False, verbose=False):
     """Restore a backup onto this DB host (verify, new DB, check, swap)."""
-    rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes}, verbose=verbose)
+    rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes, "trust_unsigned": trust_unsigned},
+               verbose=verbose)
     render.out.print(f"restored {rep.get('restored_id')}", markup=False)
 
 

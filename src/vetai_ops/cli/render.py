@@ -10,12 +10,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
-from rich.syntax import Syntax
 from rich.text import Text
 
-from ..database.probes import probe_notes
 from ..events import Event
 from ..units import human_bytes
 
@@ -93,6 +90,8 @@ class ConsoleSink:
                              markup=False)
             return
         if self._progress is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
             self._progress = Progress(
                 TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                 TimeRemainingColumn(), console=self.c, transient=True,
@@ -123,6 +122,8 @@ def plan_sql(p: dict, c: Console = out) -> None:
         c.print(f"[bold]-- {esc(rev)}[/]")
         text = (sql.get(rev) or "").strip()
         if text:
+            from rich.syntax import Syntax  # lazy: pygments, only for `invoke plan`
+
             # Syntax, never print(text): rich would read "[a-z0-9]" in a CHECK as markup; off a
             # terminal it renders the same text without colours
             c.print(Syntax(text, "sql", theme="ansi_dark", word_wrap=True))
@@ -176,7 +177,8 @@ def render_plan(p: dict, c: Console = out) -> None:
             f"database {esc(p.get('database'))}")
     if p.get("restore"):
         c.print(f"  [bold]restore backup {esc(p['restore'])}[/] ({human_bytes(p.get('restore_size'))}) "
-                f"from {esc(p.get('backup_store'))}")
+                f"from {esc(p.get('backup_store'))}"
+                + (" [yellow bold]NOT SIGNED (--trust-unsigned)[/]" if p.get("restore_signed") is False else ""))
         sel = p.get("selection") or {}
         if sel.get("text"):
             c.print("  --to=" + esc(sel.get("asked")) + ": " + esc(sel["text"]))
@@ -222,6 +224,8 @@ def render_plan(p: dict, c: Console = out) -> None:
                 c.print(f"      [dim]lock[/] {esc(impact_line(imp))}")
         for pr in p.get("probes") or []:
             if pr.get("revision") == rev:
+                from ..database.probes import probe_notes  # lazy: pglast, only when a plan has probes
+
                 for note in probe_notes(pr):
                     c.print(f"      [dim]probe[/] {esc(note)}")
     accepting = set(p.get("accepting_drift") or [])

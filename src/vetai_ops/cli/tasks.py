@@ -135,14 +135,19 @@ def backup(c, env=None, json_=False, verbose=False):
         render.out.print(f"backup {report.get('backup_id')} -> {report.get('backup_url')}", markup=False)
 
 
-@task(help={"to": H_TO + " (see backups.list)", "env": H_ENV, "yes": H_YES, "json": H_JSON, "verbose": H_VERBOSE})
+H_TRUST = ("accept a backup whose manifest is not signed with this env's key (refused on protected envs; "
+           "see README, Security)")
+
+
+@task(help={"to": H_TO + " (see backups.list)", "env": H_ENV, "yes": H_YES, "trust_unsigned": H_TRUST, "json": H_JSON,
+            "verbose": H_VERBOSE})
 @ops
-def rollback(c, to=None, env=None, yes=False, json_=False, verbose=False):
+def rollback(c, to=None, env=None, yes=False, trust_unsigned=False, json_=False, verbose=False):
     """Restore a backup safely: verify, restore into a new DB, check, swap, post-check.
 
     --to takes an id or prefix, latest, a time (2026-12-02T05:40:00Z, '2026-12-02 05:40'; no zone = UTC),
     --to=-2h, or pre-deploy (undo the last deploy)."""
-    report = _run("rollback", env, {"to": to, "yes": yes}, json_, verbose)
+    report = _run("rollback", env, {"to": to, "yes": yes, "trust_unsigned": trust_unsigned}, json_, verbose)
     if json_:
         render.print_json({"ok": True, "report": report})
     else:
@@ -260,19 +265,22 @@ def backups_list(c, env=None, before=None, after=None, json_=False, verbose=Fals
     if json_:
         render.print_json(items)
         return
-    render.table("backups", ["id", "revision", "size", "sha256", "reason", "age", "verified"],
+    render.table("backups", ["id", "revision", "size", "sha256", "reason", "age", "signed", "verified"],
                  [[b["id"], b["revision"] or "base", human_bytes(b['size']), b["sha256"][:12], b["reason"], b["age"],
+                   "yes" if b["signed"] else {"unsigned": "no", "no-key": "no key"}.get(b["trust"], "BAD"),
                    "yes" if b["verified"] else ""] for b in items])
 
 
-@task(name="verify", help={"to": H_TO + " (default: latest)", "env": H_ENV,
+@task(name="verify", help={"to": H_TO + " (default: latest)", "env": H_ENV, "trust_unsigned": H_TRUST,
+                          "sign": "sign an unsigned backup with this env's manifest key, only if the restore drill passes",
                           "json": H_JSON, "verbose": H_VERBOSE})
 @ops
-def backups_verify(c, to="latest", env=None, json_=False, verbose=False):
+def backups_verify(c, to="latest", env=None, trust_unsigned=False, sign=False, json_=False, verbose=False):
     """Restore a backup into a scratch DB, check revision/tables/rows, drop it, record the result."""
     from ..ops.verify import verify_backup
 
-    res = verify_backup(env, to, sink=render.ConsoleSink(render.err, verbose=verbose))
+    res = verify_backup(env, to, sink=render.ConsoleSink(render.err, verbose=verbose), trust_unsigned=trust_unsigned,
+                        sign=sign)
     if json_:
         render.print_json(res)
         return
@@ -282,7 +290,9 @@ def backups_verify(c, to="latest", env=None, json_=False, verbose=False):
     if v["rows"]:
         render.table(f"backup {res['id']} verified in {v['duration_s']:.1f}s (revision {v['revision'] or 'base'})",
                      ["table", "rows"], [[t, n] for t, n in sorted(v["rows"].items())])
-    render.out.print(f"[green]ok[/]: {len(v['tables'])} tables, {sum(v['rows'].values())} rows; recorded in the manifest")
+    render.out.print(f"[green]ok[/]: {len(v['tables'])} tables, {sum(v['rows'].values())} rows; "
+                     + ("recorded in the signed manifest" if res.get("signed") else
+                        "the manifest is not signed, so this result does not count (backups.verify --sign signs it)"))
 
 
 @task(name="prune", help={"keep_last": "always keep the newest N backups (>= 1; default 10)",

@@ -101,6 +101,18 @@ def _server_user() -> str | None:
     return "pgserver"
 
 
+def _others_can_run(path: Path) -> bool:
+    """``path`` and every folder above it are open to everyone (o+x; the file o+rx): any user,
+    the server's too, can run it. False means "ask the server user" (``runuser test -x``)."""
+    try:
+        p = path.resolve()
+        if (p.stat().st_mode & 0o005) != 0o005:
+            return False
+        return all(d.stat().st_mode & 0o001 for d in p.parents)
+    except OSError:
+        return False
+
+
 def server_can_reach(path: Path) -> bool:
     """Can the server user (when we are root) traverse to ``path`` (or its nearest existing ancestor)?"""
     user = _server_user()
@@ -162,6 +174,8 @@ class Cluster:
         copy that install (pgserver: ~35 MB) next to the cluster rather than chmod'ing /root."""
         user = _server_user()
         if not user:
+            return
+        if _others_can_run(self.bindir / "postgres"):  # no `runuser test -x` for a public install
             return
         probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(self.bindir / "postgres")])
         if probe.returncode == 0:
@@ -231,6 +245,17 @@ class Cluster:
             changed = True
         return changed
 
+    def _postmaster_alive(self) -> bool:
+        """The data dir's postmaster.pid names a live process and its socket is there: the server
+        runs (what ``pg_ctl status`` concludes from the same file), without two subprocesses.
+        False means "not sure": the caller asks pg_ctl."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return False
+        return (self.socket_dir / f".s.PGSQL.{self.port}").exists()
+
     def init(self) -> None:
         self._server_paths()
         self._ensure_bindir_reachable()
@@ -264,6 +289,8 @@ class Cluster:
             )
 
     def running(self) -> bool:
+        if self._postmaster_alive():
+            return True
         r = self._as_server([self.bin("pg_ctl"), "status", "-D", str(self.data)])
         return r.returncode == 0
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 from ..errors import GateRefused, OpsError
-from ..paths import migrations_dir, project_root
+from ..paths import migrations_dir, project_root, versions_dir
 
 OPS_TABLES = {"deploy_history", "vetai_ops_applied", "vetai_ops_accepted_drift", "migrations", "alembic_version"}
 
@@ -25,6 +24,8 @@ def alembic_config(connection: Connection | None = None, *, ini: Path | None = N
     """The one Alembic Config of vetai-ops. The project's alembic.ini (the default) points at
     the history in use (``VETAI_OPS_MIGRATIONS`` or migrations/); another ``ini`` (a foreign
     project handed to the validator) keeps its own script location, resolved next to it."""
+    from alembic.config import Config  # Alembic is imported by the runs that use it (not a backup)
+
     own = project_root() / "alembic.ini"
     ini = Path(ini or own)
     cfg = Config(str(ini))
@@ -39,10 +40,35 @@ def alembic_config(connection: Connection | None = None, *, ini: Path | None = N
     return cfg
 
 
+_sd_memo: dict[tuple, ScriptDirectory] = {}
+
+
+def _history_stamp() -> tuple:
+    """What the loaded history depends on: the migrations folder, and the name, size and
+    mtime of alembic.ini, env.py and every revision file. A run asks for the history several
+    times (the plan, the reference key, the post-check); it is loaded once while this holds."""
+    files = [project_root() / "alembic.ini", migrations_dir() / "env.py", *sorted(versions_dir().rglob("*.py"))]
+    out: list = [str(migrations_dir())]
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(f), None))
+    return tuple(out)
+
+
 def script_directory() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     try:
+        stamp = _history_stamp()
+        if stamp in _sd_memo:
+            return _sd_memo[stamp]
         sd = ScriptDirectory.from_config(alembic_config())
         sd.get_heads()  # builds the revision map now: a broken graph fails here, with a clear message
+        _sd_memo.clear()
+        _sd_memo[stamp] = sd
         return sd
     except Exception as e:
         raise GateRefused(
@@ -60,8 +86,11 @@ def head() -> str | None:
 
 
 def current(conn: Connection) -> str | None:
-    ctx = MigrationContext.configure(conn)
-    heads = ctx.get_current_heads()
+    """The database's Alembic revision: what ``MigrationContext.get_current_heads()`` reads
+    (the rows of ``alembic_version``, none when the table is absent), read directly and
+    without importing Alembic (a backup and a rollback only need this much of it)."""
+    exists = conn.execute(text("select to_regclass('alembic_version') is not null")).scalar_one()
+    heads = tuple(conn.execute(text("select version_num from alembic_version")).scalars()) if exists else ()
     if len(heads) > 1:
         raise OpsError(f"the database has several current revisions: {', '.join(heads)}")
     return heads[0] if heads else None
@@ -112,16 +141,22 @@ def history_hashes() -> dict[str, tuple[str, str]]:
 
 
 def upgrade(conn: Connection, target: str, on_version_apply: Callable | None = None) -> None:
+    from alembic import command
+
     cfg = alembic_config(conn, on_version_apply=on_version_apply)
     command.upgrade(cfg, target)
 
 
 def downgrade(conn: Connection, target: str, on_version_apply: Callable | None = None) -> None:
+    from alembic import command
+
     cfg = alembic_config(conn, on_version_apply=on_version_apply)
     command.downgrade(cfg, target)
 
 
 def stamp(conn: Connection, rev: str) -> None:
+    from alembic import command
+
     command.stamp(alembic_config(conn), rev)
 
 
@@ -151,6 +186,9 @@ def include_object_for(conn: Connection):
 
 def schema_diff(conn: Connection) -> list:
     """Differences between the live schema and the SQLAlchemy models (empty = match)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     from ..schema.models import Base
 
     ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object_for(conn)})

@@ -103,6 +103,22 @@ def reference(access, rev: str | None, *, conn=None, emit=None) -> tuple[dict, d
     return snap, {"key": key, "cached": False, "seconds": round(time.monotonic() - t0, 3)}
 
 
+def warm(access, rev: str | None) -> bool:
+    """Load the cached reference at ``rev`` into this process (Alembic imported, the history
+    walked and hashed, the snapshot read), so that a later :func:`reference` for it is a
+    lookup. Never builds one (that writes a scratch database): True when it was cached.
+    Meant to run beside work that waits on the server (a restore), in a thread."""
+    if rev is None:
+        return True
+    with access.engine().connect() as c:
+        major = server_major(c)
+    key = history_key(rev, major)
+    snap = _memo.get(key) or _read_cache(key)
+    if snap is not None:
+        _memo[key] = snap
+    return snap is not None
+
+
 def equivalent_forms(conn, snap: dict) -> dict:
     """The definitions as a dump and restore leaves them (in ``conn``'s reference database,
     which this rewrites): PostgreSQL re-parses the text ``pg_get_constraintdef`` /

@@ -1,8 +1,10 @@
 """``invoke backups.prune``: retention for backups and the databases restores leave behind.
 
 Kept:
-- the newest ``keep_last`` complete backups, and every backup younger than ``keep_days``;
-- ALWAYS the newest backup whose latest verification succeeded (``backups.verify``).
+- the newest ``keep_last`` complete backups (signed ones first: an unsigned or forged
+  manifest never displaces a signed backup), and every backup younger than ``keep_days``;
+- ALWAYS the newest backup whose latest verification succeeded (``backups.verify``) in a
+  signed manifest.
 Removed (manifest first, so a half-pruned backup becomes an incomplete dump, never a
 listed backup without its bytes): manifest, dump and run log of every other backup.
 
@@ -42,19 +44,22 @@ def _age(t: datetime, now: datetime) -> str:
 def plan_backups(backups: list, keep_last: int, keep_days: float, now: datetime) -> tuple[list[dict], list[dict]]:
     """(kept, removed) rows for complete backups, newest first."""
     cutoff = now - timedelta(days=keep_days)
-    newest_verified = next((m.id for m in backups if m.verified), None)
+    newest_verified = next((m.id for m in backups if m.verified), None)  # verified = signed and ok
+    # the newest N counts signed backups first: manifests anyone with write access to the store
+    # can add (forged, unsigned) never push a signed backup out of it
+    newest = {m.id for m in ([m for m in backups if m.signed] + [m for m in backups if not m.signed])[:keep_last]}
     kept, removed = [], []
-    for i, m in enumerate(backups):
+    for m in backups:
         t = id_time(m.id)
         reasons = []
-        if i < keep_last:
+        if m.id in newest:
             reasons.append(f"newest {keep_last}")
         if t >= cutoff:
             reasons.append(f"younger than {keep_days:g}d")
         if m.id == newest_verified:
             reasons.append("newest verified")
         row = {"kind": "backup", "name": m.id, "age": _age(t, now), "revision": m.revision, "size": m.size,
-               "verified": m.verified}
+               "verified": m.verified, "signed": m.signed}
         if reasons:
             kept.append({**row, "reason": ", ".join(reasons)})
         else:

@@ -14,7 +14,10 @@ run's state, a function here (:func:`run_alembic`).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
+from pathlib import Path
 from typing import Callable
 
 from ..errors import PlaybookError
@@ -40,8 +43,43 @@ def step(name: str):
     return deco
 
 
+# which module defines each built-in step: a run imports only the modules of its playbook's
+# steps (a backup needs neither Alembic's command machinery nor pglast). Read from the step
+# modules' own ``@step("name")`` lines (their text, not an import), so that a new step needs
+# no second registration; a name found nowhere loads every module, as before.
+_STEP_LINE = re.compile(r"""^@step\(["']([A-Za-z_][A-Za-z0-9_]*)["']\)""", re.M)
+_modules: dict[str, str] | None = None
+
+
+def step_modules() -> dict[str, str]:
+    """step name -> module name (in this package), from the modules' ``@step`` lines."""
+    global _modules
+    if _modules is None:
+        found: dict[str, str] = {}
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            if path.stem != "__init__":
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    for name in _STEP_LINE.findall(path.read_text()):
+                        found.setdefault(name, path.stem)
+        _modules = found
+    return _modules
+
+
+def _ensure(names) -> None:
+    """Import the modules that define ``names``; every module when one of them is not a
+    known step (so that an unknown name is refused with the full list of steps)."""
+    import importlib
+
+    modules = step_modules()
+    for name in names:
+        if name not in _REGISTRY and name in modules:
+            importlib.import_module(f"{__name__}.{modules[name]}")
+    if any(name not in _REGISTRY for name in names):
+        _load()
+
+
 def get_step(name: str) -> Callable:
-    _load()
+    _ensure([name])
     if name not in _REGISTRY:
         raise PlaybookError(f"unknown step {name!r} in playbook", f"use one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

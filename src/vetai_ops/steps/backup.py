@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import subprocess
 import time
 
 from sqlalchemy import text
 
 from .. import __version__
-from ..errors import CommandFailed, OpsError, StoreError
-from ..paths import project_root
+from ..errors import CommandFailed, GateRefused, OpsError, StoreError
+from ..database.archive import pg_dump_version as archive_pg_dump_version
+from ..paths import git_head
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
 from ..targets.stall import StallWatch, WatchedReader
@@ -33,6 +33,7 @@ from ..transfer import Every
 from ..units import human_bytes
 
 CHUNK = 1 << 20
+HEAD_BYTES = 64 << 10  # the first stored bytes kept: the archive header says pg_dump's version
 
 
 class HashingReader:
@@ -43,11 +44,14 @@ class HashingReader:
         self.sha = hashlib.sha256()
         self.size = 0
         self.progress = progress
+        self.head = b""
 
     def read(self, n: int = -1) -> bytes:
         b = self.raw.read(CHUNK if n is None or n < 0 else n)
         if b:
             self.sha.update(b)
+            if self.size < HEAD_BYTES:
+                self.head += b[:HEAD_BYTES - self.size]
             self.size += len(b)
             if self.progress:
                 self.progress(len(b))
@@ -58,12 +62,8 @@ class HashingReader:
 
 
 def git_commit() -> str | None:
-    try:
-        r = subprocess.run(["git", "-C", str(project_root()), "rev-parse", "--short=12", "HEAD"],
-                           capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() or None if r.returncode == 0 else None
-    except Exception:
-        return None
+    """The project's checked-out commit (12 hex digits), read from .git without a subprocess."""
+    return git_head()
 
 
 def dump_command(ctx) -> tuple[list[str], str, bool]:
@@ -92,6 +92,25 @@ class _ZstdReader:
         return self._r.read(CHUNK if n is None or n < 0 else n)
 
 
+def signing_key(ctx):
+    """This env's manifest key, checked before anything is dumped. A protected env without
+    one is refused (its backups could not be restored by --to); elsewhere a warning."""
+    key = ctx.catalog.key()  # ConfigError when the configured variable is not exported
+    if key is None:
+        if ctx.env.protected:
+            raise GateRefused(
+                f"env {ctx.env.name!r} is protected and has no manifest key: its backups could not be signed, and a"
+                " protected env restores only signed backups; nothing was changed",
+                "set storage.manifest_key_env to the NAME of an environment variable holding the key, and export it"
+                " (README: Security)")
+        ctx.emit("warning", f"backups of env {ctx.env.name} are written unsigned (no storage.manifest_key_env):"
+                            " restoring one needs --trust-unsigned")
+    elif key.created:
+        ctx.emit("info", f"generated env {ctx.env.name}'s manifest key in {key.source} (0600): keep it; backups"
+                         " signed with it are not trusted without it")
+    return key
+
+
 def take_backup(ctx, reason: str = "manual") -> Manifest:
     """One backup, holding the shared "backup in progress" lock until its manifest is written
     (``backups.prune`` leaves its dump and upload alone meanwhile)."""
@@ -104,6 +123,7 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
 
 def _take_backup(ctx, reason: str) -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
+    signing_key(ctx)
     t0 = time.monotonic()
     with access.engine().connect() as conn:
         from ..database.migrations import current
@@ -117,16 +137,15 @@ def _take_backup(ctx, reason: str) -> Manifest:
         owners = ctx.state.get("object_owners") or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
-    pg_dump_version = (ctx.state.get("pg_dump_version")
-                       or target.run([access.bin("pg_dump"), "--version"]).text.strip())
-    bid = catalog.allocate_id()
+    keys = catalog.keys()  # the run's one listing: the new id's clash check and the size estimate
+    bid = catalog.allocate_id(keys)
     argv, compression, on_operator = dump_command(ctx)
     key = catalog.dump_key(bid)
     moved = [0]
     tick = Every(ctx.progress)
     # an estimate for the progress bar's ETA: the size of this env's last backup
-    previous = [m for m in catalog.list() if m.compression == compression][:1]
-    estimate = previous[0].size if previous else None
+    previous = catalog.newest(lambda m: m.compression == compression, keys)
+    estimate = previous.size if previous else None
 
     def progress(n: int) -> None:
         moved[0] += n
@@ -165,7 +184,12 @@ def _take_backup(ctx, reason: str) -> Manifest:
     if reader.size == 0:
         ctx.store.delete(key)
         raise StoreError("pg_dump produced no bytes; no backup was registered")
-    stored = ctx.store.size(key)
+    # pg_dump's version as the archive's own header states it (no `pg_dump --version` round
+    # trip); asked of the DB host only when the header cannot be read
+    pg_dump_version = (archive_pg_dump_version(reader.head, compression) or ctx.state.get("pg_dump_version")
+                       or target.run([access.bin("pg_dump"), "--version"]).text.strip())
+    pinned = ctx.store.stat(key)  # size, and on S3 the ETag / VersionId the manifest pins
+    stored = pinned["size"]
     if stored != reader.size:
         ctx.store.delete(key)
         raise StoreError(f"stored size {stored} != streamed size {reader.size} for {key}; no backup was registered")
@@ -192,8 +216,10 @@ def _take_backup(ctx, reason: str) -> Manifest:
         log_key=catalog.log_key(bid),
         db_size=db_size,
         write_stats=write_stats,
+        etag=pinned["etag"],
+        version_id=pinned["version_id"],
     )
-    catalog.write_manifest(m)  # last: only now does the backup exist
+    catalog.write_manifest(m)  # last, signed: only now does the backup exist
     return m
 
 
@@ -201,8 +227,6 @@ def _take_backup(ctx, reason: str) -> Manifest:
 def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
         if ctx.env.protected:
-            from ..errors import GateRefused
-
             raise GateRefused(f"env {ctx.env.name!r} is protected: the pre-deploy backup cannot be skipped")
         ctx.emit("warning", "backup skipped (--skip-backup)")
         return "skipped"

@@ -18,7 +18,8 @@ def _rollback_plan(ctx) -> dict:
             rows.append(read_history(ctx.access.engine(), limit=500))
         return rows[0]
 
-    sel = ctx.catalog.select(ctx.options.get("to"), history=history, explain=True)
+    sel = ctx.catalog.select(ctx.options.get("to"), history=history, explain=True,
+                             trust_unsigned=bool(ctx.options.get("trust_unsigned")))
     m = sel.manifest
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
     ctx.state["selection"] = sel.to_json()  # how --to was read, and the journaled deploys it undoes
@@ -34,7 +35,7 @@ def _rollback_plan(ctx) -> dict:
         "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
         "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
         "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,
-        "backup_store": ctx.store.url(m.dump_key), "pending": [], "findings": [],
+        "backup_store": ctx.store.url(m.dump_key), "restore_signed": m.signed, "pending": [], "findings": [],
         "selection": ctx.state["selection"],
     }
 

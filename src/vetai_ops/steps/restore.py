@@ -1,20 +1,22 @@
 """Restore: never touch the live DB until the restored copy is proven.
 
-1-2. ``pg_restore`` into a new database ``<db>_restore_<id>``, by one of (see
-   :func:`restore_plan`; measured in bench/README.md):
+1-2. ``pg_restore`` into a new database ``<db>_restore_<id>`` (:func:`vetai_ops.transfer.restore_into`,
+   shared with verify and rehearse). pg_restore reads only bytes
+   whose integrity is already proven (issue 12: it runs the dump's SQL), by one of (see
+   :func:`vetai_ops.transfer.restore_plan`; measured in bench/README.md):
    - ``file``: the store's own file when host and store are this machine and it is
-     uncompressed: sha256 checked first, then ``pg_restore -j N`` on it;
-   - ``stream`` (default on hosts with <= 2 cores, and for small dumps): store ->
-     operator (sha256) -> host ``zstd -d | pg_restore`` (single job, no spool, no disk);
-     the checksum is compared when the stream ends, BEFORE the copy is checked or
-     swapped in; a mismatch drops the new database;
-   - ``spool``: a seekable archive spooled to the DB host's /tmp (free space checked),
-     decompressed on the way while the sha256 is computed (a mismatch stops there),
-     then ``pg_restore -j N`` (more cores, big dumps, or ``backup.restore_jobs`` > 1).
+     uncompressed: size and sha256 checked first, then ``pg_restore -j N`` on it;
+   - ``spool`` (everything else): the stored object, read as the manifest pinned it (S3:
+     If-Match its ETag, and its VersionId in a versioned bucket), spooled to the DB host's
+     /tmp (free space checked), decompressed on the way while the size and sha256 are
+     computed; only when both match the manifest does ``pg_restore -j N`` start (one job
+     on hosts with <= 2 cores and for small dumps, else the host's cores, or
+     ``backup.restore_jobs``). A mismatch removes the spool; no database was created.
      The spool is a 0600 file in a fresh 0700 folder (``mktemp -d``), written under
      umask 077 into that folder and removed on every exit path; folders left by runs
      that died (SIGKILL, a dropped link) are removed by the next run holding the env's lock.
-   Either way nothing but the new database is written before the checksum matched.
+   (A ``stream`` mode that piped the store into pg_restore, checking the sha256 only at
+   the end, was removed: pg_restore executed the SQL of bytes not yet verified.)
 3. check it: Alembic revision == manifest, every table of the manifest present.
 4. swap by rename, in ONE transaction (database/swap.py): terminate sessions, live ->
    ``<db>_before_<id>``, restored -> live, commit. A failure or a dead operator at any
@@ -24,257 +26,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from sqlalchemy import text
 
 from ..database import migrations as mig
-from ..errors import ChecksumMismatch, CommandFailed, OpsError, StoreError, short_error
+from ..errors import OpsError, StoreError, short_error
 from . import step
 from ..database import dbprops, retired, writestats
 from ..database import swap as dbswap
-from ..database.introspect import drop_database, new_database, public_tables
-from ..targets import has_command
-from ..targets.stall import StallWatch
+from ..database.introspect import drop_database
+from ..transfer import database_props, inspect_copy, restore_into
 from ..units import human_bytes
-from ..transfer import Every
-
-CHUNK = 1 << 20
-# restore_plan: stream (single job) below these, spool + pg_restore -j N above
-STREAM_MAX_CORES = 2  # on 2 cores, -j2 gains less than the spool costs (bench/README.md)
-STREAM_BELOW_BYTES = 64 << 20  # small dumps: the spool and worker start-up dominate
-
-
-def restore_plan(ctx, m) -> tuple[str, int]:
-    """(mode, jobs): ``file`` (store file on this machine), ``stream`` or ``spool``."""
-    target, cfg = ctx.db_target, ctx.env.backup.restore_jobs
-    if target.host_path(ctx.store.local_path(m.dump_key)) and m.compression in ("gzip", "none"):
-        return "file", cfg or max(1, min(8, target.cpu_count()))
-    if cfg is not None:
-        return ("stream", 1) if cfg <= 1 else ("spool", cfg)
-    cores = target.cpu_count()
-    if cores <= STREAM_MAX_CORES or m.size < STREAM_BELOW_BYTES:
-        return "stream", 1
-    return "spool", max(1, min(8, cores))
-
-
-def _decoder(target, m, host_decoder: list[str]) -> tuple[list[str] | None, object | None]:
-    """How a zstd backup is decompressed: on the host when it has zstd (its own core, returns
-    the argv to put in front), else here (returns a zstandard decompressobj). Others: neither."""
-    if m.compression != "zstd":
-        return None, None
-    if has_command(target, "zstd"):
-        return host_decoder, None
-    import zstandard
-
-    return None, zstandard.ZstdDecompressor().decompressobj()
-
-
-def _pump(ctx, m, src, proc, dec) -> tuple[str, list[BaseException]]:
-    """Copy the stored bytes of ``m`` into ``proc.stdin`` (through ``dec`` when given), one
-    chunk at a time, hashing every stored byte. A write or decoder failure stops the writing
-    but not the hashing, so a corrupt backup is reported as corrupt whatever broke first.
-    Returns (sha256 hex of the stored bytes, failures)."""
-    sha = hashlib.sha256()
-    moved = 0
-    tick = Every(ctx.progress)
-    broken: list[BaseException] = []
-    # no byte read or written for backup.stall_timeout: the process is killed, the run told so
-    watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the restore stream of backup {m.id} into {ctx.db_target.name}")
-    try:
-        for b in iter(lambda: src.read(CHUNK), b""):
-            watch.tick()
-            sha.update(b)
-            moved += len(b)
-            if not broken:
-                try:
-                    proc.stdin.write(dec.decompress(b) if dec is not None else b)
-                    watch.tick()
-                except Exception as e:  # noqa: BLE001 - broken pipe, decoder error: hash on
-                    broken.append(e)
-            watch.check("the live database was not touched")
-            tick("restore", moved, m.size, id=m.id)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        watch.close()
-    tick.final()
-    return sha.hexdigest(), broken
-
-
-SPOOL_PREFIX = "/tmp/vetai-ops-spool-"  # + "<database>." + random: '.' is never in a database name
-
-
-def _spool_glob(ctx) -> str:
-    return f"{SPOOL_PREFIX.rsplit('/', 1)[1]}{ctx.access.db.name}.*"
-
-
-def remove_spool(target, folder: str | None) -> None:
-    """Remove a spool folder on the DB host (best effort: never hides the run's own outcome)."""
-    if folder and folder.startswith(SPOOL_PREFIX):
-        try:
-            target.run(["rm", "-rf", "--", folder], check=False)
-        except Exception:  # noqa: BLE001 - a lost link: the next run removes it
-            pass
-
-
-def _remove_dead_spools(ctx, target) -> None:
-    """Spool folders of this database left by runs that died. Only under the env's lock: then
-    no other run of this database can be using one."""
-    if ctx.state.get("lock") is None:
-        return
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
-                "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
-    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
-    # in its name): one untouched for a day is a dead run's, whichever database it held
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
-                "-mmin", "+1440", "-delete"], check=False)
-
-
-def _spool_folder(ctx, target) -> str:
-    """A fresh private (0700) folder in the DB host's /tmp for one spool file."""
-    res = target.run(["mktemp", "-d", f"{SPOOL_PREFIX}{ctx.access.db.name}.XXXXXXXXXX"])
-    folder = res.text.strip()
-    if not folder.startswith(SPOOL_PREFIX) or "\n" in folder:
-        raise OpsError(f"mktemp -d on {target.name} returned an unexpected path {folder[:120]!r}")
-    return folder
-
-
-def materialise(ctx, m) -> tuple[str, str | None]:
-    """A verified, seekable custom-format archive on the DB host. Returns (path, spool folder
-    to remove afterwards, or None when ``path`` is the store's own file)."""
-    target, store = ctx.db_target, ctx.store
-    on_host = target.host_path(store.local_path(m.dump_key))
-    if on_host and m.compression in ("gzip", "none"):  # the stored file itself, verified in place
-        sha = hashlib.sha256()
-        with store.open_read(m.dump_key) as f:
-            for b in iter(lambda: f.read(CHUNK), b""):
-                sha.update(b)
-        _check(m, sha.hexdigest(), ctx)
-        return on_host, None
-    _remove_dead_spools(ctx, target)
-    free = target.free_bytes("/tmp")
-    if free < m.size * (4 if m.compression == "zstd" else 1.1):
-        raise OpsError(
-            f"not enough room on {target.name} to spool the backup: {free // 2**20} MiB free in /tmp",
-            "free space on the DB host",
-        )
-    folder = _spool_folder(ctx, target)
-    path = f"{folder}/backup.dump"
-    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
-    # the shell creates the file (noclobber: never an existing one) 0600 under umask 077, in a
-    # 0700 folder; `zstd -o` would replace it with a file of its own mode
-    writer = ["sh", "-c", 'umask 077 && set -C && exec "$@" > "$0"', path, *(host_dec or ["cat"])]
-    try:
-        with store.open_read(m.dump_key) as src:
-            proc = target.start(writer, stdin=True)
-            digest, broken = _pump(ctx, m, src, proc, dec)
-            rc = proc.wait()
-            if rc != 0 and not broken:
-                broken.append(CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}"))
-        _check(m, digest, ctx)  # a corrupt backup is reported as such, whatever broke first
-        if broken:
-            raise OpsError(f"could not prepare backup {m.id} on {target.name}: {broken[0]}; the live database was not touched")
-    except BaseException:
-        remove_spool(target, folder)
-        raise
-    return path, folder
-
-
-def _check(m, got: str, ctx) -> None:
-    if got != m.sha256:
-        raise ChecksumMismatch(
-            f"backup {m.id} is corrupt: sha256 of {ctx.store.url(m.dump_key)} is {got[:16]}..., manifest says "
-            f"{m.sha256[:16]}...; the live database was not touched",
-            "restore another backup (`invoke backups.list`)",
-        )
-
-
-def database_props(ctx, m) -> dict | None:
-    """The database-level properties a copy of ``m`` gets (database/dbprops.py): the manifest's,
-    or for a manifest older than them, the live database's own as the app sees it now."""
-    if getattr(m, "database_props", None):
-        return m.database_props
-    try:
-        with ctx.access.admin_engine().connect() as c:
-            return dbprops.capture(c, ctx.access.db.name)
-    except Exception:  # noqa: BLE001 - no live database to ask: a plain copy
-        return None
-
-
-def restore_into(ctx, m, dbname: str, maint=None, props: dict | None = None) -> dict:
-    """Materialise backup ``m`` (sha256 verified) and ``pg_restore -j N`` it into a NEW
-    database ``dbname`` on the DB host, created with the recorded encoding and locale;
-    objects keep their owners and grants (no --no-owner / --no-acl: the preflight proved the
-    role can). Never touches any other database. On any failure ``dbname`` is dropped; the
-    spool file (if any) is always removed. Returns timings."""
-    access, target = ctx.access, ctx.db_target
-    maint = maint or access.admin_engine()
-    props = props if props is not None else database_props(ctx, m)
-    t0 = time.monotonic()
-    mode, jobs = restore_plan(ctx, m)
-    if mode == "stream":
-        with new_database(maint, dbname, props):
-            _stream_restore(ctx, m, dbname)
-        return {"verify_s": 0.0, "restore_s": round(time.monotonic() - t0, 3), "mode": "stream"}
-    path, spool = materialise(ctx, m)
-    t_verified = time.monotonic()
-    try:
-        with new_database(maint, dbname, props):
-            argv = [access.bin("pg_restore"), "--exit-on-error", "--no-password", f"--jobs={jobs}",
-                    *access.pg_args(dbname), path]
-            ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
-            with access.pg_env() as penv:
-                res = target.run(argv, env=penv, check=False)
-            if res.returncode != 0:
-                raise CommandFailed(
-                    f"pg_restore into {dbname} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
-                    returncode=res.returncode,
-                )
-    finally:
-        remove_spool(target, spool)
-    return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3), "mode": mode}
-
-
-def _stream_restore(ctx, m, dbname: str) -> None:
-    """store -> operator (sha256) -> host ``[zstd -d |] pg_restore`` into ``dbname``.
-
-    Bounded memory (one chunk at a time). The sha256 of the stored bytes is compared
-    when the stream ends; on a write/decoder failure the rest is still hashed so that
-    a corrupt backup is reported as corrupt, not as a pg_restore error."""
-    from ..targets import pipeline
-
-    access, target, store = ctx.access, ctx.db_target, ctx.store
-    restore = [access.bin("pg_restore"), "--exit-on-error", "--no-password", *access.pg_args(dbname)]
-    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
-    argv = pipeline(host_dec, restore) if host_dec else restore
-    ctx.emit("info", f"pg_restore (streamed, 1 job) into {dbname} on {target.name}")
-    with access.pg_env() as penv, store.open_read(m.dump_key) as src:
-        proc = target.start(argv, env=penv, stdin=True)
-        digest, broken = _pump(ctx, m, src, proc, dec)
-        rc = proc.wait()
-    _check(m, digest, ctx)  # a corrupt backup is reported as such, whatever broke first
-    if rc != 0 or broken:
-        detail = proc.stderr_text().strip()[-600:] or (str(broken[0]) if broken else "")
-        raise CommandFailed(
-            f"pg_restore into {dbname} failed on {target.name} (exit {rc}): {detail}",
-            returncode=rc or 1,
-        )
-
-
-def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
-    """(Alembic revision, public tables) of database ``dbname``."""
-    eng = access.engine(dbname)
-    try:
-        with eng.connect() as c:
-            rev = mig.current(c)
-            tables = set(public_tables(c))
-    finally:
-        eng.dispose()
-    return rev, tables
 
 
 def restore_backup(ctx, m) -> dict:
@@ -284,7 +47,11 @@ def restore_backup(ctx, m) -> dict:
     scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
     props = database_props(ctx, m)
-    timings = restore_into(ctx, m, scratch, maint, props=props or {})
+    warm = _warm_postcheck(ctx, m)
+    try:
+        timings = restore_into(ctx, m, scratch, maint, props=props or {})
+    finally:
+        warm.join()  # before the copy is inspected or swapped in: no other session of ours is open
     try:
         # prove the copy before the swap
         rev, tables = inspect_copy(access, scratch)
@@ -321,6 +88,26 @@ def restore_backup(ctx, m) -> dict:
         "restore_s": timings["restore_s"],
         "swap_s": round(time.monotonic() - t_restored, 3),
     }
+
+
+def _warm_postcheck(ctx, m):
+    """While pg_restore loads the copy (the operator only pumps bytes meanwhile), load what the
+    post-check will need (Alembic, the history's hashes, the cached reference schema at the
+    backup's revision) in a thread. Best effort and read-only: whatever it misses, the
+    post-check does itself. Returns the thread (joined before the swap)."""
+    import threading
+
+    from ..database.reference import warm
+
+    def run():
+        try:
+            warm(ctx.access, m.revision)
+        except Exception:  # noqa: BLE001 - the post-check builds or reports it
+            pass
+
+    t = threading.Thread(target=run, name="vetai-ops-warm-postcheck", daemon=True)
+    t.start()
+    return t
 
 
 def _lock_before_swap(ctx) -> None:
@@ -398,8 +185,17 @@ def restore(ctx, backup: str | None = None):
         if m is None:
             raise StoreError("no backup was taken by this run; nothing to restore")
     else:
-        m = ctx.catalog.resolve(ctx.state.get("rollback_id") or ctx.options.get("to"))
-        ctx.state["from_rev"] = _current_or_none(ctx)
+        # signed backups only, unless --trust-unsigned on an unprotected env (store/catalog.py);
+        # the one the confirm step selected is read again by its id (no second listing), its
+        # trust checked again
+        bid = ctx.state.get("rollback_id")
+        trust = bool(ctx.options.get("trust_unsigned"))
+        m = (ctx.catalog.complete(bid, trust_unsigned=trust) if bid
+             else ctx.catalog.resolve(ctx.options.get("to"), trust_unsigned=trust))
+        if not m.signed:
+            ctx.emit("warning", f"restoring backup {m.id}, which is not signed ({m.trust}), on --trust-unsigned")
+        plan = ctx.state.get("plan") or {}
+        ctx.state["from_rev"] = plan["from"] if bid and "from" in plan else _current_or_none(ctx)
         _refuse_unless_recoverable(ctx, m)  # the auto-recovery's run proved it in its preflight
     ctx.state["db_touched"] = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")

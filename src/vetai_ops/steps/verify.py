@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import GateRefused, VerifyFailed, short_error
+from ..errors import GateRefused, OpsError, VerifyFailed, short_error
 from ..secrets import redact
 from ..database import introspect
 from ..database.introspect import row_counts
@@ -33,9 +33,10 @@ def _row_counts(access, dbname: str) -> dict[str, int]:
         eng.dispose()
 
 
-def verify_manifest(ctx, m) -> dict:
-    """Restore ``m`` into a scratch DB, check it, drop it; returns the verification record."""
-    from .restore import inspect_copy, restore_into
+def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
+    """Restore ``m`` into a scratch DB, check it, drop it; record the result in its manifest
+    (``sign``: sign an unsigned one when the drill passed). Returns the verification record."""
+    from ..transfer import inspect_copy, restore_into
 
     access = ctx.access
     scratch = scratch_name(access.db.name, m.id)
@@ -67,11 +68,47 @@ def verify_manifest(ctx, m) -> dict:
     rec["duration_s"] = round(time.monotonic() - t0, 3)
     rec["ok"] = not problems
     rec["error"] = "; ".join(problems) or None
-    # re-read: another verification may have been recorded meanwhile
-    fresh = ctx.catalog.read_manifest(m.id)
-    fresh.verifications = list(fresh.verifications or []) + [rec]
-    ctx.catalog.write_manifest(fresh)
+    record(ctx, m, rec, sign=sign)
     return rec
+
+
+def record(ctx, m, rec: dict, *, sign: bool = False) -> None:
+    """Append ``rec`` to the manifest of ``m`` and sign it again: the signature covers the
+    verifications, so an ``ok: true`` nobody signed is never trusted.
+
+    Only what this run trusted is signed: the backup as drilled (``m``: signed, or adopted by
+    ``--sign`` after a successful drill), plus the records of a fresh read (another
+    verification may have been recorded meanwhile) when that is still signed and describes
+    the same backup. An unsigned or mis-signed manifest is left as it is (the record is in
+    the run's result and journal): appending to it and signing would launder it."""
+    from ..store.catalog import Manifest
+
+    cat = ctx.catalog
+    try:
+        key = cat.key()
+    except OpsError:
+        key = None
+    adopt = sign and rec["ok"] and not m.signed
+    if not (m.signed or adopt or key is None):
+        ctx.emit("warning", f"backup {m.id} is not signed ({m.trust}): this result is not recorded in its manifest;"
+                            " `backups.verify --sign` signs it after a successful drill")
+        return
+    try:
+        fresh = cat.read_manifest(m.id)
+    except OpsError:
+        fresh = None
+    if key is None:  # the env signs nothing: nothing to launder, keep what is there
+        out = Manifest.from_json((fresh or m).to_json())
+    elif fresh is not None and fresh.signed and fresh.core() == m.core():
+        out = Manifest.from_json(fresh.to_json())
+    else:
+        out = Manifest.from_json(m.to_json())
+        if not m.signed:  # records nobody signed are nobody's word: not signed into it
+            out.verifications, out.restores = [], []
+    out.verifications = list(out.verifications or []) + [rec]
+    cat.write_manifest(out)
+    if adopt:
+        ctx.emit("info", f"backup {m.id} restored, checked and now signed with env {cat.env}'s manifest key")
 
 
 @step("verify")

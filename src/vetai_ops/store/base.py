@@ -28,8 +28,15 @@ class BackupStore(Protocol):
         """Copy ``reader`` (read(n) until b"") to ``key``; return bytes stored. ``size_hint``:
         an upper estimate of the byte count, when known (an S3 store sizes its parts by it)."""
 
-    def open_read(self, key: str) -> ContextManager[BinaryIO]:
-        """A readable binary stream of ``key``."""
+    def open_read(self, key: str, *, etag: str | None = None,
+                  version_id: str | None = None) -> ContextManager[BinaryIO]:
+        """A readable binary stream of ``key``. ``etag`` / ``version_id`` (pinned in a signed
+        manifest): read exactly that object (S3 If-Match / VersionId), or raise
+        UntrustedBackup when it was replaced; a folder has neither and ignores them."""
+
+    def stat(self, key: str) -> dict:
+        """``{"size", "etag", "version_id"}`` of the stored object (etag/version_id None when
+        the store has no such thing): what a manifest pins."""
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
 

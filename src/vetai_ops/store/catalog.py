@@ -2,6 +2,13 @@
 
 A backup exists only when its manifest exists (written last). Dumps without a
 manifest are incomplete: never listed, never restored, pruned later.
+
+Trust (issue 12): a manifest is signed (store/signing.py) with a key the store does not
+hold, and pins the stored object (size, sha256, and on S3 its ETag and VersionId). Each
+manifest read gets a ``trust``: ``signed``, ``unsigned``, ``bad-signature`` or ``no-key``
+(signed, but this env has no key to check it). Only ``signed`` backups count as verified,
+are picked by ``latest`` and restored without ``--trust-unsigned``; protected envs never
+restore any other. A manifest naming another backup, env or database is not listed at all.
 """
 
 from __future__ import annotations
@@ -11,9 +18,9 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, ClassVar, Iterator
 
-from ..errors import OpsError
+from ..errors import BackupNotFound, OpsError, UnsignedBackup, UntrustedBackup
 from .base import BackupStore
 
 # \Z, not $ (which lets a trailing newline through); [0-9], not \d (any Unicode digit)
@@ -45,6 +52,12 @@ class Manifest:
     # of this backup discards is counted against them
     write_stats: dict[str, Any] | None = None
     verifications: list[dict[str, Any]] = field(default_factory=list)
+    # the stored object, pinned (signed with the rest): S3's ETag (read back with If-Match)
+    # and, in a versioned bucket, the object's VersionId (read back by that version)
+    etag: str | None = None
+    version_id: str | None = None
+    signature: dict[str, str] | None = None  # store/signing.py; covers every other field
+
     # database-level properties at dump time (database/dbprops.py: owner, ACL, settings, locale,
     # comment), given back to a restored copy; None in manifests written before they were recorded
     database_props: dict[str, Any] | None = None
@@ -55,18 +68,35 @@ class Manifest:
     db_size: int | None = None
     restores: list[dict[str, Any]] = field(default_factory=list)
 
+    # set when read (not stored): signed | unsigned | bad-signature | no-key
+    trust: ClassVar[str] = "unsigned"
+
+    @property
+    def signed(self) -> bool:
+        return self.trust == "signed"
+
     @property
     def verified(self) -> bool:
-        """The latest restore test of this backup passed."""
-        return bool(self.verifications and self.verifications[-1].get("ok"))
+        """The latest restore test of this backup passed, and the manifest saying so is signed
+        (an unsigned ``verifications: [{ok: true}]`` is anyone's word)."""
+        return self.signed and bool(self.verifications and self.verifications[-1].get("ok"))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = dict(getattr(self, "_extra", {}))  # fields of a newer version, kept (and signed) as read
+        d.update(asdict(self))
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Manifest":
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        m = cls(**{k: v for k, v in d.items() if k in known})
+        m._extra = {k: v for k, v in d.items() if k not in known}
+        return m
+
+    def core(self) -> dict[str, Any]:
+        """What the backup is, without the records appended later (verifications, restores) and
+        the signature."""
+        return {k: v for k, v in self.to_json().items() if k not in ("verifications", "restores", "signature")}
 
 
 def new_id(now: float | None = None) -> str:
@@ -77,10 +107,71 @@ def id_time(bid: str) -> datetime:
     return datetime.strptime(bid, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
+TRUST_TEXT = {
+    "signed": "signed",
+    "unsigned": "unsigned",
+    "bad-signature": "its signature does not match (the manifest was altered, or signed with another key)",
+    "no-key": "signed, but this env has no manifest key to check it (storage.manifest_key_env)",
+}
+
+
 class Catalog:
-    def __init__(self, store: BackupStore, env: str):
+    def __init__(self, store: BackupStore, env: str, *, database: str | None = None, key=None,
+                 protected: bool = False):
+        """``key``: a ManifestKey, None (this env signs nothing), or a callable returning one
+        (resolved on first use; a ConfigError from it reaches only what signs or restores)."""
         self.store = store
         self.env = env
+        self.database = database
+        self.protected = protected
+        self._key_src = key
+        self._key_done = not callable(key)
+        self._key = None if callable(key) else key
+        self._key_error: OpsError | None = None
+        self.rejected: dict[str, str] = {}  # id -> why its manifest is not listed (last list())
+
+    # ------------------------------------------------------------ keys and trust
+
+    def key(self):
+        """This env's ManifestKey or None; raises the key's ConfigError (missing variable...)."""
+        if not self._key_done:
+            self._key_done = True
+            try:
+                self._key = self._key_src()
+            except OpsError as e:
+                self._key_error = e
+        if self._key_error is not None:
+            raise self._key_error
+        return self._key
+
+    def _trust(self, raw: dict[str, Any]) -> str:
+        try:
+            key = self.key()
+        except OpsError:
+            key = None
+        if key is None:
+            return "unsigned" if raw.get("signature") is None else "no-key"
+        return key.check(raw)
+
+    def require_trusted(self, m: Manifest, trust_unsigned: bool = False) -> None:
+        """Refuse a backup that is not signed: always on a protected env, elsewhere unless
+        ``trust_unsigned``. Unsigned: UnsignedBackup (exit 2); a signature that does not
+        match: UntrustedBackup (exit 4)."""
+        if m.signed:
+            return
+        if m.trust == "no-key":
+            self.key()  # a configured key that is missing (variable not exported) is what to fix: say so
+        why = TRUST_TEXT.get(m.trust, m.trust)
+        sign = f"`invoke backups.verify --to={m.id} --sign --env={self.env}` (after a successful restore drill)"
+        cls = UntrustedBackup if m.trust == "bad-signature" else UnsignedBackup
+        if self.protected:
+            raise cls(f"backup {m.id} of env {self.env!r} is not trusted: {why}; a protected env restores only signed "
+                      "backups; nothing was changed",
+                      f"restore a signed backup (`invoke backups.list --env={self.env}`), or, if this backup is yours, "
+                      f"sign it with {sign}")
+        if not trust_unsigned:
+            raise cls(f"backup {m.id} of env {self.env!r} is not trusted: {why}; nothing was changed",
+                      f"if you know this backup is yours: pass --trust-unsigned, or sign it with {sign}")
 
     def dump_key(self, bid: str, ext: str = "dump") -> str:
         return f"{self.env}/{bid}.{ext}"
@@ -91,27 +182,49 @@ class Catalog:
     def log_key(self, bid: str) -> str:
         return f"{self.env}/{bid}.log.jsonl"
 
-    def allocate_id(self) -> str:
-        """A fresh UTC id not used by any object yet (waits a second on a clash)."""
+    def allocate_id(self, keys: set[str] | None = None) -> str:
+        """A fresh UTC id not used by any object yet (waits a second on a clash). ``keys``: the
+        env's keys as a listing just read them (spares one listing; a clash lists again)."""
         while True:
             bid = new_id()
-            if not any(k.startswith(f"{self.env}/{bid}.") for k in self.store.list_keys(f"{self.env}/{bid}")):
+            listed = keys if keys is not None else self.store.list_keys(f"{self.env}/{bid}")
+            keys = None
+            if not any(k.startswith(f"{self.env}/{bid}.") for k in listed):
                 return bid
             time.sleep(1.0)
 
-    def write_manifest(self, m: Manifest) -> None:
-        self.store.put_bytes(self.manifest_key(m.id), json.dumps(m.to_json(), indent=2, sort_keys=True).encode())
+    def keys(self) -> set[str]:
+        """One listing of the env's objects."""
+        return set(self.store.list_keys(f"{self.env}/"))
+
+    def write_manifest(self, m: Manifest, *, sign: bool = True) -> None:
+        """Write ``m``, signed with this env's key when it has one (``sign=False``: as it is,
+        for an untrusted manifest whose record must not be laundered by a fresh signature)."""
+        d = m.to_json()
+        if sign:
+            key = self.key()
+            d["signature"] = key.sign(d) if key is not None else None
+            m.signature = d["signature"]
+            m.trust = "signed" if key is not None else "unsigned"
+        self.store.put_bytes(self.manifest_key(m.id), json.dumps(d, indent=2, sort_keys=True).encode())
 
     def add_restore(self, bid: str, rec: dict[str, Any]) -> None:
         """Append a restore record to backup ``bid``'s manifest (re-read first: a verification
-        may have been recorded meanwhile). Callers hold the env's lock."""
+        may have been recorded meanwhile). Callers hold the env's lock. (Where manifests are
+        signed, this rewrite must sign only a manifest that was signed: a record never launders
+        an unsigned one.)"""
         fresh = self.read_manifest(bid)
         fresh.restores = list(fresh.restores or []) + [rec]
-        self.write_manifest(fresh)
+        # signed again only when it was signed: signing what was read unsigned or mis-signed
+        # (a --trust-unsigned restore) would launder it
+        self.write_manifest(fresh, sign=fresh.signed)
 
     def read_manifest(self, bid: str) -> Manifest:
         try:
-            m = Manifest.from_json(json.loads(self.store.get_bytes(self.manifest_key(bid))))
+            raw = json.loads(self.store.get_bytes(self.manifest_key(bid)))
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
+            m = Manifest.from_json(raw)
         except (ValueError, TypeError) as e:
             raise OpsError(f"manifest of backup {bid} is unreadable: {e}", "remove or repair it") from None
         # the manifest's own fields reach SQL comments, object keys and messages: they must be
@@ -120,24 +233,55 @@ class Catalog:
             raise OpsError(f"manifest {self.manifest_key(bid)} describes another backup "
                            f"(id {str(m.id)[:40]!r}, dump {str(m.dump_key)[:80]!r}); it is not trusted",
                            "remove it, or restore the manifest that belongs to this backup")
+        if m.env != self.env or (self.database is not None and m.database != self.database):
+            raise UntrustedBackup(
+                f"manifest {self.manifest_key(bid)} describes a backup of env {str(m.env)[:40]!r}, database "
+                f"{str(m.database)[:40]!r}, not of env {self.env!r} database {self.database!r}; it is not trusted",
+                "remove it; restore only this env's own backups")
+        m.trust = self._trust(raw)
         return m
+
+    def complete(self, bid: str, *, trust_unsigned: bool = False) -> Manifest:
+        """Backup ``bid`` read again by its id (its manifest, its trust checked again as
+        :meth:`select` checks it, and its dump still there), without listing the store: what a
+        run already selected (and the operator confirmed)."""
+        if not ID_RE.match(str(bid)) or not self.store.exists(self.manifest_key(bid)):
+            raise BackupNotFound(f"backup {bid} of env {self.env} is gone from {self.store.location}",
+                                 "see `invoke backups.list`")
+        m = self.read_manifest(bid)
+        if not self.store.exists(m.dump_key):
+            raise BackupNotFound(f"backup {bid} of env {self.env} has lost its dump {m.dump_key}",
+                                 "see `invoke backups.list`")
+        self.require_trusted(m, trust_unsigned)
+        return m
+
+    def iter_newest(self, keys: set[str] | None = None) -> Iterator[Manifest]:
+        """Complete backups (manifest present and its dump present), newest first, each with its
+        ``trust``, from one listing of the store (or ``keys``, one just read); each manifest is
+        read only when the caller gets that far. Manifests that describe another backup, env or
+        database are left out (and noted in ``rejected``)."""
+        keys = self.keys() if keys is None else keys
+        self.rejected = {}
+        ids = sorted((k[len(self.env) + 1 : -5] for k in keys if k.endswith(".json")), reverse=True)
+        for bid in ids:
+            if not ID_RE.match(bid):
+                continue
+            try:
+                m = self.read_manifest(bid)
+            except OpsError as e:
+                self.rejected[bid] = e.message
+                continue
+            if m.dump_key in keys:
+                yield m
 
     def list(self) -> list[Manifest]:
         """Complete backups (manifest present and its dump present), newest first."""
-        keys = set(self.store.list_keys(f"{self.env}/"))
-        out = []
-        for k in keys:
-            name = k[len(self.env) + 1 :]
-            if not name.endswith(".json") or not ID_RE.match(name[:-5]):
-                continue
-            try:
-                m = self.read_manifest(name[:-5])
-            except OpsError:
-                continue
-            if m.dump_key in keys:
-                out.append(m)
-        out.sort(key=lambda m: m.id, reverse=True)
-        return out
+        return list(self.iter_newest())
+
+    def newest(self, pred: Callable[[Manifest], bool] | None = None, keys: set[str] | None = None) -> Manifest | None:
+        """The newest complete backup (for which ``pred`` holds), reading manifests newest first
+        until one does: a backup's size estimate need not read every manifest of the env."""
+        return next((m for m in self.iter_newest(keys) if pred is None or pred(m)), None)
 
     def incomplete(self) -> list[str]:
         """Dump keys that have no manifest (interrupted backups)."""
@@ -150,15 +294,45 @@ class Catalog:
                 out.append(k)
         return sorted(out)
 
-    def resolve(self, to: str | None) -> Manifest:
+    def resolve(self, to: str | None, *, trust_unsigned: bool = False, enforce: bool = True) -> Manifest:
         """``to`` = exact id, unique prefix, ``latest``, a time, ``-2h`` (see :mod:`.when`). Clear errors otherwise."""
-        return self.select(to).manifest
+        return self.select(to, trust_unsigned=trust_unsigned, enforce=enforce).manifest
 
-    def select(self, to: str | None, *, now: datetime | None = None, history=None, explain: bool = False):
+    def select(self, to: str | None, *, now: datetime | None = None, history=None, explain: bool = False,
+               trust_unsigned: bool = False, enforce: bool = True):
         """The :class:`.when.Selection` for ``to`` (the backup and why); ``history`` is a callable
         returning deploy_history rows, newest first, asked for ``pre-deploy`` (and with ``explain``,
-        to name the deploys the restore undoes)."""
-        from .when import select
+        to name the deploys the restore undoes).
 
-        return select(self.list(), to, env=self.env, location=self.store.location, now=now, history=history,
-                      explain=explain)
+        Trust: ``latest`` and times pick among SIGNED backups only (with ``trust_unsigned`` on
+        an unprotected env, among all), so a forged newer manifest is never chosen for the
+        operator; an id, a prefix or ``pre-deploy`` names a backup whatever its trust, and
+        ``enforce`` then refuses what :meth:`require_trusted` refuses (``enforce=False``: for
+        ``backups.verify --sign``). A manifest naming another backup/env/database: exit 4."""
+        from .when import parse, select
+
+        now = now or datetime.now(timezone.utc)
+        backups = self.list()
+        try:
+            kind = parse(to, now).kind if to is not None and str(to).strip() else None
+        except BackupNotFound:
+            kind = None  # select() raises the same, clearly
+        any_trust = (trust_unsigned or not enforce) and not self.protected
+        pool = backups if any_trust or kind in ("id", "pre-deploy", None) else [m for m in backups if m.signed]
+        if backups and not pool:
+            raise UnsignedBackup(
+                f"env {self.env!r} has {len(backups)} backup(s) in {self.store.location} but none is signed"
+                " with this env's manifest key; nothing was changed",
+                "name one with --to=<id> (`invoke backups.list` shows them) and --trust-unsigned on an "
+                "unprotected env, or sign it after a restore drill with `invoke backups.verify --to=<id> --sign`")
+        try:
+            sel = select(pool, to, env=self.env, location=self.store.location, now=now, history=history,
+                         explain=explain)
+        except BackupNotFound:
+            bad = [bid for bid in self.rejected if kind == "id" and bid.startswith(str(to).strip())]
+            if len(bad) == 1:
+                raise UntrustedBackup(self.rejected[bad[0]], "restore only this env's own backups (`invoke backups.list`)") from None
+            raise
+        if enforce:
+            self.require_trusted(sel.manifest, trust_unsigned)
+        return sel

@@ -94,7 +94,8 @@ class LocalStore:
         return total
 
     @contextlib.contextmanager
-    def open_read(self, key: str) -> Iterator[BinaryIO]:
+    def open_read(self, key: str, *, etag: str | None = None, version_id: str | None = None) -> Iterator[BinaryIO]:
+        # a folder has no ETag nor versions: the pinned size and sha256 are checked by the reader
         try:
             f = open(self._path(key), "rb")
         except FileNotFoundError:
@@ -140,6 +141,9 @@ class LocalStore:
             return self._path(key).stat().st_size
         except FileNotFoundError:
             raise StoreError(f"backup object missing: {self._path(key)}") from None
+
+    def stat(self, key: str) -> dict:
+        return {"size": self.size(key), "etag": None, "version_id": None}
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

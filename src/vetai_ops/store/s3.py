@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from ..config import Storage
-from ..errors import StoreError
+from ..errors import StoreError, UntrustedBackup
 from ..secrets import redact
 from .base import ProgressFn
 
@@ -338,11 +338,27 @@ class S3Store:
             raise self._error("list multipart uploads", key, e) from None
 
     @contextlib.contextmanager
-    def open_read(self, key: str) -> Iterator[BinaryIO]:
+    def open_read(self, key: str, *, etag: str | None = None, version_id: str | None = None) -> Iterator[BinaryIO]:
+        pin = {}
+        if etag:
+            pin["IfMatch"] = etag  # the object the manifest pinned, or 412: never another one's bytes
+        if version_id:
+            pin["VersionId"] = version_id  # versioned bucket: that version, whatever was put since
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._full(key), **pin)
         except ClientError as e:
-            if _code(e) in NOT_FOUND:
+            code = _code(e)
+            if code in ("PreconditionFailed", "412"):
+                raise UntrustedBackup(
+                    f"{self.url(key)} is not the object this backup stored: its ETag is no longer {etag}"
+                    " (it was replaced after the backup was made); nothing was read from it",
+                    "restore another backup (`invoke backups.list`) and find out who can write to the bucket") from None
+            if version_id and code in ("NoSuchVersion", "InvalidArgument"):
+                raise UntrustedBackup(
+                    f"version {version_id[:64]} of {self.url(key)}, the one this backup stored, is gone ({code});"
+                    " nothing was read",
+                    "restore another backup (`invoke backups.list`) and find out who can delete object versions") from None
+            if code in NOT_FOUND:
                 raise StoreError(f"backup object missing: {self.url(key)}") from None
             raise self._error("download", key, e) from None
         except BotoCoreError as e:
@@ -392,6 +408,14 @@ class S3Store:
             raise self._error("stat", key, e) from None
         except BotoCoreError as e:
             raise self._error("stat", key, e) from None
+
+    def stat(self, key: str) -> dict:
+        head = self._head(key)
+        if head is None:
+            raise StoreError(f"backup object missing: {self.url(key)}")
+        vid = head.get("VersionId")
+        return {"size": int(head["ContentLength"]), "etag": head.get("ETag"),
+                "version_id": vid if vid and vid != "null" else None}
 
     def size(self, key: str) -> int:
         head = self._head(key)

@@ -1,0 +1,139 @@
+"""The fixed cost of a run (issue 15): what a backup and a rollback no longer pay for, and
+that what they read instead is what the slower way said. Real parts only: the sandbox
+cluster, real pg_dump archives, this checkout's own .git, the CLI in a subprocess.
+No timing asserts: bench/run.py measures the fixed cost ("empty database" row).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vetai_ops.database.archive import parse_header, pg_dump_version
+from vetai_ops.paths import git_head, project_root
+from vetai_ops.store.catalog import Catalog
+from vetai_ops.store.local import LocalStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imported_by(code: str) -> set[str]:
+    """Top-level modules a fresh interpreter has imported after ``code``."""
+    r = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                       capture_output=True, text=True, check=True, cwd=ROOT)
+    return {m.split(".")[0] for m in json.loads(r.stdout.splitlines()[-1])}
+
+
+def test_the_cli_and_status_do_not_import_boto3_pglast_or_alembic():
+    # what `invoke --list` loads: the task collection
+    mods = _imported_by("from vetai_ops.cli import ns")
+    assert not mods & {"boto3", "botocore", "pglast", "alembic", "sqlalchemy", "pygments"}, mods
+    # what a backup's steps load (the playbook's own step modules only)
+    mods = _imported_by("from vetai_ops.config import load_playbook\nfrom vetai_ops.steps import check_playbook, get_step\n"
+                        "check_playbook(load_playbook('backup')); get_step('backup')")
+    assert not mods & {"boto3", "pglast", "alembic"}, mods
+    # a rollback's steps: no pglast, no boto3 (Alembic comes with the post-check's history)
+    mods = _imported_by("from vetai_ops.config import load_playbook\nfrom vetai_ops.steps import check_playbook\n"
+                        "check_playbook(load_playbook('rollback'))")
+    assert not mods & {"boto3", "pglast"}, mods
+
+
+def test_the_step_map_names_the_module_of_every_step():
+    import vetai_ops.steps as steps
+
+    modules = steps.step_modules()
+    steps._load()
+    for name, fn in steps._REGISTRY.items():
+        assert name in modules, f"step {name!r} is not found by steps.step_modules()"
+        assert fn.__module__ == f"vetai_ops.steps.{modules[name]}", name
+    assert set(modules) == set(steps._REGISTRY)
+
+
+def test_git_head_reads_what_git_rev_parse_says(tmp_path):
+    want = subprocess.run(["git", "-C", str(project_root()), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    assert want and git_head() == want
+    # a fresh repository: a loose ref, then a packed one, then a worktree's gitdir file
+    repo = tmp_path / "r"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "f").write_text("x")
+    subprocess.run(git + ["add", "f"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+    full = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert git_head(repo) == full[:12]
+    subprocess.run(git + ["pack-refs", "--all"], check=True)
+    assert git_head(repo) == full[:12]
+    subprocess.run(git + ["worktree", "add", "-q", "-b", "side", str(tmp_path / "wt")], check=True)
+    assert git_head(tmp_path / "wt") == full[:12]
+    assert git_head(tmp_path / "nowhere") is None  # no checkout above it
+
+
+def test_the_archive_header_says_what_pg_dump_version_says(local_env, tmp_path):
+    c = local_env.cluster()
+    want = subprocess.run([c.bin("pg_dump"), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    local_env.psql("create table t (id int primary key, s text); insert into t select i, md5(i::text) from generate_series(1, 5000) i")
+    base = [c.bin("pg_dump"), "-h", str(c.socket_dir), "-p", str(c.port), "-U", "vetai", "-d", local_env.dbname]
+    for z in (["-Z0"], []):  # uncompressed and pg_dump's own gzip: the header is never compressed
+        raw = subprocess.run(base + ["-Fc", *z], capture_output=True, check=True).stdout
+        hdr = parse_header(raw[:65536])
+        assert hdr["database"] == local_env.dbname
+        assert pg_dump_version(raw[:65536], "gzip" if not z else "none") == want
+    zst = subprocess.run(base + ["-Fc", "-Z0"], capture_output=True, check=True).stdout
+    zst = subprocess.run(["zstd", "-q", "-c", "-T0", "-1"], input=zst, capture_output=True, check=True).stdout
+    assert pg_dump_version(zst[:65536], "zstd") == want
+    assert pg_dump_version(b"not an archive", "none") is None
+    with pytest.raises(ValueError):
+        parse_header(b"PGDMP\x01")  # truncated
+
+
+def test_a_backup_records_pg_dump_and_git_as_the_slow_way_would(local_env):
+    c = local_env.cluster()
+    rep = local_env.run("backup")
+    m = Catalog(LocalStore(local_env.backups), "local").read_manifest(rep["backup_id"])
+    want = subprocess.run([c.bin("pg_dump"), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    assert m.pg_dump_version == want
+    assert m.git_commit == subprocess.run(["git", "-C", str(project_root()), "rev-parse", "--short=12", "HEAD"],
+                                          capture_output=True, text=True).stdout.strip()
+
+
+def test_newest_reads_manifests_newest_first_and_skips_incomplete(local_env):
+    first = local_env.run("backup")["backup_id"]
+    import time
+
+    time.sleep(1.1)  # ids are per second
+    second = local_env.run("backup")["backup_id"]
+    cat = Catalog(LocalStore(local_env.backups), "local")
+    assert [m.id for m in cat.list()][:2] == [second, first]
+    assert cat.newest().id == second
+    assert cat.newest(lambda m: m.id == first).id == first
+    assert cat.newest(lambda m: False) is None
+    (local_env.backups / "local" / f"{second}.dump").unlink()  # a manifest without its dump: not a backup
+    assert cat.newest().id == first
+
+
+def test_a_backup_and_a_rollback_list_the_store_once(local_env, monkeypatch):
+    local_env.run("backup")
+    import time
+
+    time.sleep(1.1)
+    calls: list[str] = []
+    real = LocalStore.list_keys
+
+    def counting(self, prefix=""):
+        calls.append(prefix)
+        return real(self, prefix)
+
+    monkeypatch.setattr(LocalStore, "list_keys", counting)
+    rep = local_env.run("backup")
+    assert calls == ["local/"], calls
+    calls.clear()
+    local_env.psql("create table gone (id int)")  # the live DB drifts from the backup
+    out = local_env.run("rollback", to=rep["backup_id"], yes=True)
+    assert out["restored_id"] == rep["backup_id"]
+    assert calls == ["local/"], calls  # the confirm step's selection; the restore reads that backup by id
+    assert local_env.psql("select to_regclass('gone') is null") == "t"
