@@ -32,22 +32,22 @@ def cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def refused(le, match: str, **options) -> str:
-    """Deploy; assert a refusal before the backup that changed nothing; return the message."""
+def refused(le, match: str, at: str = "0013", **options) -> str:
+    """Deploy; assert a refusal before the backup that changed nothing (still at ``at``); return the message."""
     before = backups(le)
     with pytest.raises(GateRefused) as ei:
         le.run("deploy", yes=True, **options)
     assert ei.value.exit_code == 2
     assert re.search(match, ei.value.message), ei.value.message
     assert backups(le) == before  # refused before the backup
-    assert le.psql("select version_num from alembic_version") == "0013"
+    assert le.psql("select version_num from alembic_version") == at
     return ei.value.message
 
 
-def deployed(le, **options):
+def deployed(le, at: str = "0014", **options):
     r = le.run("deploy", yes=True, **options)
     assert r["outcome"] == "success", r
-    assert le.psql("select version_num from alembic_version") == "0014"
+    assert le.psql("select version_num from alembic_version") == at
     return r
 
 
@@ -145,9 +145,13 @@ def test_values_over_a_shortened_varchar(local_env, migrations_copy):
     deployed(local_env)
 
 
-ENUM_SETUP = ("create type pet_size as enum ('small', 'medium', 'large', 'giant'); "
-              "alter table pets add column size pet_size; update pets set size = 'small'; "
-              "update pets set size = 'giant' where name in ('Max', 'Luna')")
+# the enum and its column come from the history (a revision before the one under test), as an
+# operator's would: made by hand they would be drift, refused before any probe runs
+ENUM_ADD = """op.execute("CREATE TYPE pet_size AS ENUM ('small', 'medium', 'large', 'giant')")
+op.add_column("pets", sa.Column("size", sa.Enum(name="pet_size", create_type=False)))"""
+ENUM_ADD_DOWN = """op.drop_column("pets", "size")
+op.execute("DROP TYPE pet_size")"""
+ENUM_DATA = "update pets set size = 'small'; update pets set size = 'giant' where name in ('Max', 'Luna')"
 ENUM_REVISION = """op.execute("ALTER TYPE pet_size RENAME TO pet_size_old")
 op.execute("CREATE TYPE pet_size AS ENUM ('small', 'medium', 'large')")
 op.execute("ALTER TABLE pets ALTER COLUMN size TYPE pet_size USING size::text::pet_size")
@@ -158,14 +162,16 @@ op.execute("DROP TYPE pet_size")"""
 
 def test_enum_values_removed_while_still_used(local_env, migrations_copy):
     local_env.run("deploy", yes=True)
-    local_env.psql(ENUM_SETUP)
+    migrations_copy.add("0014", "0013", ENUM_ADD, ENUM_ADD_DOWN)
+    deployed(local_env)
+    local_env.psql(ENUM_DATA)
     giants = ids(local_env, "size = 'giant'")
-    migrations_copy.add("0014", "0013", ENUM_REVISION, header=ACK_ALL)
-    msg = refused(local_env, r"0014: `ALTER TABLE pets ALTER COLUMN size TYPE pet_size USING")
+    migrations_copy.add("0015", "0014", ENUM_REVISION, header=ACK_ALL)
+    msg = refused(local_env, r"0015: `ALTER TABLE pets ALTER COLUMN size TYPE pet_size USING", at="0014")
     assert "2 rows of pets(size)" in msg and "not labels of the new enum pet_size (small, medium, large)" in msg
     assert all(f"id={i}" in msg for i in giants)
     local_env.psql("update pets set size = 'large' where size = 'giant'")
-    deployed(local_env)
+    deployed(local_env, at="0015")
 
 
 def test_data_lost_by_a_dropped_column_is_counted_in_the_plan(local_env, migrations_copy):

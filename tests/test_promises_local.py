@@ -310,7 +310,7 @@ def test_sigint_during_a_rollback(local_env):
     ("spool", "restore_jobs: 2, compress_on: operator"),  # spooled to /tmp, checked while written
 ])
 def test_checksum_mismatch_is_refused_in_every_restore_mode(local_env, monkeypatch, mode, settings):
-    from vetai_ops.steps import restore as restore_mod
+    from vetai_ops import transfer as restore_mod
 
     taken = []
     real = restore_mod.restore_plan
@@ -337,11 +337,16 @@ def test_checksum_mismatch_is_refused_in_every_restore_mode(local_env, monkeypat
 
 
 def _edit_manifest(le, bid: str, **changes) -> None:
-    """Change fields of a stored manifest (what a stale or wrong manifest would say)."""
+    """Change fields of a stored manifest (what a stale or wrong manifest would say), signed
+    again with the env's key as the tool writes it (a forgery without the key is refused
+    before any restore: tests/test_manifest_trust.py)."""
+    from vetai_ops.store.catalog import Manifest
+    from vetai_ops.store.factory import make_catalog
+
     mp = le.backups / "local" / f"{bid}.json"
     m = json.loads(mp.read_text())
     m.update(changes)
-    mp.write_text(json.dumps(m))
+    make_catalog(le.env()).write_manifest(Manifest.from_json(m))
 
 
 @pytest.mark.parametrize("what", ["revision", "tables"])

@@ -15,14 +15,6 @@ FACE = ("vetai_ops.cli", "vetai_ops.ops", "vetai_ops.status")
 PIPELINE = ("vetai_ops.pipeline",)
 STEPS = ("vetai_ops.steps",)
 
-# step -> step imports still to move down (issue 13): restore_into / inspect_copy live in
-# steps/restore.py while issue 12 reworks that code; move them to a primitive, then empty this
-STILL_TO_MOVE = {
-    ("vetai_ops.steps.rehearse", "vetai_ops.steps.restore"),
-    ("vetai_ops.steps.verify", "vetai_ops.steps.restore"),
-}
-
-
 def _module(path: Path) -> str:
     parts = path.relative_to(SRC).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -69,7 +61,7 @@ def test_no_step_imports_another_step():
     for mod, deps in _all().items():
         if _in(mod, STEPS) and mod != "vetai_ops.steps":
             bad |= {(mod, d) for d in deps if _in(d, STEPS) and d != "vetai_ops.steps" and d != mod}
-    assert bad <= STILL_TO_MOVE, sorted(bad - STILL_TO_MOVE)
+    assert not bad, sorted(bad)
 
 
 def test_lower_rooms_never_import_higher_ones():

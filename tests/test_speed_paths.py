@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from vetai_ops.errors import ChecksumMismatch
-from vetai_ops.steps import restore as restore_mod
+from vetai_ops import transfer as restore_mod
 from vetai_ops.store.local import LocalStore
 
 EXCLUDE = ("deploy_history", "vetai_ops_applied")  # the tool's own journal tables change on every run

@@ -51,7 +51,7 @@ def parse_header(data: bytes) -> dict:
     r = _Reader(data)
     r.pos = len(MAGIC)
     vmaj, vmin, vrev = r.byte(), r.byte(), r.byte()
-    int_size, off_size, fmt = r.byte(), r.byte(), r.byte()
+    int_size, _off_size, fmt = r.byte(), r.byte(), r.byte()
     if not 1 <= int_size <= 8:
         raise ValueError(f"unexpected int size {int_size} in archive header")
     if (vmaj, vmin) >= (1, 15):  # PostgreSQL 16+: the compression algorithm as one byte

@@ -89,7 +89,7 @@ def rehearse(ctx):
     if m is None:  # the plan refuses `always` without a backup; a custom playbook could still get here
         raise GateRefused("a rehearsal needs this run's backup, and none was taken; nothing changed",
                           "put the backup step before rehearse in the playbook")
-    from .restore import restore_into  # the one restore primitive (rollback, verify, rehearsal)
+    from ..transfer import restore_into  # the one restore primitive (rollback, verify, rehearsal)
 
     access, target, pending = ctx.access, ctx.state.get("to_rev"), list(ctx.state.get("pending") or [])
     scratch = rehearsal_name(access.db.name, m.id)

@@ -36,7 +36,7 @@ def _row_counts(access, dbname: str) -> dict[str, int]:
 def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
     """Restore ``m`` into a scratch DB, check it, drop it; record the result in its manifest
     (``sign``: sign an unsigned one when the drill passed). Returns the verification record."""
-    from .restore import inspect_copy, restore_into
+    from ..transfer import inspect_copy, restore_into
 
     access = ctx.access
     scratch = scratch_name(access.db.name, m.id)
