@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, env_extra=None):
-    """The real invoke CLI, with no terminal on stdin (like cron / CI)."""
-    env = dict(os.environ)
+    """The real invoke CLI, with no terminal on stdin (like cron / CI). COLUMNS is dropped: a
+    pytest worker's (e.g. 80 under xdist) would fold long object names inside the check table,
+    where an operator's log gets the CLI's own off-terminal width."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=300)
