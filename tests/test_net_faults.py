@@ -36,7 +36,11 @@ def _run_while(remote_env, action, trigger, args):
             fired = True
             break
         time.sleep(0.01)
-    out, err = p.communicate(timeout=180)
+    try:
+        out, err = p.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
     return p.returncode, out, err, fired
 
 
@@ -227,27 +231,6 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
-
-
-def test_stalled_pg_restore_is_killed_and_the_live_db_untouched(remote_env):
-    add_bulk(remote_env, rows=300_000)
-    remote_env.write(backup="{stall_timeout: 2, restore_jobs: 1}")  # the streamed restore
-    r = remote_env.cli("backup", "--env=prod", "--json")
-    assert r.returncode == 0, r.stderr
-    bid = json.loads(r.stdout)["id"]
-    remote_env.psql("delete from bulk where i <= 10")
-    stopped: list[int] = []
-    try:
-        rc, out, err, fired = _run_while(remote_env, lambda: _stop_and_wait("pg_restore", remote_env.dbname, stopped),
-                                         lambda: bool(procs("pg_restore", remote_env.dbname)),
-                                         ["rollback", f"--to={bid}", "--env=prod", "--yes"])
-        assert fired and stopped
-        assert rc == 1, err
-        assert "moved no bytes for 2s" in err and "the live database was not touched" in err, err
-    finally:
-        _release(stopped)
-    assert remote_env.psql("select count(*) from bulk") == str(300_000 - 10)
-    assert remote_env.psql(f"select count(*) from pg_database where datname like '{remote_env.dbname}_restore%'") == "0"
 
 
 # ------------------------------------------------------------------ SIGHUP: the terminal goes away

@@ -59,7 +59,7 @@ from pglast.enums import ConstrType, ObjectType
 from psycopg import errors as pgerr
 from psycopg import sql
 
-from ..validate.locks import Impact, deparse
+from ..validate.locks import Impact, deparse, nodes_of
 
 STRING_TYPES = {"varchar", "bpchar", "text", "char", "character", "character varying", "name"}
 _HARMLESS_CALLS = {"set_config", "setval", "nextval", "current_setting", "pg_advisory_xact_lock"}
@@ -121,54 +121,16 @@ class Probe:
 
 
 def _column_refs(node) -> set[str]:
-    out: set[str] = set()
-
-    def walk(n):
-        if isinstance(n, pg.ColumnRef) and n.fields and isinstance(n.fields[-1], pg.String):
-            out.add(n.fields[-1].sval)
-        if isinstance(n, pg.Node):
-            for attr in n:
-                walk(getattr(n, attr))
-        elif isinstance(n, tuple):
-            for x in n:
-                walk(x)
-
-    walk(node)
-    return out
+    return {c.fields[-1].sval for c in nodes_of(node, pg.ColumnRef)
+            if c.fields and isinstance(c.fields[-1], pg.String)}
 
 
 def _type_names(node) -> set[str]:
-    out: set[str] = set()
-
-    def walk(n):
-        if isinstance(n, pg.TypeName):
-            out.add(n.names[-1].sval)
-        if isinstance(n, pg.Node):
-            for attr in n:
-                walk(getattr(n, attr))
-        elif isinstance(n, tuple):
-            for x in n:
-                walk(x)
-
-    walk(node)
-    return out
+    return {t.names[-1].sval for t in nodes_of(node, pg.TypeName)}
 
 
 def _calls(node) -> set[str]:
-    out: set[str] = set()
-
-    def walk(n):
-        if isinstance(n, pg.FuncCall):
-            out.add(n.funcname[-1].sval)
-        if isinstance(n, pg.Node):
-            for attr in n:
-                walk(getattr(n, attr))
-        elif isinstance(n, tuple):
-            for x in n:
-                walk(x)
-
-    walk(node)
-    return out
+    return {f.funcname[-1].sval for f in nodes_of(node, pg.FuncCall)}
 
 
 class _Walk:

@@ -114,22 +114,25 @@ def _stronger(a: str, b: str) -> str:
     return a if _STRENGTH.index(a) >= _STRENGTH.index(b) else b
 
 
+def nodes_of(node, cls):
+    """Every ``cls`` node inside ``node`` (itself included), depth first, in source order.
+
+    One walker for the SQL analyses here and in database/probes.py: pglast's ``Visitor``
+    would do the same with a class per query; a generator keeps the call sites one line.
+    """
+    if isinstance(node, cls):
+        yield node
+    if isinstance(node, pg.Node):
+        for attr in node:
+            yield from nodes_of(getattr(node, attr), cls)
+    elif isinstance(node, tuple):
+        for x in node:
+            yield from nodes_of(x, cls)
+
+
 def _func_names(node) -> list[str]:
     """Names of the functions called anywhere inside ``node``."""
-    out = []
-
-    def walk(n):
-        if isinstance(n, pg.FuncCall):
-            out.append(n.funcname[-1].sval)
-        if isinstance(n, pg.Node):
-            for attr in n:
-                walk(getattr(n, attr))
-        elif isinstance(n, tuple):
-            for x in n:
-                walk(x)
-
-    walk(node)
-    return out
+    return [f.funcname[-1].sval for f in nodes_of(node, pg.FuncCall)]
 
 
 def _typmods(tn: pg.TypeName) -> list[int]:
