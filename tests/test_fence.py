@@ -5,6 +5,7 @@ killed run's fence by the next run."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import uuid
@@ -165,3 +166,31 @@ def test_commands_fence_runs_maintenance_on_and_off_on_the_app_hosts(remote_env,
     remote_env.write(write_fence="commands")
     r = remote_env.cli("status", "--env=prod")
     assert r.returncode != 0 and "maintenance_on" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_a_leftover_fence_is_lifted_is_delivered_once_it_is_down(sig):
+    """Ctrl-C (or SIGTERM) that arrives while a killed run's fence is being lifted (signals held
+    off) is not discarded: the lift finishes, then the signal takes effect, so a deploy does not
+    go on to its backup and migration. At the run's end (``redeliver`` off) it is dropped."""
+    from vetai_ops.steps.fence import _signals_held
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, interrupt)  # what the pipeline's _SignalGuard installs
+    try:
+        lifted = []
+        with pytest.raises(KeyboardInterrupt):
+            with _signals_held(redeliver=True):
+                os.kill(os.getpid(), sig)  # delivered here, inside the window
+                lifted.append("fence down")  # the lift is not cut short
+        assert lifted == ["fence down"]
+        with _signals_held():
+            os.kill(os.getpid(), sig)
+            lifted.append("again")
+        assert lifted == ["fence down", "again"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is interrupt
+    finally:
+        signal.signal(signal.SIGTERM, old)

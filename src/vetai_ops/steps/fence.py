@@ -43,12 +43,17 @@ def _read_record(ctx) -> dict | None:
 
 
 @contextlib.contextmanager
-def _signals_held():
-    """Lifting a fence is not cut short by Ctrl-C / SIGTERM / SIGHUP (main thread only)."""
-    saved = {}
+def _signals_held(redeliver: bool = False):
+    """Lifting a fence is not cut short by Ctrl-C / SIGTERM / SIGHUP (main thread only). A signal
+    that arrives meanwhile is noted, not discarded: with ``redeliver`` (a leftover fence lifted
+    before this run's own work) the first one is raised again once the fence is down, so the run
+    stops as the operator asked instead of going on to its backup and migration; without (the
+    run's end) it is dropped, there is nothing left to interrupt."""
+    saved: dict = {}
+    got: list[int] = []
     try:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            saved[sig] = signal.signal(sig, signal.SIG_IGN)
+            saved[sig] = signal.signal(sig, lambda signum, frame: got.append(signum))
     except ValueError:
         pass
     try:
@@ -56,6 +61,8 @@ def _signals_held():
     finally:
         for sig, old in saved.items():
             signal.signal(sig, old)
+        if redeliver and got:
+            signal.raise_signal(got[0])  # its own handler now: KeyboardInterrupt in a run
 
 
 def _lift(ctx, rec: dict) -> list[str]:
@@ -126,7 +133,7 @@ def repair_leftover(ctx) -> None:
     if ctx.options.get("dry_run"):  # a plan changes nothing: it says so
         ctx.emit("warning", f"{what} is still up; the next deploy or rollback lifts it")
         return
-    with _signals_held():
+    with _signals_held(redeliver=True):
         failed = _lift(ctx, rec)
     if failed:
         raise OpsError(f"{what} could not be lifted: {'; '.join(failed)}", "check the DB / app hosts, then re-run")
