@@ -30,6 +30,20 @@ def wait_until(pred, proc, limit: float = 240.0) -> bool:
     return False
 
 
+def wait_for(pred, timeout: float = 60.0, step: float = 0.05, proc=None) -> bool:
+    """Poll ``pred`` until it holds (False after ``timeout``). With ``proc`` (a CLI started in
+    the background) the wait is for an event, not a guess at the CLI's start-up time: it lasts
+    as long as that process runs (see :func:`wait_until`) and ends at once if it exits."""
+    if proc is not None:
+        return wait_until(pred, proc)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
 def pids(prog: str, *needles: str) -> list[int]:
     """PIDs of ``prog`` on this machine whose argv holds every needle."""
     out = []

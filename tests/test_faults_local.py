@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from procs import wait_for
+
 from bed import require_or_skip
 from vetai_ops.errors import ChecksumMismatch, CommandFailed, ConfigError, DeployFailed, GateRefused, StoreError
 
@@ -45,19 +47,6 @@ def cli_bg(*args):
     return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-
-def wait_for(pred, timeout=30.0, step=0.05, proc=None):
-    """Poll ``pred`` until it holds. With ``proc`` (a CLI started in the background) the wait
-    is for an event, not a guess at the CLI's start-up time: it lasts as long as that process
-    runs (bounded only by a generous limit) and ends at once, False, if the process exits."""
-    end = time.time() + (240.0 if proc is not None else timeout)
-    while time.time() < end:
-        if pred():
-            return True
-        if proc is not None and proc.poll() is not None:
-            return pred()
-        time.sleep(step)
-    return False
 
 
 class AdvisoryGate:

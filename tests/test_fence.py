@@ -7,24 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import uuid
 
 import psycopg
 import pytest
 
+from procs import wait_for
+
 pytestmark = pytest.mark.remote
 
 READ_ONLY = "25006"  # read_only_sql_transaction
 
-
-def wait_for(pred, timeout=90.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def app_write(re_) -> str:

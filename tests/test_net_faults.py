@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from procs import wait_for
+
 from fixtures_remote import _comm, _descendants
 from test_remote_e2e import add_bulk
 
@@ -59,14 +61,6 @@ def procs(name: str, needle: str) -> list[int]:
             out.append(int(d))
     return out
 
-
-def wait_for(pred, timeout=60.0, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def kill_lock(re_) -> str:

@@ -9,23 +9,16 @@ import pty
 import signal
 import sys
 import threading
-import time
 
 import psycopg
 import pytest
+
+from procs import wait_for
 
 from fixtures_remote import ROOT
 
 pytestmark = pytest.mark.remote
 
-
-def wait_for(pred, timeout=60.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def app_exec(re_, *statements, db: str | None = None):
