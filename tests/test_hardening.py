@@ -415,6 +415,7 @@ def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
     from fixtures_pg import free_port
 
     home = Path(tempfile.mkdtemp(prefix="vetai-nonroot-"))
+    opened: list[tuple[Path, int]] = []
     try:
         (home / "inventory.yml").write_text(
             "default_env: local\nenvironments:\n  local:\n"
@@ -423,6 +424,14 @@ def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
             f"    storage: {{type: local, path: '{home}/backups'}}\n")
         (home / "run.py").write_text(NON_ROOT_RUN)
         os.chown(home, *_nobody())
+        # that user runs this checkout's code and files, as an operator runs a tool installed in
+        # their own home: a folder above it that only root may enter (a `mktemp -d` clone is
+        # 0700) gets search permission for others while the test runs, and its mode back after
+        for d in (ROOT, *ROOT.parents):
+            mode = d.stat().st_mode & 0o7777
+            if not mode & 0o001:
+                opened.append((d, mode))
+                os.chmod(d, mode | 0o001)
         env = dict(os.environ, VETAI_OPS_INVENTORY=str(home / "inventory.yml"), VETAI_OPS_LOGS=str(home / "logs"),
                    VETAI_OPS_KEYS=str(home / "keys"))  # the manifest key: that user's own
         r = subprocess.run([sys.executable, str(home / "run.py"), str(home)], env=env, capture_output=True, text=True,
@@ -436,6 +445,8 @@ def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
             subprocess.run(["runuser", "-u", "nobody", "--", str(resolve_bindir() / "pg_ctl"), "stop", "-m", "immediate",
                             "-D", str(home / "sb" / "data")], capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
+        for d, mode in opened:
+            os.chmod(d, mode)
 
 
 # ------------------------------------------------------------------ 7. validators
