@@ -379,15 +379,6 @@ def test_an_older_trusting_sandbox_is_tightened_on_start(local_env):
 
 NON_ROOT_RUN = r'''
 import os, sys, pwd
-# the interpreter lives under /root here: import everything a run needs while root can read it
-import vetai_ops.pipeline, vetai_ops.steps, vetai_ops.database.sandbox, vetai_ops.database.access
-import vetai_ops.store.factory, vetai_ops.targets.factory, vetai_ops.store.catalog, vetai_ops.journal
-import vetai_ops.validate, vetai_ops.validate.lint
-vetai_ops.steps._load()
-import sqlalchemy.dialects.postgresql.psycopg, psycopg, alembic.command, zstandard, json, hashlib, email
-import urllib.request, logging.config, uuid, getpass, socket, platform, tempfile, shlex, subprocess, threading
-import sqlalchemy.sql.default_comparator, alembic.ddl.postgresql, alembic.runtime.migration, alembic.autogenerate
-import mako.template
 pw = pwd.getpwnam("nobody")
 os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)  # from here on: an ordinary user
 os.environ["HOME"] = sys.argv[1]
@@ -427,7 +418,11 @@ def test_local_deploy_backup_rollback_as_an_unprivileged_user(tmp_path):
         # that user runs this checkout's code and files, as an operator runs a tool installed in
         # their own home: a folder above it that only root may enter (a `mktemp -d` clone is
         # 0700) gets search permission for others while the test runs, and its mode back after
-        for d in (ROOT, *ROOT.parents):
+        # The same for the interpreter: this suite's Python may live under /root (pyenv), which an
+        # operator's own Python never does. Nothing is imported ahead as root: that user loads
+        # every module it needs itself, lazily, as a real run does.
+        interpreter = Path(sys.base_prefix).resolve()
+        for d in {p for top in (ROOT, interpreter) for p in (top, *top.parents)}:
             mode = d.stat().st_mode & 0o7777
             if not mode & 0o001:
                 opened.append((d, mode))
