@@ -86,7 +86,7 @@ def test_protected_env_confirms_after_a_passing_rehearsal_with_its_durations(loc
 
     def confirm(env_name, plan):
         # asked after the backup and the rehearsal, before the live database moved
-        asked.append({"plan": json.loads(json.dumps(plan, default=str)), "backups": len(manifests(local_env)),
+        asked.append({"plan": json.loads(json.dumps(plan.to_json(), default=str)), "backups": len(manifests(local_env)),
                       "revision": local_env.psql("select version_num from alembic_version")})
         return True
 

@@ -53,7 +53,7 @@ def _all() -> dict[str, set[str]]:
 def test_the_reader_sees_imports_inside_functions_too():
     got = _all()
     assert "vetai_ops.steps.validate" in got["vetai_ops.steps"]  # _load(): `from . import ... validate`
-    assert "vetai_ops.database.sandbox" in got["vetai_ops.pipeline"]  # a lazy import in RunContext.cluster
+    assert "vetai_ops.database.sandbox" in got["vetai_ops.pipeline.context"]  # a lazy import in RunContext.cluster
 
 
 def test_no_step_imports_another_step():
@@ -74,3 +74,40 @@ def test_lower_rooms_never_import_higher_ones():
             higher = FACE + PIPELINE
         bad += [f"{mod} imports {d}" for d in deps if _in(d, higher)]
     assert not bad, bad
+
+
+def _state_as_dict(path: Path) -> list[str]:
+    """``<x>.state[...]`` and ``<x>.state.get/update/setdefault/pop(...)`` in ``path``: the run's
+    state used as a dict with string keys."""
+    out = []
+    for n in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Attribute) and n.value.attr == "state":
+            out.append(f"{path.name}:{n.lineno}: {ast.unparse(n)}")
+        elif (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+              and n.func.attr in ("get", "update", "setdefault", "pop", "keys", "items")
+              and isinstance(n.func.value, ast.Attribute) and n.func.value.attr == "state"):
+            out.append(f"{path.name}:{n.lineno}: {ast.unparse(n)}")
+    return out
+
+
+def test_steps_share_typed_state_not_string_keys(tmp_path):
+    """Steps talk through ``ctx.state``, a :class:`vetai_ops.runstate.RunState` (typed fields),
+    never a dict with string keys; the pipeline, the transfers and the face neither."""
+    bad = [hit for p in sorted(PKG.rglob("*.py")) for hit in _state_as_dict(p)]
+    assert not bad, bad
+    sample = tmp_path / "sample.py"  # the check sees each form
+    sample.write_text('ctx.state["lock"] = 1\nx = ctx.state.get("pending", [])\nctx.state.update(a=1)\nok = ctx.state.lock\n')
+    assert [h.split(":")[1] for h in _state_as_dict(sample)] == ["1", "2", "3"]
+
+
+def test_every_when_condition_is_a_field_of_the_run_state():
+    """A playbook's ``when:`` names a field a step sets (steps.CONDITIONS); the pipeline reads
+    it through RunState.condition, None until a step decided it (then the option decides)."""
+    from vetai_ops.runstate import RunState
+    from vetai_ops.steps import CONDITIONS
+
+    state = RunState()
+    assert {c: state.condition(c) for c in CONDITIONS} == dict.fromkeys(CONDITIONS)
+    for c in CONDITIONS:
+        setattr(state, c, True)
+    assert all(state.condition(c) is True for c in CONDITIONS)

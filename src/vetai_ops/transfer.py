@@ -134,7 +134,7 @@ def remove_spool(target, folder: str | None) -> None:
 def _remove_dead_spools(ctx, target) -> None:
     """Spool folders of this database left by runs that died. Only under the env's lock: then
     no other run of this database can be using one."""
-    if ctx.state.get("lock") is None:
+    if ctx.state.lock is None:
         return
     target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
                 "-exec", "rm", "-rf", "--", "{}", "+"], check=False)

@@ -57,7 +57,7 @@ def dump(c, env=None, verbose=False):
 @ops
 def restore(c, env=None, to=None, yes=False, trust_unsigned=False, verbose=False):
     """Restore a backup onto this DB host (verify, new DB, check, swap)."""
-    rep = _one(c, env, "db", ["lock", "confirm", "restore"], {"to": to, "yes": yes, "trust_unsigned": trust_unsigned},
+    rep = _one(c, env, "db", ["lock", "rollback_plan", "confirm", "restore"], {"to": to, "yes": yes, "trust_unsigned": trust_unsigned},
                verbose=verbose)
     render.out.print(f"restored {rep.get('restored_id')}", markup=False)
 

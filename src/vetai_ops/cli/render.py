@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..events import Event
+from ..plan import DeployPlan, Plan, RollbackPlan, RunPlan
 from ..units import human_bytes
 
 def _width(stream) -> int | None:
@@ -72,7 +73,7 @@ class ConsoleSink:
         elif k == "revision_applied":
             self.c.print(f"    [cyan]↑ {esc(e.message)}[/]")
         elif k == "plan":
-            render_plan(e.data, self.c)
+            render_plan(Plan.from_json(e.data), self.c)
         elif k == "rehearsal":
             self.c.print(f"  [green]rehearsed[/] {len(e.data.get('revisions') or [])} revision(s) on a copy of "
                          f"{esc(e.data.get('backup_id'))} in {e.data.get('total_s') or 0:.1f}s; the copy was dropped")
@@ -115,10 +116,11 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     out.print(t)
 
 
-def plan_sql(p: dict, c: Console = out) -> None:
+def plan_sql(p: Plan | None, c: Console = out) -> None:
     """The SQL each pending revision will run (Alembic offline rendering), in order."""
-    sql = p.get("sql") or {}
-    for rev in p.get("pending", []):
+    pending = p.pending if p is not None else []
+    sql = getattr(p, "sql", None) or {}
+    for rev in pending:
         c.print(f"[bold]-- {esc(rev)}[/]")
         text = (sql.get(rev) or "").strip()
         if text:
@@ -129,7 +131,7 @@ def plan_sql(p: dict, c: Console = out) -> None:
             c.print(Syntax(text, "sql", theme="ansi_dark", word_wrap=True))
         else:
             c.print("-- (no SQL rendered for this revision; `invoke validate --json` says why)")
-    if not p.get("pending"):
+    if not pending:
         c.print("-- nothing pending")
 
 
@@ -149,21 +151,20 @@ def _secs(v) -> str:
     return f"{v:.1f}s" if v < 120 else f"{v / 60:.1f} min"
 
 
-def estimate_lines(p: dict, c: Console = out) -> None:
+def estimate_lines(p: DeployPlan, c: Console = out) -> None:
     """Expected times (store/estimates.py): from this env's history, scaled to the size now."""
-    est = p.get("estimates")
+    est = p.estimates
     if not est:
         return
-    reh = p.get("rehearsal") or {}
     c.print(f"  estimates: backup {_secs(est.get('backup_s'))}, "
-            + (f"rehearsal {_secs(est.get('rehearsal_s'))}, " if reh.get("will") else "")
+            + (f"rehearsal {_secs(est.get('rehearsal_s'))}, " if p.rehearsal.get("will") else "")
             + f"migrate {_secs(est.get('migrate_s'))}, rollback if it fails {_secs(est.get('rollback_s'))}"
-            + (f" (max_rollback_s {p['max_rollback_s']:g}s)" if p.get("max_rollback_s") else ""), markup=False)
+            + (f" (max_rollback_s {p.max_rollback_s:g}s)" if p.max_rollback_s else ""), markup=False)
 
 
-def rehearsal_lines(p: dict, c: Console = out) -> None:
+def rehearsal_lines(p: DeployPlan, c: Console = out) -> None:
     """What the rehearsal measured: shown before a protected env's confirmation."""
-    res = (p.get("rehearsal") or {}).get("result") or {}
+    res = p.rehearsal.get("result") or {}
     c.print(f"  rehearsed on a copy of backup {res.get('backup_id')} in {_secs(res.get('total_s'))} "
             f"(restore {_secs(res.get('restore_s'))}, migrate {_secs(res.get('migrate_s'))}):", markup=False)
     for r in res.get("revisions") or []:
@@ -171,68 +172,79 @@ def rehearsal_lines(p: dict, c: Console = out) -> None:
     estimate_lines(p, c)
 
 
-def render_plan(p: dict, c: Console = out) -> None:
-    c.print(f"[bold]plan[/] env [bold]{esc(p['env'])}[/]{' (protected)' if p.get('protected') else ''}: "
-            f"db host {esc(p.get('db_host'))}, app hosts {esc(', '.join(p.get('app_hosts') or []) or '-')}, "
-            f"database {esc(p.get('database'))}")
-    if p.get("restore"):
-        c.print(f"  [bold]restore backup {esc(p['restore'])}[/] ({human_bytes(p.get('restore_size'))}) "
-                f"from {esc(p.get('backup_store'))}"
-                + (" [yellow bold]NOT SIGNED (--trust-unsigned)[/]" if p.get("restore_signed") is False else ""))
-        sel = p.get("selection") or {}
-        if sel.get("text"):
-            c.print("  --to=" + esc(sel.get("asked")) + ": " + esc(sel["text"]))
-        for ev in sel.get("undid") or []:
-            c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
-        c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
-                f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
-        if "writes_since_backup" in p:
-            from ..database.writestats import describe
-
-            w = p["writes_since_backup"]
-            line = ("no writes since that backup (PostgreSQL statistics)" if w == {} else
-                    f"WRITES SINCE THAT BACKUP, discarded by this rollback: {describe(w)}"
-                    " (inserted +, updated ~, deleted -; PostgreSQL statistics, may lag a few seconds)")
-            notes = "; ".join(p.get("writes_notes") or [])
-            c.print(f"  [{'dim' if w == {} else 'yellow bold'}]{esc(line + (f'; {notes}' if notes else ''))}[/]")
-    else:
-        c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; backup to {p.get('backup_store')}"
-                + (f"; estimated restore {p['estimated_restore_s']}s if it fails" if p.get("estimated_restore_s") else ""),
-                markup=False)
-    reh = p.get("rehearsal")
-    if reh and p.get("pending"):
-        c.print(("  rehearsal on a copy of the backup first: " if reh.get("will") else "  no rehearsal: ")
-                + str(reh.get("why")), markup=False)
+def render_plan(p: Plan, c: Console = out) -> None:
+    """A plan (a step's, through its ``plan`` event): where, what, and what it sets aside."""
+    if not isinstance(p, RunPlan):
+        return
+    c.print(f"[bold]plan[/] env [bold]{esc(p.env)}[/]{' (protected)' if p.protected else ''}: "
+            f"db host {esc(p.db_host)}, app hosts {esc(', '.join(p.app_hosts) or '-')}, "
+            f"database {esc(p.database)}")
+    if isinstance(p, RollbackPlan):
+        _rollback_lines(p, c)
+        return
+    if not isinstance(p, DeployPlan):
+        c.print(f"  revision {p.from_rev or 'base'} -> {p.to_rev or 'base'}; backup to {p.backup_store}", markup=False)
+        return
+    c.print(f"  revision {p.from_rev or 'base'} -> {p.to_rev or 'base'}; backup to {p.backup_store}"
+            + (f"; estimated restore {p.estimated_restore_s}s if it fails" if p.estimated_restore_s else ""),
+            markup=False)
+    if p.rehearsal and p.pending:
+        c.print(("  rehearsal on a copy of the backup first: " if p.rehearsal.get("will") else "  no rehearsal: ")
+                + str(p.rehearsal.get("why")), markup=False)
     estimate_lines(p, c)
-    findings = [f if isinstance(f, dict) else f.__dict__ for f in p.get("findings", [])]
-    for rev in p.get("pending", []):
-        mine = [f for f in findings if f.get("revision") == rev]
-        by_rule: dict[str, int] = {}
-        for f in mine:
-            by_rule[f.get("rule")] = by_rule.get(f.get("rule"), 0) + 1
-        summary = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in sorted(by_rule.items()))
-        took = (p.get("migrate_by_revision") or {}).get(rev)
-        when = f"  [dim]~{took['duration_s']:.2f}s ({esc(took.get('source'))})[/]" if took else ""
-        c.print(f"  [cyan]+ {esc(rev)}[/]" + (f"  [dim]{esc(summary)}[/]" if summary else "") + when)
-        for f in mine:
-            if f.get("acknowledged") or f.get("severity") == "error":
-                tag = "acknowledged" if f.get("acknowledged") else "blocking"
-                c.print(f"      [yellow]{tag}[/] {esc(f.get('operation') or f.get('rule'))} "
-                        f"({esc(f.get('file'))}:{esc(f.get('line'))})")
-        for imp in p.get("impacts") or []:
-            if imp.get("revision") == rev:
-                c.print(f"      [dim]lock[/] {esc(impact_line(imp))}")
-        for pr in p.get("probes") or []:
-            if pr.get("revision") == rev:
-                from ..database.probes import probe_notes  # lazy: pglast, only when a plan has probes
-
-                for note in probe_notes(pr):
-                    c.print(f"      [dim]probe[/] {esc(note)}")
-    accepting = set(p.get("accepting_drift") or [])
-    for d in p.get("drift") or []:
+    for rev in p.pending:
+        _revision_lines(p, rev, c)
+    accepting = set(p.accepting_drift)
+    for d in p.drift:
         ident = f"{d['kind']}:{d['name']}"
         tag = "accepting now" if ident in accepting else ("accepted" if d.get("accepted") else "drift")
         c.print(f"  [yellow]{tag}[/] ", end="")
         c.print(f"{d['kind']} {d['name']}: {d['detail']}", markup=False)  # catalog text is not markup
-    if p.get("first_deploy_seeds"):
+    if p.first_deploy_seeds:
         c.print("  first deploy: demo data will be seeded")
+
+
+def _rollback_lines(p: RollbackPlan, c: Console) -> None:
+    c.print(f"  [bold]restore backup {esc(p.restore)}[/] ({human_bytes(p.restore_size)}) from {esc(p.backup_store)}"
+            + (" [yellow bold]NOT SIGNED (--trust-unsigned)[/]" if p.restore_signed is False else ""))
+    sel = p.selection
+    if sel.get("text"):
+        c.print("  --to=" + esc(sel.get("asked")) + ": " + esc(sel["text"]))
+    for ev in sel.get("undid") or []:
+        c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
+    c.print(f"  revision {p.from_rev or 'base'} -> {p.to_rev or 'base'}; the live database is kept as "
+            f"{p.database}_before_{str(p.restore).lower()}", markup=False)
+    from ..database.writestats import describe
+
+    w = p.writes_since_backup
+    line = ("no writes since that backup (PostgreSQL statistics)" if w == {} else
+            f"WRITES SINCE THAT BACKUP, discarded by this rollback: {describe(w)}"
+            " (inserted +, updated ~, deleted -; PostgreSQL statistics, may lag a few seconds)")
+    notes = "; ".join(p.writes_notes)
+    c.print(f"  [{'dim' if w == {} else 'yellow bold'}]{esc(line + (f'; {notes}' if notes else ''))}[/]")
+
+
+def _revision_lines(p: DeployPlan, rev: str, c: Console) -> None:
+    """One pending revision: its findings, the locks it takes, what its probes found."""
+    mine = [f for f in p.findings if f.get("revision") == rev]
+    by_rule: dict[str, int] = {}
+    for f in mine:
+        by_rule[f.get("rule")] = by_rule.get(f.get("rule"), 0) + 1
+    summary = ", ".join(f"{r} x{n}" if n > 1 else r for r, n in sorted(by_rule.items()))
+    took = (p.migrate_by_revision or {}).get(rev)
+    when = f"  [dim]~{took['duration_s']:.2f}s ({esc(took.get('source'))})[/]" if took else ""
+    c.print(f"  [cyan]+ {esc(rev)}[/]" + (f"  [dim]{esc(summary)}[/]" if summary else "") + when)
+    for f in mine:
+        if f.get("acknowledged") or f.get("severity") == "error":
+            tag = "acknowledged" if f.get("acknowledged") else "blocking"
+            c.print(f"      [yellow]{tag}[/] {esc(f.get('operation') or f.get('rule'))} "
+                    f"({esc(f.get('file'))}:{esc(f.get('line'))})")
+    for imp in p.impacts:
+        if imp.get("revision") == rev:
+            c.print(f"      [dim]lock[/] {esc(impact_line(imp))}")
+    for pr in p.probes:
+        if pr.get("revision") == rev:
+            from ..database.probes import probe_notes  # lazy: pglast, only when a plan has probes
+
+            for note in probe_notes(pr):
+                c.print(f"      [dim]probe[/] {esc(note)}")

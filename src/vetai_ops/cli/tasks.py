@@ -63,13 +63,16 @@ def ops(fn):
     return wrapper
 
 
-def _confirm(env_name: str, plan: dict) -> bool:
-    """Ask to type the env name. The plan itself was already shown by the run's plan event."""
+def _confirm(env_name: str, plan) -> bool:
+    """Ask to type the env name. The plan (a :class:`vetai_ops.plan.Plan`, or None) itself was
+    already shown by the run's plan event."""
+    from ..plan import DeployPlan, RollbackPlan
+
     if not sys.stdin.isatty():
         return False
-    if (plan.get("rehearsal") or {}).get("result"):  # asked after the rehearsal: what it measured
+    if isinstance(plan, DeployPlan) and plan.rehearsal.get("result"):  # asked after the rehearsal: what it measured
         render.rehearsal_lines(plan, render.err)
-    sel = plan.get("selection") or {}
+    sel = plan.selection if isinstance(plan, RollbackPlan) else {}
     if sel.get("text"):  # a rollback: say once more which backup, and what it undoes
         render.err.print("restore " + sel["text"]
                          + "".join("; undoes " + ev.get("text", "") for ev in sel.get("undid") or []), markup=False)
@@ -167,7 +170,9 @@ def plan(c, env=None, allow=None, accept_drift=None, json_=False, verbose=False)
     if json_:
         render.print_json(report)  # report["plan"]: hosts, from/to, pending, sql, findings
         return
-    render.plan_sql(report.get("plan") or {})
+    from ..plan import Plan
+
+    render.plan_sql(Plan.from_json(report["plan"]) if report.get("plan") else None)
 
 
 @task(help={"env": H_ENV, "json": H_JSON, "verbose": H_VERBOSE})
@@ -322,12 +327,13 @@ def backups_prune(c, keep_last=10, keep_days=30, env=None, yes=False, dry_run=Fa
 # ------------------------------------------------------------------ adopt
 
 
-def _confirm_adopt(env_name: str, report: dict) -> bool:
+def _confirm_adopt(env_name: str, report) -> bool:
+    """Ask to type the env name, saying what the adopt check found (a :class:`vetai_ops.plan.AdoptPlan`)."""
     if not sys.stdin.isatty():
         return False
-    accepted = [f"{d['kind']}:{d['name']}" for d in report.get("drift") or [] if d.get("accepted")]
-    render.err.print(f"[bold]adopt[/] {esc(report['database'])} on {esc(env_name)}: TypeORM {esc(report.get('typeorm_last'))} "
-                     f"({esc(report.get('typeorm_applied'))} migrations) = Alembic revision {esc(report.get('revision'))}; "
+    accepted = [f"{d['kind']}:{d['name']}" for d in report.drift or [] if d.get("accepted")]
+    render.err.print(f"[bold]adopt[/] {esc(report.database)} on {esc(env_name)}: TypeORM {esc(report.typeorm_last)} "
+                     f"({esc(report.typeorm_applied)} migrations) = Alembic revision {esc(report.revision)}; "
                      + (f"the live schema matches it but for the accepted differences: {esc(', '.join(accepted))}"
                         if accepted else "the live schema matches it")
                      + ". This writes alembic_version (alembic stamp).")

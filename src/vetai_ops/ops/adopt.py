@@ -39,4 +39,4 @@ def adopt(env_name: str | None, *, yes: bool = False, table: str | None = None, 
     run = run_playbook("adopt", env_name, options={"yes": yes, "table": table, "accept_drift": accept_drift},
                        sink=sink, confirm=confirm,
                        playbook=adopt_playbook())
-    return run["adopt"]
+    return run["plan"]  # the adopt check's report (vetai_ops.plan.AdoptPlan), completed by the stamp

@@ -24,8 +24,9 @@ from ..errors import PlaybookError
 
 _REGISTRY: dict[str, Callable] = {}
 
-# The conditions a playbook's ``when:`` may name (optionally ``not <name>``): a step sets
-# ``ctx.state["when:<name>"]``, or the face passes the option of that name.
+# The conditions a playbook's ``when:`` may name (optionally ``not <name>``): a step sets the
+# field of that name of the run's state (vetai_ops.runstate.RunState), or the face passes
+# the option of that name.
 CONDITIONS = {
     "run_migrations": "validate: revisions are pending (RUN_MIGRATIONS=false turns it off)",
     "first_deploy": "validate: the database has no revision yet (IS_FIRST_DEPLOY / RUN_SEEDS override it)",
@@ -144,21 +145,21 @@ def run_alembic(ctx, direction: str, target: str | None, files: dict | None = No
     db = ctx.env.database
 
     def started():
-        ctx.state["db_changed"] = True  # from here a failure can leave revisions applied: on_failure restores
+        ctx.state.db_changed = True  # from here a failure can leave revisions applied: on_failure restores
 
     def applied(t):
         verb = "" if t["upgrade"] else "reverted "
         ctx.emit("revision_applied", f"{verb}{t['revision']} {t['duration_s']:.2f}s", revision=t["revision"],
                  duration_s=t["duration_s"])
 
-    ctx.state["db_touched"] = True
+    ctx.state.db_touched = True
     try:
         return run.run(ctx.access.engine(), direction, target, lock_timeout=db.lock_timeout,
                        statement_timeout=db.statement_timeout, on_start=started, on_applied=applied)
     finally:
-        ctx.state["revisions"] = run.timings
+        ctx.state.revisions = run.timings
         # the rows the revisions themselves wrote are not the app's: a restore's report leaves them out
-        writestats.add_into(ctx.state.setdefault("own_writes", {}), run.own_writes)
+        writestats.add_into(ctx.state.own_writes, run.own_writes)
 
 
 def _load() -> None:

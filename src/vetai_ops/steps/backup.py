@@ -133,8 +133,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
         tables = estimated_rows(conn)
         # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
         # captured them before anything of the run, e.g. a write fence, touched them)
-        props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
-        owners = ctx.state.get("object_owners") or object_owners(conn)
+        props = ctx.state.db_props or dbprops.capture(conn, access.db.name)
+        owners = ctx.state.object_owners or object_owners(conn)
         db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
     keys = catalog.keys()  # the run's one listing: the new id's clash check and the size estimate
@@ -186,7 +186,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         raise StoreError("pg_dump produced no bytes; no backup was registered")
     # pg_dump's version as the archive's own header states it (no `pg_dump --version` round
     # trip); asked of the DB host only when the header cannot be read
-    pg_dump_version = (archive_pg_dump_version(reader.head, compression) or ctx.state.get("pg_dump_version")
+    pg_dump_version = (archive_pg_dump_version(reader.head, compression) or ctx.state.pg_dump_version
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
     pinned = ctx.store.stat(key)  # size, and on S3 the ETag / VersionId the manifest pins
     stored = pinned["size"]
@@ -231,6 +231,6 @@ def backup(ctx, reason: str = "manual"):
         ctx.emit("warning", "backup skipped (--skip-backup)")
         return "skipped"
     m = take_backup(ctx, reason=reason)
-    ctx.state.update(backup_id=m.id, backup_url=ctx.store.url(m.dump_key), backup_manifest=m)
+    ctx.state.backup, ctx.state.backup_url = m, ctx.store.url(m.dump_key)
     ctx.emit("backup", "", id=m.id, size=m.size, sha256=m.sha256, url=ctx.store.url(m.dump_key), revision=m.revision)
     return f"{m.id} {human_bytes(m.size)} sha256 {m.sha256[:12]} ({m.compression})"

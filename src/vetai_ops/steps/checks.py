@@ -77,7 +77,7 @@ def _schema_vs_history(ctx, conn, rev, warn_only: bool) -> tuple[str, str | None
 
 @step("postcheck")
 def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = True):
-    expect = ctx.state.get("expect_rev", ctx.state.get("to_rev"))
+    expect = ctx.state.expect_rev if ctx.state.is_set("expect_rev") else ctx.state.to_rev
     problems = []
     with ctx.access.engine().connect() as conn:
         cur = mig.current(conn)
@@ -90,8 +90,8 @@ def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = Tr
                 problems.append(problem)
         for r in conn.execute(text(ORPHANS_SQL)).mappings():
             problems.append(f"foreign key {r['conname']} on {r['child']} is not validated")
-        before = ctx.state.get("row_counts_before") or {}
-        if rows and before and not ctx.state.get("recovering"):
+        before = ctx.state.row_counts_before
+        if rows and before and not ctx.state.recovering:
             tol = ctx.env.checks.row_count_tolerance
             present = set(public_tables(conn))
             for table, n in before.items():

@@ -12,6 +12,7 @@ import time
 
 from ..database import migrations as mig
 from ..errors import ConfigError, GateRefused, StopPipeline, short_error
+from ..plan import DowngradePlan
 from . import run_alembic, step
 
 
@@ -26,7 +27,7 @@ def downgrade_plan(ctx):
         raise ConfigError(f"--to={to!r} is not a revision of this history", "see `invoke migrations.history`")
     with ctx.access.engine().connect() as conn:
         current = mig.current(conn)
-    ctx.state["db_touched"] = True
+    ctx.state.db_touched = True
     if current is not None and not mig.known(current):
         raise GateRefused(f"the database is at revision {current}, unknown to this checkout; nothing changed")
     if current == target:
@@ -46,16 +47,10 @@ def downgrade_plan(ctx):
     sd = mig.script_directory()
     for r in reverting:
         ctx.emit("info", f"- revert {r}: {(sd.get_revision(r).doc or '').splitlines()[0] if sd.get_revision(r).doc else ''}")
-    ctx.state.update(from_rev=current, to_rev=target, expect_rev=target, reverting=reverting)
-    ctx.state["plan"] = {
-        "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
-        "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name, "from": current, "to": target,
-        "pending": [], "reverting": reverting, "backup_store": ctx.store.location, "created": time.time(),
-    }
+    ctx.state.from_rev, ctx.state.to_rev, ctx.state.expect_rev = current, target, target
+    ctx.state.plan = DowngradePlan.of(ctx.env, from_rev=current, to_rev=target, backup_store=ctx.store.location,
+                                      reverting=reverting, created=time.time())
     return f"{current} -> {target or 'base'} ({len(reverting)} revisions to revert)"
-
-
-RECOVERY_WHEN = "when:downgrade_recovery"
 
 
 def _downgrade_blockers(ctx, current: str | None) -> list[str]:
@@ -65,12 +60,12 @@ def _downgrade_blockers(ctx, current: str | None) -> list[str]:
 
     if not ctx.env.downgrade_on_failure:
         return ["downgrade_on_failure is off"]
-    start = ctx.state.get("from_rev")
+    start = ctx.state.from_rev
     if current is not None and not mig.known(current):
         return [f"the database is at {current}, unknown to this checkout"]
     if current != start and (current is None or not mig.is_ancestor(start, current)):
         return [f"the database is at {current or 'base'}, not after the deploy's start {start or 'base'}"]
-    if ctx.state.get("when:first_deploy") or ctx.options.get("first_deploy"):
+    if ctx.state.first_deploy or ctx.options.get("first_deploy"):
         return ["a first deploy (its seeds are not reverted by a downgrade)"]
     reasons = []
     applied = mig.chain(start, current) if current != start else []
@@ -78,8 +73,8 @@ def _downgrade_blockers(ctx, current: str | None) -> list[str]:
         reasons += downgrade_risks(read_revision(mig.revision_file(rev)))
     # the revision that failed ran in a transaction that rolled back, unless part of it ran
     # outside one (autocommit_block): then what it left is unknown
-    pending = [r for r in ctx.state.get("pending", []) if r not in applied]
-    if ctx.state.get("failed_step") == "migrate" and pending:
+    pending = [r for r in ctx.state.pending if r not in applied]
+    if ctx.state.failed_step == "migrate" and pending:
         text = mig.revision_file(pending[0]).read_text(encoding="utf-8", errors="replace")
         if "autocommit_block" in text:
             reasons.append(f"{pending[0]} failed and runs part of its work outside a transaction (autocommit_block)")
@@ -98,12 +93,11 @@ def recovery_plan(ctx):
     except Exception as e:  # noqa: BLE001 - cannot tell: the backup is the safe way back
         current, blockers = None, [f"could not inspect the database: {short_error(e)}"]
     ok = not blockers
-    ctx.state[RECOVERY_WHEN] = ok
+    ctx.state.downgrade_recovery = ok
     if not ctx.env.downgrade_on_failure:
         return None  # the default: restore, nothing to report
     if ok:
-        ctx.state["recovery_from"] = current
-        return (f"downgrade {current or 'base'} -> {ctx.state.get('from_rev') or 'base'}: every applied revision "
+        return (f"downgrade {current or 'base'} -> {ctx.state.from_rev or 'base'}: every applied revision "
                 "reverts without data loss, so the app's writes since the backup are kept")
     if ctx.env.downgrade_on_failure:
         ctx.emit("warning", "downgrade_on_failure is set, but the backup is restored instead: " + "; ".join(blockers))
@@ -113,25 +107,26 @@ def recovery_plan(ctx):
 @step("downgrade")
 def downgrade(ctx, to: str | None = None):
     if to != "pre_deploy":
-        target = ctx.state.get("to_rev")
+        target = ctx.state.to_rev
         timings = run_alembic(ctx, "downgrade", target)
         return f"{len(timings)} revisions reverted -> {target or 'base'}"
     # on_failure: back to where the deploy started, keeping the app's writes; a failure here
     # falls back to restoring the backup (the next on_failure step)
-    target = ctx.state.get("from_rev")
-    lk = ctx.state.get("lock")
+    target = ctx.state.from_rev
+    lk = ctx.state.lock
     if lk is not None:
         retaken = lk.ensure("the recovery downgrade", retake=True)
         if retaken:
             ctx.emit("warning", retaken)
-    applied = ctx.state.get("revisions")
+    applied = ctx.state.revisions
     try:
         timings = run_alembic(ctx, "downgrade", target)
     except Exception as e:  # noqa: BLE001
-        ctx.state[RECOVERY_WHEN] = False
+        ctx.state.downgrade_recovery = False
         ctx.emit("warning", f"the recovery downgrade failed ({short_error(e)}); restoring the backup instead")
         return "failed; restoring the backup instead"
     finally:
-        ctx.state["recovery_revisions"], ctx.state["revisions"] = ctx.state.get("revisions"), applied
-    ctx.state.update(expect_rev=target, recovered_by="downgrade", writes_since_backup={}, kept_as=None)
+        ctx.state.revisions = applied  # the report's revisions are the deploy's; the recovery's are its step's
+    st = ctx.state
+    st.expect_rev, st.recovered_by, st.writes_since_backup, st.kept_as = target, "downgrade", {}, None
     return f"{len(timings)} revisions reverted -> {target or 'base'}; the app's writes since the backup are kept"

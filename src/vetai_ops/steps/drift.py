@@ -14,11 +14,11 @@ from . import step
 
 @step("accept_drift")
 def accept_drift(ctx):
-    chosen = ctx.state.get("drift_accepting") or []
+    chosen = ctx.state.drift_accepting
     if not chosen:
         return "nothing to accept"
     with ctx.access.engine().begin() as conn:
-        record(conn, chosen, by=ctx.operator, revision=ctx.state.get("from_rev"), action=ctx.action,
+        record(conn, chosen, by=ctx.operator, revision=ctx.state.from_rev, action=ctx.action,
                run_id=ctx.run_id)
     ctx.emit("warning", f"schema drift accepted by {ctx.operator}: " + "; ".join(str(d) for d in chosen))
     return f"{len(chosen)} difference(s) accepted: {', '.join(d.id for d in chosen)}"

@@ -95,12 +95,12 @@ def _lift(ctx, rec: dict) -> list[str]:
 
 
 def _lift_now(ctx) -> None:
-    rec = ctx.state.get("fence")
+    rec = ctx.state.fence
     if not rec or rec.get("lifted"):
         return
     with _signals_held():
-        if ctx.state.get("kept_as") and rec["mode"] == "read_only":
-            rec.setdefault("also", []).append(ctx.state["kept_as"])
+        if ctx.state.kept_as and rec["mode"] == "read_only":
+            rec.setdefault("also", []).append(ctx.state.kept_as)
             with contextlib.suppress(Exception):
                 ctx.store.put_bytes(_key(ctx), json.dumps(rec).encode())
         try:
@@ -109,13 +109,13 @@ def _lift_now(ctx) -> None:
             failed = [short_error(e)]
     rec["lifted"] = not failed
     if failed:
-        ctx.state["fence_status"] = "STILL UP: " + "; ".join(failed)
+        ctx.state.fence_status = "STILL UP: " + "; ".join(failed)
         ctx.emit("warning", f"the {rec['mode']} write fence could not be lifted ({'; '.join(failed)}); the app may "
                  f"still be unable to write. The next deploy or rollback lifts it, or by hand: "
                  + ("ALTER DATABASE ... RESET default_transaction_read_only" if rec["mode"] == "read_only"
                     else "run services.maintenance_off on the app hosts"))
     else:
-        ctx.state["fence_status"] = "lifted"
+        ctx.state.fence_status = "lifted"
         ctx.emit("info", f"{rec['mode']} write fence lifted: the app can write again")
 
 
@@ -137,7 +137,7 @@ def repair_leftover(ctx) -> None:
         failed = _lift(ctx, rec)
     if failed:
         raise OpsError(f"{what} could not be lifted: {'; '.join(failed)}", "check the DB / app hosts, then re-run")
-    ctx.state["fence_repaired"] = {k: rec.get(k) for k in ("run_id", "operator", "action", "since", "mode")}
+    ctx.state.fence_repaired = {k: rec.get(k) for k in ("run_id", "operator", "action", "since", "mode")}
     ctx.emit("warning", f"lifted {what}: the app can write again")
 
 
@@ -146,7 +146,7 @@ def fence(ctx, repair_only: bool = False):
     repair_leftover(ctx)
     mode = ctx.env.write_fence
     if repair_only:
-        return "lifted a fence a killed run left" if ctx.state.get("fence_repaired") else "no fence left by a killed run"
+        return "lifted a fence a killed run left" if ctx.state.fence_repaired else "no fence left by a killed run"
     if mode == "none" or ctx.options.get("dry_run"):
         return "none" if mode == "none" else "dry run"
     rec = {"mode": mode, "run_id": ctx.run_id, "operator": ctx.operator, "action": ctx.action,
@@ -157,12 +157,12 @@ def fence(ctx, repair_only: bool = False):
     else:
         rec["hosts"] = [t.name for t in ctx.app_targets]
     ctx.store.put_bytes(_key(ctx), json.dumps(rec).encode())  # first: a killed run's fence is known
-    ctx.state["fence"] = rec
+    ctx.state.fence = rec
     # every exit path: the run's finish calls it first, with signals held off
-    ctx.state.setdefault("on_finish", []).append(_lift_now)
+    ctx.state.on_finish.append(_lift_now)
     if mode == "read_only":
         _, ended = dbfence.raise_read_only(ctx.access.admin_engine(), rec["database"])
-        ctx.state["fence_before_swap"] = lambda maint, copy: dbfence.set_read_only(maint, copy)
+        ctx.state.before_swap.append(dbfence.set_read_only)  # a restore copy is fenced before it goes live
         return f"read_only: {rec['database']} refuses the app's writes ({ended} session(s) ended to reconnect read-only)"
     for t in ctx.app_targets:
         t.run(list(ctx.env.services.maintenance_on or []), timeout=120)
@@ -171,7 +171,7 @@ def fence(ctx, repair_only: bool = False):
 
 @step("unfence")
 def unfence(ctx):
-    if not ctx.state.get("fence"):
+    if not ctx.state.fence:
         return "no fence"
     _lift_now(ctx)
-    return f"{ctx.state['fence']['mode']} write fence {ctx.state.get('fence_status')}"
+    return f"{ctx.state.fence['mode']} write fence {ctx.state.fence_status}"

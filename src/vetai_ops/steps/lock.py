@@ -5,7 +5,7 @@ database can be renamed during a restore swap), keyed by the target database nam
 It dies with its session: a crashed or killed operator cannot leave it behind.
 A second run fails at once, naming the holder (user@host, action) and since when.
 The lock itself (and the re-check before migrate and before a swap) is
-:class:`vetai_ops.database.advisory.DeployLock`, kept in ``ctx.state["lock"]``.
+:class:`vetai_ops.database.advisory.DeployLock`, kept in ``ctx.state.lock``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def lock(ctx):
     dbname = access.db.name
     lk = DeployLock(access.admin_engine(), ctx.env.name, dbname, f"vetai-ops {ctx.action} by {ctx.operator}")
     lk.acquire()
-    ctx._stack.callback(lk.close)  # closing the session releases the lock
-    ctx.state["lock"] = lk
+    ctx.on_close(lk.close)  # closing the session releases the lock
+    ctx.state.lock = lk
     _repair_interrupted_swap(ctx, access.admin_engine(), dbname)
     return f"advisory lock on {dbname}"
 

@@ -28,6 +28,7 @@ from ..database.drift import drift_at
 from ..database.introspect import drop_database, row_counts
 from ..database.swap import rehearsal_name
 from ..errors import GateRefused, short_error
+from ..plan import DeployPlan
 from ..secrets import redact
 from . import step
 
@@ -37,10 +38,9 @@ class RehearsalFailed(GateRefused):
     (exit 2, a refusal that changed nothing live; the scratch copy is dropped)."""
 
 
-def _migrate_copy(ctx, engine, target: str) -> list[dict]:
-    """Upgrade the copy to ``target`` the way migrate upgrades the live database; returns the
-    per-revision timings (those applied before a failure too, in ``ctx.state``)."""
-    timings: list[dict] = []
+def _migrate_copy(ctx, engine, target: str, timings: list[dict]) -> None:
+    """Upgrade the copy to ``target`` the way migrate upgrades the live database; each
+    revision's timing is appended to ``timings`` (those applied before a failure too)."""
     clock = {"t": time.monotonic()}
 
     def on_version_apply(*, ctx, step, heads, run_args):  # noqa: ARG001 - alembic's signature
@@ -51,12 +51,10 @@ def _migrate_copy(ctx, engine, target: str) -> list[dict]:
         run.emit("info", f"rehearsed {step.up_revision_id} {dur:.2f}s", revision=step.up_revision_id, duration_s=dur)
 
     run = ctx
-    ctx.state["rehearsal_timings"] = timings
     db = ctx.env.database
     with engine.connect() as conn:
         mig.set_timeouts(conn, db.lock_timeout, db.statement_timeout)
         mig.upgrade(conn, target, on_version_apply=on_version_apply)
-    return timings
 
 
 def _check_copy(ctx, engine, target: str, rows_before: dict[str, int]) -> list[str]:
@@ -82,21 +80,22 @@ def _check_copy(ctx, engine, target: str, rows_before: dict[str, int]) -> list[s
 
 @step("rehearse")
 def rehearse(ctx):
-    decision = ctx.state.get("rehearsal") or {}
+    decision = ctx.state.rehearsal
     if not decision.get("will"):
         return f"not run: {decision.get('why') or 'not planned'}"
-    m = ctx.state.get("backup_manifest")
+    m = ctx.state.backup
     if m is None:  # the plan refuses `always` without a backup; a custom playbook could still get here
         raise GateRefused("a rehearsal needs this run's backup, and none was taken; nothing changed",
                           "put the backup step before rehearse in the playbook")
     from ..transfer import restore_into  # the one restore primitive (rollback, verify, rehearsal)
 
-    access, target, pending = ctx.access, ctx.state.get("to_rev"), list(ctx.state.get("pending") or [])
+    access, target, pending = ctx.access, ctx.state.to_rev, list(ctx.state.pending)
     scratch = rehearsal_name(access.db.name, m.id)
     maint = access.admin_engine()
     t0 = time.monotonic()
     rec: dict = {"backup_id": m.id, "scratch_db": scratch, "target": target, "revisions": [], "ok": False}
     failed_rev, error = None, None
+    applied: list[dict] = []
     try:
         ctx.emit("info", f"rehearsal: restoring backup {m.id} into {scratch} on {ctx.db_target.name}")
         timings = restore_into(ctx, m, scratch, maint)
@@ -107,13 +106,13 @@ def rehearse(ctx):
                 rows_before = row_counts(conn, exclude=("deploy_history",)) if ctx.env.checks.row_counts else {}
             t_mig = time.monotonic()
             try:
-                _migrate_copy(ctx, engine, target)
+                _migrate_copy(ctx, engine, target, applied)
             except Exception as e:  # noqa: BLE001 - the revision that failed is the one after the last applied
-                done = [t["revision"] for t in ctx.state.get("rehearsal_timings") or []]
+                done = [t["revision"] for t in applied]
                 failed_rev = next((r for r in pending if r not in done), pending[-1] if pending else None)
                 error = redact(short_error(e))
             rec["migrate_s"] = round(time.monotonic() - t_mig, 3)
-            rec["revisions"] = list(ctx.state.get("rehearsal_timings") or [])
+            rec["revisions"] = list(applied)
             if error is None:
                 problems = _check_copy(ctx, engine, target, rows_before)
                 if problems:
@@ -130,7 +129,7 @@ def rehearse(ctx):
             rec["dropped"] = False
             ctx.emit("warning", f"could not drop the rehearsal copy {scratch}: {redact(short_error(e))}")
     rec.update(total_s=round(time.monotonic() - t0, 3), ok=error is None, failed_revision=failed_rev, error=error)
-    ctx.state["step_detail"] = {k: rec.get(k) for k in ("backup_id", "ok", "revisions", "restore_s", "migrate_s",
+    detail = ctx.state.step_detail = {k: rec.get(k) for k in ("backup_id", "ok", "revisions", "restore_s", "migrate_s",
                                                         "total_s", "failed_revision", "error", "dropped")}
     if rec.get("restore_s") is not None:
         try:
@@ -149,17 +148,15 @@ def rehearse(ctx):
             f"not swapped, nothing restored) and the copy {scratch} was "
             + ("dropped" if rec.get("dropped") else "NOT dropped (the next run drops it)"),
             "fix the revision (the data it meets is production's: make it handle those rows), then deploy again",
-            rehearsal=ctx.state["step_detail"],
+            rehearsal=detail,
         )
-    ctx.state["rehearsal_result"] = rec
-    plan = ctx.state.get("plan")
-    if plan is not None:  # what the confirmation of a protected env shows: measured, not guessed
+    plan = ctx.state.plan
+    if isinstance(plan, DeployPlan):  # what the confirmation of a protected env shows: measured, not guessed
         from ..store.estimates import estimates
 
-        est, by_rev = estimates(ctx.catalog.list(), ctx.state.get("history_rows") or [], pending,
-                                ctx.state.get("db_size"), rehearsal=rec)
-        plan.update(rehearsal={**plan.get("rehearsal", {}), "result": ctx.state["step_detail"]},
-                    estimates=est, migrate_by_revision=by_rev)
-    ctx.emit("rehearsal", "", **ctx.state["step_detail"])
+        plan.estimates, plan.migrate_by_revision = estimates(ctx.catalog.list(), ctx.state.history_rows, pending,
+                                                             ctx.state.db_size, rehearsal=rec)
+        plan.rehearsal = {**plan.rehearsal, "result": detail}
+    ctx.emit("rehearsal", "", **detail)
     per = ", ".join(f"{t['revision']} {t['duration_s']:.2f}s" for t in rec["revisions"])
     return f"{len(rec['revisions'])} revisions on a copy of {m.id} in {rec['total_s']:.1f}s ({per}); copy dropped"

@@ -32,6 +32,7 @@ from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import OpsError, StoreError, short_error
+from ..plan import RunPlan
 from . import step
 from ..database import dbprops, retired, writestats
 from ..database import swap as dbswap
@@ -67,8 +68,8 @@ def restore_backup(ctx, m) -> dict:
         from ..store.catalog import new_id
 
         before = retired.unused_name(maint, live, m.id, new_id())
-        if ctx.state.get("fence_before_swap"):  # a read_only write fence holds on the copy too
-            ctx.state["fence_before_swap"](maint, scratch)
+        for hook in ctx.state.before_swap:  # a read_only write fence holds on the copy too
+            hook(maint, scratch)
         _lock_before_swap(ctx)
         swap(ctx, maint, live, scratch, before)
     except BaseException:
@@ -113,10 +114,10 @@ def _warm_postcheck(ctx, m):
 def _lock_before_swap(ctx) -> None:
     """The lock is asked again before the live name changes hands. A recovery (on_failure)
     must finish, so it takes a lost lock again when nobody else holds it; a rollback stops."""
-    lk = ctx.state.get("lock")
+    lk = ctx.state.lock
     if lk is None:
         return
-    retaken = lk.ensure("the swap", retake=bool(ctx.state.get("recovering")))
+    retaken = lk.ensure("the swap", retake=ctx.state.recovering)
     if retaken:
         ctx.emit("warning", retaken)
 
@@ -125,8 +126,8 @@ def _writes_discarded(ctx, before: str, m) -> None:
     """Report the writes since backup ``m`` began that the restore set aside: the retired
     database's write counters (complete: the swap ended its sessions, which flushes their
     counters) against the manifest's. Best effort: the swap is done whatever this says."""
-    ctx.state["kept_as"] = before
-    own = ctx.state.get("own_writes") if ctx.state.get("backup_manifest") is m else None
+    ctx.state.kept_as = before
+    own = ctx.state.own_writes if ctx.state.backup is m else None
     eng = ctx.access.engine(before)
     try:
         with eng.connect() as c:
@@ -135,7 +136,7 @@ def _writes_discarded(ctx, before: str, m) -> None:
         writes, notes = None, [f"could not read the write statistics of {before}: {short_error(e)}"]
     finally:
         eng.dispose()
-    ctx.state.update(writes_since_backup=writes, writes_notes=notes)
+    ctx.state.writes_since_backup, ctx.state.writes_notes = writes, notes
     if writes is None:
         ctx.emit("warning", f"writes since backup {m.id} are unknown ({'; '.join(notes)}); whatever was written "
                  f"is kept in {before}", writes_since_backup=None, kept_as=before)
@@ -173,7 +174,7 @@ def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
     """Both renames in one transaction (:func:`vetai_ops.database.swap.swap_in`): on any
     failure nothing is renamed and the live database is as it was."""
     dbswap.swap_in(maint, live, scratch, before, emit=lambda kind, msg: ctx.emit(kind, msg))
-    ctx.state["db_changed"] = True  # committed: the live name is the restored copy
+    ctx.state.db_changed = True  # committed: the live name is the restored copy
     ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
 
 
@@ -181,30 +182,31 @@ def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
 def restore(ctx, backup: str | None = None):
     """Restore ``--to`` (rollback) or, with backup=this_run, the backup this run made."""
     if backup == "this_run":
-        m = ctx.state.get("backup_manifest")
+        m = ctx.state.backup
         if m is None:
             raise StoreError("no backup was taken by this run; nothing to restore")
     else:
         # signed backups only, unless --trust-unsigned on an unprotected env (store/catalog.py);
         # the one the confirm step selected is read again by its id (no second listing), its
         # trust checked again
-        bid = ctx.state.get("rollback_id")
+        bid = ctx.state.rollback_id
         trust = bool(ctx.options.get("trust_unsigned"))
         m = (ctx.catalog.complete(bid, trust_unsigned=trust) if bid
              else ctx.catalog.resolve(ctx.options.get("to"), trust_unsigned=trust))
         if not m.signed:
             ctx.emit("warning", f"restoring backup {m.id}, which is not signed ({m.trust}), on --trust-unsigned")
-        plan = ctx.state.get("plan") or {}
-        ctx.state["from_rev"] = plan["from"] if bid and "from" in plan else _current_or_none(ctx)
+        plan = ctx.state.plan  # the rollback's plan read the revision before the operator confirmed
+        ctx.state.from_rev = plan.from_rev if bid and isinstance(plan, RunPlan) else _current_or_none(ctx)
         _refuse_unless_recoverable(ctx, m)  # the auto-recovery's run proved it in its preflight
-    ctx.state["db_touched"] = True
+    ctx.state.db_touched = True
     ctx.emit("info", f"restoring backup {m.id} (revision {m.revision or 'base'}, {human_bytes(m.size)}) from {ctx.store.url(m.dump_key)}")
     t0 = time.monotonic()
     summary = restore_backup(ctx, m)
-    ctx.state.update(restored_id=m.id, to_rev=m.revision, expect_rev=m.revision, restore_summary=summary)
+    st = ctx.state
+    st.restored_id, st.to_rev, st.expect_rev, st.restore_summary = m.id, m.revision, m.revision, summary
     _record(ctx, m, "recovery" if backup == "this_run" else "rollback", summary, round(time.monotonic() - t0, 3))
     if backup != "this_run":
-        ctx.state["backup_url"] = ctx.store.url(m.dump_key)
+        ctx.state.backup_url = ctx.store.url(m.dump_key)
     return f"{m.id} restored (previous DB kept as {summary['previous_db']})"
 
 

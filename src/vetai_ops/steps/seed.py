@@ -19,7 +19,7 @@ def seed(ctx):
         if current != head:
             ctx.emit("warning", f"seeds skipped: the database is at {current or 'base'}, seeds need {head}")
             return f"skipped (database at {current or 'base'}, not {head})"
-        ctx.state["db_changed"] = True
+        ctx.state.db_changed = True
         counts = seed_demo(conn)
     total = sum(counts.values())
     if not total:

@@ -15,6 +15,7 @@ from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
 from ..config import env_flag
 from ..database.applied import changed_applied
+from ..plan import DeployPlan
 from . import step
 
 SET_BY_MIGRATE = {"squawk:require-lock-timeout", "squawk:require-statement-timeout", "squawk:require-timeout-settings"}
@@ -29,7 +30,7 @@ def validate(ctx, render: bool = True):
     with access.engine().connect() as conn:
         current = mig.current(conn)
         changed = changed_applied(conn)
-    ctx.state["db_touched"] = True
+    ctx.state.db_touched = True
     head = mig.head()
     if current is not None and not mig.known(current):
         raise GateRefused(
@@ -41,11 +42,9 @@ def validate(ctx, render: bool = True):
     if not mig.is_ancestor(current, target):
         raise GateRefused(f"the database is at {current}, which is not an ancestor of {target}: the histories diverged")
     pending = mig.chain(current, target)
-    if env_flag("RUN_MIGRATIONS") is False:
+    ctx.state.run_migrations = env_flag("RUN_MIGRATIONS") is not False
+    if not ctx.state.run_migrations:
         pending = []
-        ctx.state["when:run_migrations"] = False
-    else:
-        ctx.state["when:run_migrations"] = True
     report = validate_history(
         versions_dir(),
         pending=set(pending),
@@ -91,26 +90,21 @@ def validate(ctx, render: bool = True):
     ack = [f for f in report.findings if f.acknowledged and f.destructive and f.revision in pending]
     # the migrate step sets lock_timeout / statement_timeout itself: squawk's advice is already followed
     report.findings = [f for f in report.findings if f.rule not in SET_BY_MIGRATE]
-    ctx.state.update(
-        from_rev=current,
-        to_rev=target if pending else current,
-        pending=pending,
-        findings=[f.__dict__ if hasattr(f, "__dict__") else f for f in report.findings if f.revision in pending],
-        validated_hashes={r: report.revisions[r].sha256 for r in pending if r in report.revisions},
-        acknowledged_destructive=bool(ack),
-        sql=getattr(report, "sql", {}) or {},
-        # the revision files' `# vetai-ops: allow ...` lines, for the live checks (rewrite acks)
-        ack_tokens={r: sorted(file_acknowledgements(report.revisions[r].file.read_text(errors="replace")))
-                    for r in pending if r in report.revisions},
-    )
+    st = ctx.state
+    st.from_rev, st.to_rev, st.pending = current, (target if pending else current), pending
+    st.findings = [f.__dict__ if hasattr(f, "__dict__") else f for f in report.findings if f.revision in pending]
+    st.validated_hashes = {r: report.revisions[r].sha256 for r in pending if r in report.revisions}
+    st.acknowledged_destructive = bool(ack)
+    st.sql = getattr(report, "sql", {}) or {}
+    # the revision files' `# vetai-ops: allow ...` lines, for the live checks (rewrite acks)
+    st.ack_tokens = {r: sorted(file_acknowledgements(report.revisions[r].file.read_text(errors="replace")))
+                     for r in pending if r in report.revisions}
     if ack:  # only a proven backup lets a destructive change run: playbooks whose backup is optional take one
-        ctx.state["when:backup_first"] = True
-    ctx.state["when:first_deploy"] = (env_flag("IS_FIRST_DEPLOY") is True) or (
-        env_flag("IS_FIRST_DEPLOY") is None and current is None
-    )
+        st.backup_first = True
+    st.first_deploy = (env_flag("IS_FIRST_DEPLOY") is True) or (env_flag("IS_FIRST_DEPLOY") is None and current is None)
     seeds = env_flag("RUN_SEEDS")
     if seeds is not None:
-        ctx.state["when:first_deploy"] = seeds
+        st.first_deploy = seeds
     return f"{len(report.revisions)} revisions, head {head}; db at {current or 'base'}; {len(pending)} pending"
 
 
@@ -133,8 +127,8 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
         counts = _row_counts(conn) if ctx.env.checks.row_counts else {}
         from ..database.orphans import added_foreign_keys, find_orphans
 
-        orphans = find_orphans(conn, added_foreign_keys(ctx.state.get("sql") or {}))
-        impacts = measure_impacts(conn, statement_impacts(ctx.state.get("sql") or {}))
+        orphans = find_orphans(conn, added_foreign_keys(ctx.state.sql))
+        impacts = measure_impacts(conn, statement_impacts(ctx.state.sql))
         # a failed deploy must be undoable: the rights to restore the database as it is, and room
         # for the copy, proven before the backup (exit 2 naming each missing GRANT)
         from ..database import dbprops
@@ -144,12 +138,12 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
         room = refuse_unless_recoverable(conn, access.db.name, owners=owners, props=props, size=size,
                                          target=ctx.db_target, factor=min_free_factor)
     checks = ctx.env.checks
-    probes = run_probes(access.engine(), derive_probes(ctx.state.get("sql") or {}), sample_rows=checks.probe_sample_rows,
+    probes = run_probes(access.engine(), derive_probes(ctx.state.sql), sample_rows=checks.probe_sample_rows,
                         timeout=checks.probe_timeout, lock_timeout=ctx.env.database.lock_timeout)
-    over = over_limit(impacts, checks.max_rewrite_mb * 2**20, ctx.state.get("ack_tokens"), ctx.options.get("allow") or [])
-    ctx.state.update(server_version=version, db_size=size, row_counts_before=counts,
-                     impacts=[i.to_json() for i in impacts], probes=[p.to_json() for p in probes],
-                     db_props=props, object_owners=owners)
+    over = over_limit(impacts, checks.max_rewrite_mb * 2**20, ctx.state.ack_tokens, ctx.options.get("allow") or [])
+    st = ctx.state
+    st.db_size, st.row_counts_before, st.db_props, st.object_owners = size, counts, props, owners
+    st.impacts, st.probes = [i.to_json() for i in impacts], [p.to_json() for p in probes]
     for p in probes:  # the plan shows every note; one that left a statement unproven is also a warning
         if p.error:
             ctx.emit("warning", f"{p.revision}: `{p.statement[:100]}` not proven by its {p.kind} probe: {p.error}")
@@ -171,7 +165,7 @@ def preflight(ctx, long_xact_seconds: int = 300, min_free_factor: float = 1.2):
             "if intended (a maintenance window), add `# vetai-ops: allow rewrite <table>` to the revision file or "
             "pass " + " ".join(f"--allow='rewrite {i.table}'" for i in over)
             + "; or raise checks.max_rewrite_mb in the inventory")
-    if longx and ctx.state.get("pending"):
+    if longx and ctx.state.pending:
         desc = ", ".join(f"pid {r['pid']} ({r['usename']}, {r['state']}, {r['secs']}s)" for r in longx)
         raise GateRefused(
             f"long-running transactions would block the migration's DDL: {desc}",
@@ -202,16 +196,14 @@ def _drift_gate(ctx, conn) -> str:
     ``accept_drift`` now; those are recorded by the ``accept_drift`` step, before the backup)."""
     from ..database.drift import accept_hint, describe, drift_at, parse_tokens, select
 
-    t0 = time.monotonic()
-    rev = ctx.state["from_rev"] if "from_rev" in ctx.state else mig.current(conn)
-    diffs, info = drift_at(ctx.access, conn, rev, emit=ctx.emit)
+    rev = ctx.state.from_rev if ctx.state.is_set("from_rev") else mig.current(conn)
+    diffs, _ = drift_at(ctx.access, conn, rev, emit=ctx.emit)
     new = [d for d in diffs if not d.accepted]
     chosen, unused = select(new, parse_tokens(ctx.options.get("accept_drift")))
     for t in unused:
         ctx.emit("warning", f"--accept-drift={t} names no unaccepted difference of the live schema (ignored)")
     refused = [d for d in new if d not in chosen]
-    ctx.state.update(drift=[d.to_dict() for d in diffs], drift_accepting=chosen,
-                     drift_check_s=round(time.monotonic() - t0, 3), drift_reference_cached=info["cached"])
+    ctx.state.drift, ctx.state.drift_accepting = [d.to_dict() for d in diffs], chosen
     if refused:
         raise GateRefused(
             f"the live schema of {ctx.access.db.name} differs from what the history builds at revision "
@@ -255,8 +247,8 @@ def _check_client_tools(ctx, server_version: str) -> None:
         try:
             r = t.run([access.bin(tool), "--version"], check=False)
             have, why = (tool_major(r.text) if r.returncode == 0 else None), (r.stderr or r.text).strip()[-200:]
-            if have is not None:
-                ctx.state[f"{tool}_version"] = r.text.strip()  # the backup records it: asked once
+            if have is not None and tool == "pg_dump":
+                ctx.state.pg_dump_version = r.text.strip()  # the backup records it: asked once
         except TargetError as e:  # not installed / not on PATH
             have, why = None, e.message
         if have is None:
@@ -292,7 +284,8 @@ def plan(ctx, rehearse: bool = True):
     est = None
     if last and last[0].duration_s:
         est = round(last[0].duration_s * 1.5, 1)
-    pending = ctx.state.get("pending", [])
+    st = ctx.state
+    pending = st.pending
     cfg = ctx.env.deploy
     if ctx.options.get("no_rehearsal") and ctx.env.protected:
         raise GateRefused(f"env {ctx.env.name!r} is protected: its deploys are always rehearsed on a copy first; "
@@ -302,55 +295,36 @@ def plan(ctx, rehearse: bool = True):
         raise GateRefused(f"deploy.rehearsal is always for env {ctx.env.name!r}, and --skip-backup leaves no backup "
                           "to rehearse on; nothing changed", "deploy without --skip-backup")
     decision = decide(cfg.rehearsal, protected=ctx.env.protected, pending=pending,
-                      first_deploy=ctx.state.get("from_rev") is None, no_flag=bool(ctx.options.get("no_rehearsal")),
+                      first_deploy=st.from_rev is None, no_flag=bool(ctx.options.get("no_rehearsal")),
                       skip_backup=bool(ctx.options.get("skip_backup")),
-                      reasons=data_dependent(pending, ctx.state.get("findings", []), ctx.state.get("sql", {})))
+                      reasons=data_dependent(pending, st.findings, st.sql))
     if not rehearse:  # a playbook without a rehearse step (migrations.upgrade)
         decision.will, decision.why = False, f"{ctx.action} does not rehearse (invoke deploy does)"
-    ctx.state["rehearsal"] = decision.to_json()
+    st.rehearsal = decision.to_json()
     try:
         history = read_history(ctx.access.engine(), limit=200)
     except Exception as e:  # noqa: BLE001 - estimates only: never stops a deploy
         ctx.emit("warning", f"could not read deploy_history for the estimates: {str(e).splitlines()[0][:200]}")
         history = []
-    ctx.state["history_rows"] = history
-    estimated, by_rev = estimates(manifests, history, pending, ctx.state.get("db_size"))
-    p = {
-        "env": ctx.env.name,
-        "protected": ctx.env.protected,
-        "db_host": ctx.env.hosts.db[0],
-        "app_hosts": list(ctx.env.hosts.app),
-        "database": ctx.env.database.name,
-        "from": ctx.state.get("from_rev"),
-        "to": ctx.state.get("to_rev"),
-        "pending": ctx.state.get("pending", []),
-        "sql": ctx.state.get("sql", {}),
-        "findings": ctx.state.get("findings", []),
-        "drift": ctx.state.get("drift", []),
-        "accepting_drift": [d.id for d in ctx.state.get("drift_accepting") or []],
-        "impacts": ctx.state.get("impacts", []),
-        "probes": ctx.state.get("probes", []),
-        "backup_store": ctx.store.location,
-        "first_deploy_seeds": bool(ctx.state.get("when:first_deploy")),
-        "estimated_restore_s": est,
-        "rehearsal": decision.to_json(),
-        "estimates": estimated,
-        "migrate_by_revision": by_rev,
-        "max_rollback_s": cfg.max_rollback_s,
-        "created": time.time(),
-    }
-    ctx.state["plan"] = p
-    ctx.emit("plan", "", **{k: v for k, v in p.items() if k != "created"})
+    st.history_rows = history
+    estimated, by_rev = estimates(manifests, history, pending, st.db_size)
+    p = st.plan = DeployPlan.of(
+        ctx.env, from_rev=st.from_rev, to_rev=st.to_rev, backup_store=ctx.store.location, pending=pending,
+        sql=st.sql, findings=st.findings, drift=st.drift, accepting_drift=[d.id for d in st.drift_accepting],
+        impacts=st.impacts, probes=st.probes, first_deploy_seeds=bool(st.first_deploy), estimated_restore_s=est,
+        rehearsal=decision.to_json(), estimates=estimated, migrate_by_revision=by_rev,
+        max_rollback_s=cfg.max_rollback_s, created=time.time())
+    ctx.emit("plan", "", **{k: v for k, v in p.to_json().items() if k != "created"})
     rto, predicted = cfg.max_rollback_s, estimated["rollback_s"]
     if rto is not None and pending:
         if predicted is not None and predicted > rto:
             raise GateRefused(
                 f"a rollback of env {ctx.env.name!r} is predicted to take {predicted:.0f}s (past restores here, "
-                f"scaled to the database's {ctx.state.get('db_size') or 0} bytes now), over deploy.max_rollback_s="
+                f"scaled to the database's {st.db_size or 0} bytes now), over deploy.max_rollback_s="
                 f"{rto:g}s; refused before the backup, nothing changed",
                 "deploy in a window where a longer recovery is acceptable (raise deploy.max_rollback_s for it), "
                 "or make the database smaller / the restore faster (backup.restore_jobs)")
         if predicted is None:
             ctx.emit("warning", f"deploy.max_rollback_s={rto:g}s is not enforced: env {ctx.env.name!r} has no "
                                 "restore in its history to predict a rollback from (`invoke backups.verify` makes one)")
-    return f"{p['from'] or 'base'} -> {p['to'] or 'base'} ({len(p['pending'])} revisions)"
+    return f"{p.from_rev or 'base'} -> {p.to_rev or 'base'} ({len(p.pending)} revisions)"

@@ -114,9 +114,9 @@ def record(ctx, m, rec: dict, *, sign: bool = False) -> None:
 @step("verify")
 def verify(ctx, always: bool = False):
     """Restore-test this run's backup before acknowledged destructive revisions run."""
-    if not (always or ctx.state.get("acknowledged_destructive")):
+    if not (always or ctx.state.acknowledged_destructive):
         return "not needed (no acknowledged destructive revision pending)"
-    m = ctx.state.get("backup_manifest")
+    m = ctx.state.backup
     if m is None:
         raise GateRefused("a verified backup is required before acknowledged destructive revisions, and none was taken")
     rec = verify_manifest(ctx, m)

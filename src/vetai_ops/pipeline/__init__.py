@@ -1,7 +1,8 @@
 """Runs a playbook: ordered steps, a journal, the env lock, and on_failure handlers.
 
-A run is a :class:`RunContext` (env, targets, store, DB access, options, shared state)
-passed to each step function registered in :mod:`vetai_ops.steps`. Steps report through
+A run is a :class:`~vetai_ops.pipeline.context.RunContext` (env, targets, store, DB access,
+options, and the steps' :class:`~vetai_ops.runstate.RunState`) passed to each step function
+registered in :mod:`vetai_ops.steps`; signals are :mod:`vetai_ops.pipeline.signals`. Steps report through
 ``ctx.emit``; the face renders. A failure in or after the step named by the playbook's
 ``on_failure_after`` (``backup``) runs ``on_failure`` (restore that backup, restart,
 post-check again) and ends in :class:`DeployFailed` carrying a report.
@@ -9,133 +10,17 @@ post-check again) and ends in :class:`DeployFailed` carrying a report.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import __version__
-from .config import Environment, Inventory, Playbook, StepSpec, load_inventory, load_playbook
-from .errors import DeployFailed, Interrupted, OpsError, StopPipeline, short_error
-from .events import Event, EventSink, ListSink, NullSink, Tee
-from .journal import FileJournal, operator_id, record_history
-from .secrets import redact, redact_data
-
-
-@dataclass
-class RunContext:
-    inventory: Inventory
-    env: Environment
-    action: str
-    options: dict[str, Any] = field(default_factory=dict)
-    sink: EventSink = field(default_factory=NullSink)
-    confirm: Callable[[str, dict], bool] | None = None  # face-provided prompt
-    state: dict[str, Any] = field(default_factory=dict)
-    journaled: bool = True  # False for read-only views (status, history, lists)
-
-    def __post_init__(self):
-        self.run_id = uuid.uuid4().hex[:12]
-        self.operator = operator_id()
-        self.started = time.time()
-        self._stack = contextlib.ExitStack()
-        self._db_target = None
-        self._app_targets = None
-        self._targets: dict[str, Any] = {}  # host -> its target, for the run
-        self._store = None
-        self._catalog = None
-        self._access = None
-        self._cluster = None
-        self.events = ListSink()
-        self.journal = FileJournal(self.run_id, self.action, self.env.name, enabled=self.journaled)
-        self.sink = Tee(self.sink, self.events, self.journal)
-
-    # ---------------------------------------------------------------- reporting
-    def emit(self, kind: str, message: str = "", step: str | None = None, **data) -> None:
-        self.sink.emit(Event(kind, step or self.state.get("current_step"), redact(message), redact_data(data)))
-
-    def progress(self, step: str, done: int, total: int | None = None, **data) -> None:
-        self.sink.emit(Event("progress", step, "", {"done": done, "total": total, **data}))
-
-    # ---------------------------------------------------------------- resources
-    @property
-    def cluster(self):
-        if self.env.sandbox is not None and self._cluster is None:
-            from .database.sandbox import ensure_sandbox
-
-            self._cluster = ensure_sandbox(self.env)
-        return self._cluster
-
-    @property
-    def db_target(self):
-        if self._db_target is None:
-            self._db_target = self._make_target(self.env.hosts.db[0])
-        return self._db_target
-
-    @property
-    def app_targets(self) -> list:
-        if self._app_targets is None:
-            hosts = self.env.hosts.app or ([] if self.env.ssh else ["local"])
-            self._app_targets = [self._make_target(h) for h in hosts]
-        return self._app_targets
-
-    def _make_target(self, host: str):
-        """One target per host for the whole run: its SSH connection is opened once and
-        reused by every step (backup, restart, health, the recovery's restart and
-        post-check), also when the DB host is an app host too; closed when the run ends."""
-        t = self._targets.get(host)
-        if t is None:
-            from .targets.factory import make_target  # local without an ssh: block, else SSH
-
-            t = self._targets[host] = make_target(host, self.env.ssh, self.env.protected)
-            self._stack.callback(t.close)
-        return t
-
-    @property
-    def store(self):
-        if self._store is None:
-            from .store.factory import make_store
-
-            self._store = make_store(self.env)
-        return self._store
-
-    @property
-    def catalog(self):
-        if self._catalog is None:
-            from .store.factory import make_catalog
-
-            self._catalog = make_catalog(self.env, self.store)
-        return self._catalog
-
-    @property
-    def access(self):
-        if self._access is None:
-            from .database.access import DbAccess
-
-            cluster = self.cluster
-            self._access = DbAccess(self.env, self.db_target, cluster=cluster)
-            self._stack.callback(self._access.close)
-        return self._access
-
-    def close(self) -> None:
-        self._stack.close()
-        self.journal.close()
-
-
-@contextlib.contextmanager
-def run_context(env_name: str | None, action: str, *, journaled: bool = True, sink: EventSink | None = None,
-                options: dict | None = None, confirm: Callable | None = None):
-    """A RunContext for one operation outside a playbook (status views, verify, prune, adopt);
-    its connections, tunnels and lock are released on exit."""
-    inv = load_inventory()
-    ctx = RunContext(inv, inv.env(env_name), action, dict(options or {}), sink or NullSink(), confirm,
-                     journaled=journaled)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
+from .. import __version__
+from ..config import Inventory, Playbook, StepSpec, load_inventory, load_playbook
+from ..errors import DeployFailed, Interrupted, OpsError, StopPipeline, short_error
+from ..events import EventSink, NullSink
+from ..journal import record_history
+from ..secrets import redact, redact_data
+from .context import RunContext, run_context  # noqa: F401 - the face makes its contexts here
+from .signals import SignalGuard
 
 
 # ------------------------------------------------------------------- runner
@@ -147,13 +32,14 @@ def _when(spec: StepSpec, ctx: RunContext) -> bool:
         return True
     neg = cond.startswith("not ")
     name = cond[4:] if neg else cond
-    val = bool(ctx.state.get(f"when:{name}", ctx.options.get(name, False)))
+    val = ctx.state.condition(name)  # a step decided it, else the option of that name
+    val = bool(ctx.options.get(name, False) if val is None else val)
     return not val if neg else val
 
 
 def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dict:
     """Run one step; its record is in ``records`` from the start, so a failed step is reported too."""
-    from .steps import get_step
+    from ..steps import get_step
 
     fn = get_step(spec.step)
     rec = {"step": spec.label, "phase": phase, "status": "running"}
@@ -162,7 +48,7 @@ def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dic
         ctx.emit("step_skipped", f"skipped ({spec.when} is false)", step=spec.label)
         rec.update(status="skipped", duration_s=0.0)
         return rec
-    ctx.state["current_step"] = spec.label
+    ctx.state.current_step = spec.label
     t0 = time.monotonic()
     ctx.emit("step_started", "", step=spec.label)
     try:
@@ -186,89 +72,11 @@ def _run_step(ctx: RunContext, spec: StepSpec, phase: str, records: list) -> dic
 
 
 def _detail(ctx: RunContext, rec: dict) -> None:
-    """A step's measurements for the journal (``ctx.state["step_detail"]``, e.g. the rehearsal's
+    """A step's measurements for the journal (``ctx.state.step_detail``, e.g. the rehearsal's
     per-revision durations): kept in its record, and so in deploy_history's ``steps``."""
-    detail = ctx.state.pop("step_detail", None)
+    detail, ctx.state.step_detail = ctx.state.step_detail, None
     if detail:
         rec["detail"] = redact_data(detail)
-
-
-def _ttys() -> set[int]:
-    out = set()
-    for fd in (0, 1, 2):
-        try:
-            if os.isatty(fd):
-                out.add(fd)
-        except OSError:
-            pass
-    return out
-
-
-def _detach_terminal(fds: set[int]) -> None:
-    """SIGHUP: the terminal is gone, and writing to it now fails (EIO). Point the standard
-    streams that were that terminal (``fds``, noted while it was there: a hung-up terminal
-    no longer answers isatty) at /dev/null, so the recovery and the journal go on."""
-    try:
-        null = os.open(os.devnull, os.O_RDWR)
-    except OSError:
-        return
-    try:
-        for fd in fds | _ttys():
-            try:
-                os.dup2(null, fd)
-            except OSError:
-                pass
-    finally:
-        os.close(null)
-
-
-class _SignalGuard:
-    """SIGTERM and SIGHUP (a dropped terminal or SSH session) behave like Ctrl-C; while
-    on_failure runs, further signals are held off."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-    def __enter__(self):
-        self.received: str | None = None
-        self.ttys = _ttys()
-        self._old: dict | None = {}
-        try:
-            for sig in self.SIGNALS:
-                self._old[sig] = signal.signal(sig, self._term)
-        except ValueError:  # not the main thread
-            self._old = None
-        return self
-
-    def _term(self, signum, frame):
-        self.received = signal.Signals(signum).name
-        if signum == signal.SIGHUP:
-            _detach_terminal(self.ttys)
-        raise KeyboardInterrupt
-
-    def _hup_held(self, signum, frame):
-        self.received = self.received or "SIGHUP"
-        _detach_terminal(self.ttys)
-
-    @contextlib.contextmanager
-    def shielded(self):
-        try:
-            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            old_hup = signal.signal(signal.SIGHUP, self._hup_held)
-        except ValueError:
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-            signal.signal(signal.SIGHUP, old_hup)
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            for sig, old in self._old.items():
-                signal.signal(sig, old)
 
 
 def run_playbook(
@@ -283,7 +91,7 @@ def run_playbook(
 ) -> dict:
     """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
     pb = playbook or load_playbook(name)
-    from .steps import check_playbook
+    from ..steps import check_playbook
 
     check_playbook(pb)  # a bad playbook is refused (exit 2) before any lock, backup or journal line
     inv = inventory or load_inventory()
@@ -300,13 +108,13 @@ def run_playbook(
     ctx.emit("run_started", f"{pb.name} on {env.name}", step=None, playbook=pb.path, run_id=ctx.run_id)
     armed = False  # on_failure armed once the on_failure_after step really made a backup
     failure: BaseException | None = None
-    with _SignalGuard() as guard:
+    with SignalGuard() as guard:
         try:
             try:
                 for spec in pb.steps:
                     rec = _run_step(ctx, spec, "main", report["steps"])
                     if (pb.on_failure_after and spec.step == pb.on_failure_after and rec["status"] == "ok"
-                            and "backup_manifest" in ctx.state):
+                            and ctx.state.backup is not None):
                         armed = True
                 report["outcome"] = "success"
             except StopPipeline as e:
@@ -317,12 +125,12 @@ def run_playbook(
                 report["outcome"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
                 report["error"] = (redact(short_error(e)) if not isinstance(e, KeyboardInterrupt)
                                    else f"interrupted ({guard.received or 'SIGINT'})")
-                report["failed_step"] = ctx.state.get("current_step")
-                report["db_changed"] = bool(ctx.state.get("db_changed"))
+                report["failed_step"] = ctx.state.current_step
+                report["db_changed"] = ctx.state.db_changed
                 # restore only what this run changed: a failure before any write (verify, a refused
                 # migrate, a restart with nothing applied) leaves the live DB and its newer writes alone
                 if armed and report["db_changed"] and pb.on_failure:
-                    ctx.state["failed_step"] = report["failed_step"]
+                    ctx.state.failed_step = report["failed_step"]
                     with guard.shielded():
                         _on_failure(ctx, pb, report)
         finally:
@@ -380,7 +188,7 @@ def _writes_summary(report: dict) -> str:
         return "; downgraded instead of restoring the backup (downgrade_on_failure): the app's writes since the backup are kept"
     if not report.get("kept_as"):
         return ""
-    from .database.writestats import describe
+    from ..database.writestats import describe
 
     w = report.get("writes_since_backup")
     if w == {}:
@@ -393,7 +201,7 @@ def _writes_summary(report: dict) -> str:
 def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
     rec: dict[str, Any] = {"status": "running", "done": [], "steps": []}
     report["recovery"] = rec
-    ctx.state["recovering"] = True
+    ctx.state.recovering = True
     ctx.emit("warning", f"{report.get('failed_step')} failed; running on_failure", step=None)
     for spec in pb.on_failure:
         try:
@@ -407,7 +215,8 @@ def _on_failure(ctx: RunContext, pb: Playbook, report: dict) -> None:
 
 
 def _finish(ctx: RunContext, report: dict) -> None:
-    for fn in ctx.state.pop("on_finish", []):  # e.g. lift the write fence: on every exit path, first
+    hooks, ctx.state.on_finish = ctx.state.on_finish, []
+    for fn in hooks:  # e.g. lift the write fence: on every exit path, first
         try:
             fn(ctx)
         except Exception as e:  # noqa: BLE001 - never hides the run's own outcome
@@ -415,15 +224,11 @@ def _finish(ctx: RunContext, report: dict) -> None:
     report["finished"] = time.time()
     report["started"] = ctx.started
     report["duration_s"] = round(report["finished"] - ctx.started, 3)
-    for k in ("from_rev", "to_rev", "backup_id", "backup_url", "revisions", "restored_id", "adopt", "plan",
-              "restore_summary", "selection", "writes_since_backup", "kept_as", "writes_notes", "fence_status",
-              "fence_repaired", "recovered_by"):
-        if k in ctx.state:
-            report[k] = ctx.state[k]
+    report.update(ctx.state.report())
     ctx.emit("run_finished", report["outcome"], step=None, outcome=report["outcome"], duration_s=report["duration_s"])
     # journal: the target DB's deploy_history (best effort: never hides the real outcome);
     # a dry run (`invoke plan`) writes nothing into the database, only the local log
-    if ctx.state.get("db_touched") and not ctx.options.get("dry_run"):
+    if ctx.state.db_touched and not ctx.options.get("dry_run"):
         try:
             record_history(
                 ctx.access.engine(),
@@ -447,7 +252,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
         except Exception as e:  # noqa: BLE001
             ctx.emit("warning", f"could not write deploy_history: {redact(str(e).splitlines()[0] if str(e) else repr(e))}")
     # the run's log next to the backup it made
-    bid = ctx.state.get("backup_id")
+    bid = report.get("backup_id")
     if bid:
         try:
             ctx.catalog.store.put_bytes(ctx.catalog.log_key(bid), ("\n".join(ctx.journal.lines) + "\n").encode())
