@@ -116,10 +116,8 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     out.print(t)
 
 
-def plan_sql(p: Plan | None, c: Console = out) -> None:
+def plan_sql(pending: list[str], sql: dict[str, str], c: Console = out) -> None:
     """The SQL each pending revision will run (Alembic offline rendering), in order."""
-    pending = p.pending if p is not None else []
-    sql = getattr(p, "sql", None) or {}
     for rev in pending:
         c.print(f"[bold]-- {esc(rev)}[/]")
         text = (sql.get(rev) or "").strip()

@@ -88,8 +88,10 @@ def run_playbook(
     confirm: Callable[[str, dict], bool] | None = None,
     inventory: Inventory | None = None,
     playbook: Playbook | None = None,
+    targets: dict[str, Any] | None = None,
 ) -> dict:
-    """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure.
+    ``targets``: host -> a target made by the caller (:meth:`RunContext.use_target`)."""
     pb = playbook or load_playbook(name)
     from ..steps import check_playbook
 
@@ -97,6 +99,8 @@ def run_playbook(
     inv = inventory or load_inventory()
     env = inv.env(env_name)
     ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
+    for host, target in (targets or {}).items():
+        ctx.use_target(host, target)
     report: dict[str, Any] = {
         "run_id": ctx.run_id,
         "action": pb.name,

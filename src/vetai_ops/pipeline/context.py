@@ -78,6 +78,12 @@ class RunContext:
             self._app_targets = [self._make_target(h) for h in hosts]
         return self._app_targets
 
+    def use_target(self, host: str, target) -> None:
+        """``target`` for ``host`` for the whole run, instead of one made from the inventory
+        (fab: the host Fabric was given, reached as Fabric was told); closed when the run ends."""
+        self._targets[host] = target
+        self._stack.callback(target.close)
+
     def _make_target(self, host: str):
         """One target per host for the whole run: its SSH connection is opened once and
         reused by every step (backup, restart, health, the recovery's restart and
@@ -128,8 +134,9 @@ class RunContext:
 @contextlib.contextmanager
 def run_context(env_name: str | None, action: str, *, journaled: bool = True, sink: EventSink | None = None,
                 options: dict | None = None, confirm: Callable | None = None):
-    """A RunContext for one operation outside a playbook (status views, verify, prune, adopt);
-    its connections, tunnels and lock are released on exit."""
+    """The one factory of a RunContext outside a playbook (the read-only views, check,
+    validate, verify, prune): ``journaled=False`` for views that write no journal. Its
+    connections, tunnels and lock are released on exit."""
     inv = load_inventory()
     ctx = RunContext(inv, inv.env(env_name), action, dict(options or {}), sink or NullSink(), confirm,
                      journaled=journaled)
