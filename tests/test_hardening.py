@@ -221,9 +221,12 @@ def test_tables_and_errors_show_brackets_as_text(capsys):
     sink = render.ConsoleSink(render.out)
     for kind in ("run_started", "step_failed", "warning", "info", "revision_applied", "run_finished"):
         sink.emit(Event(kind, "st[/]ep", f"{kind} {EVIL}", {"outcome": "failed", "duration_s": 1.0}))
-    render.render_plan({"env": "e[/]", "db_host": "[/]", "database": "d", "pending": ["r[/]"],
-                        "findings": [{"revision": "r[/]", "rule": "x[/]", "severity": "error", "file": "[/]f",
-                                      "line": 1}]})
+    from vetai_ops.plan import DeployPlan
+
+    render.render_plan(DeployPlan(env="e[/]", database="d", protected=False, db_host="[/]", app_hosts=[],
+                                  from_rev=None, to_rev="r[/]", backup_store="s", pending=["r[/]"],
+                                  findings=[{"revision": "r[/]", "rule": "x[/]", "severity": "error", "file": "[/]f",
+                                             "line": 1}]))
     out = capsys.readouterr().out
     assert "[bold]x[/]" in out and out.count(EVIL) == 6 and "st[/]ep" in out and "x[/]" in out
 

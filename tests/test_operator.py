@@ -650,5 +650,5 @@ def test_plan_sql_is_printed_verbatim_off_a_terminal():
 
     buf = io.StringIO()
     sql = "ALTER TABLE users ADD CONSTRAINT ck_email CHECK (email ~ '^[a-z0-9.]+@[a-z]+$');"
-    plan_sql({"pending": ["0014"], "sql": {"0014": sql}}, Console(file=buf, width=160))
+    plan_sql(["0014"], {"0014": sql}, Console(file=buf, width=160))
     assert sql in buf.getvalue() and "-- 0014" in buf.getvalue()
