@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import signal
-import sys
-import threading
 
 import psycopg
 import pytest
 
-from procs import wait_for
-
-from fixtures_remote import ROOT
+from procs import pty_cli, wait_for
 
 pytestmark = pytest.mark.remote
 
@@ -90,38 +84,14 @@ def test_rollback_shows_the_writes_before_the_operator_confirms(remote_env):
     app_exec(remote_env, *APP_WRITES)
 
     env = dict(os.environ, **remote_env.env_vars(), COLUMNS="200")
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "invoke", "rollback", f"--to={bid}", "--env=prod"], env)
-    seen = bytearray()
-
-    def drain():
-        while True:
-            try:
-                b = os.read(fd, 65536)
-            except OSError:
-                return
-            if not b:
-                return
-            seen.extend(b)
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
-    try:
-        assert wait_for(lambda: b"Type the environment name" in seen, 120), bytes(seen)
-        shown = bytes(seen).decode(errors="replace")
-        os.write(fd, b"not-prod\n")
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(fd)
+    with pty_cli(env, "rollback", f"--to={bid}", "--env=prod") as run:
+        assert wait_for(lambda: b"Type the environment name" in run.seen, 120), bytes(run.seen)
+        shown = bytes(run.seen).decode(errors="replace")
+        run.write(b"not-prod\n")
+        code = run.wait()
     before_prompt = shown.split("Type the environment name")[0]
     assert "WRITES SINCE THAT BACKUP" in before_prompt and "app_cache.sessions +3 ~2 -1" in before_prompt
-    assert os.waitstatus_to_exitcode(status) == 2  # not confirmed: nothing changed
+    assert code == 2  # not confirmed: nothing changed
     assert remote_env.psql("SELECT count(*) FROM app_cache.sessions WHERE id > 100") == "2"
 
     r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes", "--json")
