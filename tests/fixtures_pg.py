@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 import os
+import subprocess
 import uuid
 
 import pytest
 
+from bed import require_or_skip
 from vetai_ops.database.cluster import Cluster, resolve_bindir
 
 # Each test process (an xdist worker, another worktree's run) starts from its own block of
@@ -173,3 +175,15 @@ def migrations_copy(tmp_path, monkeypatch):
             return f
 
     return M
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a store or spool that fills up for real."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)])

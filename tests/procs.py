@@ -1,4 +1,4 @@
-"""Watching the tool's processes without guessing at time.
+"""Running the tool's CLI, and watching its processes without guessing at time.
 
 The loopback "hosts" of the SSH bed and the local env both run their commands on this
 machine, so a test can find the pg_dump / pg_restore a run started (by program and by this
@@ -13,12 +13,35 @@ import contextlib
 import os
 import pty
 import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(env_extra: dict | None, without: tuple[str, ...]) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in without}
+    env.update(env_extra or {})
+    return env
+
+
+def cli(*args: str, env_extra: dict | None = None, input: str | None = None, timeout: float = 300,
+        without: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """The real CLI (``python -m invoke``) of this checkout, its output captured, with no terminal
+    on stdin (like cron / CI) unless ``input`` is typed into it. ``env_extra`` adds to this
+    process's environment, ``without`` takes variables out of it."""
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=_env(env_extra, without),
+                          capture_output=True, text=True, timeout=timeout, **stdin)
+
+
+def cli_bg(*args: str, env_extra: dict | None = None) -> subprocess.Popen:
+    """:func:`cli` started in the background (to wait for a state it reaches, signal it, ...)."""
+    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=_env(env_extra, ()),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
 def wait_until(pred, proc, limit: float = 240.0) -> bool:

@@ -7,31 +7,23 @@ history contains."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, pool, text
 
+import procs
 from vetai_ops.database import migrations as mig
 from vetai_ops.database.catalog import compare, snapshot
 from vetai_ops.errors import DeployFailed, GateRefused
 from vetai_ops.journal import operator_id
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def cli(*args, env_extra=None):
-    """The real invoke CLI, with no terminal on stdin (like cron / CI). COLUMNS is dropped: a
-    pytest worker's (e.g. 80 under xdist) would fold long object names inside the check table,
-    where an operator's log gets the CLI's own off-terminal width."""
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    """The real CLI without COLUMNS: a pytest worker's (e.g. 80 under xdist) would fold long
+    object names inside the check table, where an operator's log gets the CLI's own
+    off-terminal width."""
+    return procs.cli(*args, env_extra=env_extra, without=("COLUMNS",))
 
 
 def backups(le) -> list[str]:

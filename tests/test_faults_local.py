@@ -4,21 +4,15 @@ a clear report, a non-zero exit, and a following deploy that succeeds."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from procs import wait_for
+from procs import cli, cli_bg, wait_for
 
-from bed import require_or_skip
 from vetai_ops.errors import ChecksumMismatch, CommandFailed, ConfigError, DeployFailed, GateRefused, StoreError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def snapshot(le) -> dict:
@@ -36,17 +30,6 @@ def snapshot(le) -> dict:
 def deployed(le, **opts):
     le.run("deploy", yes=True, **opts)
     return snapshot(le)
-
-
-def cli(*args, env_extra=None, **kw):
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw)
-
-
-def cli_bg(*args):
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
 
 
 class AdvisoryGate:
@@ -264,17 +247,6 @@ def test_interrupt_mid_migration(local_env, migrations_copy, sig):
 
 
 # ------------------------------------------------------------------ 9. disk full where the backup goes
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    d = tmp_path / "tiny"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
-    if r.returncode != 0:
-        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield d
-    subprocess.run(["umount", "-l", str(d)])
 
 
 def test_disk_full_registers_nothing(local_env, tiny_disk):

@@ -20,25 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from procs import frozen, pids, wait_until
+from procs import cli, cli_bg, frozen, pids, wait_until
 from vetai_ops.errors import ChecksumMismatch, GateRefused, OpsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def cli(*args, **kw):
-    """The real CLI (``python -m invoke``), no terminal on stdin (like cron / CI)."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300, **kw)
-
-
-def cli_bg(*args):
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-
 
 
 def one_line(text: str) -> str:
@@ -97,7 +85,6 @@ def scratch_databases(le) -> str:
     return le.psql(f"select count(*) from pg_database where datname like '{le.dbname}_restore_%'")
 
 
-
 class TableGate:
     """An ACCESS EXCLUSIVE lock on a table of the live DB, held by the test: pg_dump waits for
     its ACCESS SHARE lock on it, so a backup is held inside pg_dump until the test lets go."""
@@ -152,19 +139,6 @@ def test_the_recovery_restarts_the_services_after_restoring(local_env, migration
 
 
 # ------------------------------------------------------------------ preflight refusals
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    from bed import require_or_skip
-
-    d = tmp_path / "tiny"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
-    if r.returncode != 0:
-        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield d
-    subprocess.run(["umount", "-l", str(d)])
 
 
 def test_preflight_refuses_a_deploy_when_the_store_has_no_room(local_env, tiny_disk):
