@@ -15,7 +15,7 @@ import pytest
 from procs import pty_cli, wait_for
 
 from fixtures_remote import _comm, _descendants
-from test_remote_e2e import add_bulk
+from test_remote_e2e import add_bulk, assert_bulk_accepted
 
 pytestmark = pytest.mark.remote
 
@@ -97,6 +97,7 @@ def test_lock_lost_before_migrate_stops_with_nothing_applied(remote_env):
     assert "lock" in err and "was lost" in err and "stopped before migrate" in err, err
     assert "Traceback" not in err
     assert remote_env.revision() == "base"  # nothing applied
+    assert_bulk_accepted(remote_env)
 
 
 def test_recovery_retakes_a_lost_lock_and_a_second_deployer_is_never_silent(remote_env, health):
@@ -210,6 +211,7 @@ def test_stalled_pg_dump_is_killed_and_reported(remote_env):
     finally:
         _release(stopped)
     assert remote_env.revision() == "base"
+    assert_bulk_accepted(remote_env)
     assert [k for k in remote_env.objects() if k.endswith(".json")] == [] and remote_env.uploads() == []
 
 
