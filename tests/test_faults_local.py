@@ -4,13 +4,15 @@ a clear report, a non-zero exit, and a following deploy that succeeds."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from procs import cli, cli_bg, wait_for
+from procs import cli, cli_bg, pids, wait_for
 
 from vetai_ops.errors import ChecksumMismatch, CommandFailed, ConfigError, DeployFailed, GateRefused, StoreError
 
@@ -191,6 +193,44 @@ def test_pg_restore_killed_leaves_live_untouched(local_env, tmp_path):
         local_env.run("rollback", to=bid, yes=True)
     assert snapshot(local_env) == before
     assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'") == "0"
+
+
+def test_stalled_pg_restore_is_stopped_and_the_live_database_kept(local_env):
+    """A pg_restore that gets nowhere (frozen with SIGSTOP on the DB host: its sessions sit
+    idle) moves no byte past the operator, so the stall watch asks the server: no progress
+    for backup.stall_timeout and it is killed, the copy dropped, the live database untouched,
+    the lock released; the next rollback goes through."""
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    local_env.psql("delete from notifications")
+    before = snapshot(local_env)
+    local_env.configure(backup="{stall_timeout: 2}")
+    p = cli_bg("rollback", f"--to={bid}", "--env=local", "--yes")
+    stopped: list[int] = []
+    try:
+        assert wait_for(lambda: bool(pids("pg_restore", local_env.dbname)), proc=p), "pg_restore never started"
+        for pid in pids("pg_restore", local_env.dbname):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        out, err = p.communicate(timeout=300)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    said = " ".join(err.split())
+    assert p.returncode == 1, said
+    assert "pg_restore into" in said and "made no progress for 2s (backup.stall_timeout) and was stopped" in said, said
+    assert "the live database was not touched" in said and "Traceback" not in said, said
+    assert stopped and not [pid for pid in stopped if os.path.exists(f"/proc/{pid}")]  # killed by the run, reaped
+    assert snapshot(local_env) == before
+    assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'") == "0"
+    assert not list(Path("/tmp").glob(f"vetai-ops-spool-{local_env.dbname}.*"))
+    local_env.configure()
+    assert local_env.run("rollback", to=bid, yes=True)["outcome"] == "success"  # nothing left in its way
+    assert local_env.psql("select count(*) from notifications") != "0"
 
 
 # ------------------------------------------------------------------ 7. two deploys at once

@@ -17,6 +17,7 @@ import hashlib
 import time
 
 from .database import dbprops
+from .database.activity import RestoreProgress
 from .database import migrations as mig
 from .database.introspect import new_database, public_tables
 from .errors import ChecksumMismatch, CommandFailed, OpsError
@@ -241,15 +242,32 @@ def restore_into(ctx, m, dbname: str, maint=None, props: dict | None = None) -> 
                     *access.pg_args(dbname), path]
             ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
             with access.pg_env() as penv:
-                res = target.run(argv, env=penv, check=False)
-            if res.returncode != 0:
-                raise CommandFailed(
-                    f"pg_restore into {dbname} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
-                    returncode=res.returncode,
-                )
+                rc, err = _watched_restore(ctx, target, argv, penv, RestoreProgress(maint, dbname), dbname)
+            if rc != 0:
+                raise CommandFailed(f"pg_restore into {dbname} failed on {target.name} (exit {rc}): {err.strip()[-600:]}",
+                                    returncode=rc)
     finally:
         remove_spool(target, spool)
     return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3), "mode": mode}
+
+
+def _watched_restore(ctx, target, argv, env, progress, dbname) -> tuple[int, str]:
+    """Run pg_restore under a stall watch: one that makes no progress on the server for
+    backup.stall_timeout (stopped, hung, waiting on a lock) is killed and reported
+    (:class:`StreamStalled`); its copy is then dropped by the caller. (exit code, stderr)"""
+    proc = target.start(argv, env=env)
+    watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"pg_restore into {dbname} on {target.name}",
+                       moving=progress.moved, still="made no progress")
+    try:
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        watch.close()
+    watch.check("the live database was not touched")
+    return rc, proc.stderr_text()
 
 
 def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
