@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from procs import cli, cli_bg, pids, wait_for
+from procs import cli, cli_bg, frozen, pids, wait_for
 
 from vetai_ops.errors import ChecksumMismatch, CommandFailed, ConfigError, DeployFailed, GateRefused, StoreError
 
@@ -231,6 +231,66 @@ def test_stalled_pg_restore_is_stopped_and_the_live_database_kept(local_env):
     local_env.configure()
     assert local_env.run("rollback", to=bid, yes=True)["outcome"] == "success"  # nothing left in its way
     assert local_env.psql("select count(*) from notifications") != "0"
+
+
+def _advisory_held(le, cls: int, key: int) -> bool:
+    return le.cluster().psql(f"select count(*) from pg_locks where locktype = 'advisory' and granted"
+                             f" and classid = {cls} and objid = {key & 0xFFFFFFFF}") != "0"
+
+
+def test_scratch_databases_of_killed_runs_are_dropped_by_the_next_run_never_a_live_ones(local_env, migrations_copy):
+    """A drift reference build and a backup drill, each killed with SIGKILL half-way, leave
+    ``<db>_ref_*`` and ``<db>_verify_<id>``. The next run that takes the lock (backups.prune)
+    drops the drill's copy at once; the reference only once its builder is dead: a `check`
+    still building one (it takes no lock) keeps it."""
+    from vetai_ops.database.advisory import LOCK_CLASS, lock_key
+    from vetai_ops.database.scratch import SCRATCH_CLASS
+
+    db = local_env.dbname
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    head = local_env.psql("select version_num from alembic_version")
+    # the live database stands at a revision whose reference build blocks (in the scratch database only)
+    migrations_copy.add("9002", head, "op.execute('SELECT pg_sleep(3600)')")
+    local_env.psql("update alembic_version set version_num = '9002'")
+
+    def building() -> str:
+        return local_env.psql(f"select datname from pg_stat_activity where datname like '{db}_ref_%'"
+                              " and query like '%pg_sleep(3600)%' limit 1")
+
+    check = cli_bg("check", "--env=local")
+    try:
+        assert wait_for(lambda: bool(building()), proc=check), "the reference build never started"
+        ref = building()
+        # a drill killed mid-restore: the CLI and its pg_restore (the operator's machine died)
+        drill = cli_bg("backups.verify", f"--to={bid}", "--env=local")
+        with frozen(drill, "pg_restore", f"{db}_verify_") as found:
+            drill.kill()
+            drill.communicate()
+            for pid in found:
+                os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not _advisory_held(local_env, LOCK_CLASS, lock_key(db)))  # its lock died with it
+        verify_db = f"{db}_verify_{bid}".lower()
+        assert local_env.psql(f"select count(*) from pg_database where datname = '{verify_db}'") == "1"
+
+        r = cli("backups.prune", "--keep-last=5", "--env=local", "--yes")
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 0, said
+        assert f"dropped {verify_db}, the scratch copy of a backup drill that died" in said, said
+        assert ref not in said and check.poll() is None  # the live build's reference is left alone
+        assert local_env.psql(f"select count(*) from pg_database where datname = '{ref}'") == "1"
+    finally:
+        check.kill()
+        check.communicate()
+    assert wait_for(lambda: not _advisory_held(local_env, SCRATCH_CLASS, lock_key(ref)))  # its claim died with it
+    assert building() == ref  # the killed build's session still sleeps in it
+
+    r = cli("backups.prune", "--keep-last=5", "--env=local", "--yes")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0, said
+    assert f"dropped {ref}, the drift reference a killed run was building" in said, said
+    assert local_env.psql(f"select string_agg(datname, ' ') from pg_database where datname like '{db}_%'") == ""
+    assert building() == ""
 
 
 # ------------------------------------------------------------------ 7. two deploys at once

@@ -13,6 +13,7 @@ from ..errors import GateRefused, OpsError, VerifyFailed, short_error
 from ..secrets import redact
 from ..database import introspect
 from ..database.introspect import row_counts
+from ..database.scratch import verify_prefix
 from . import step
 
 
@@ -21,7 +22,7 @@ def drop_database(ctx, name: str) -> None:
 
 
 def scratch_name(db: str, bid: str) -> str:
-    return f"{db}_verify_{bid}".lower()
+    return f"{verify_prefix(db)}{bid.lower()}"
 
 
 def _row_counts(access, dbname: str) -> dict[str, int]:
