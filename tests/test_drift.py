@@ -350,6 +350,40 @@ def test_check_json_true_when_all_hold_false_on_drift_pending_and_orphans(local_
     assert local_env.psql(res["orphans"][0]["query"].replace("c.*", "count(*)")) == "1"  # the query lists them
 
 
+def test_another_schema_first_on_the_search_path_is_no_drift(local_env, migrations_copy):
+    """Only the app's schema (public, the one the migrations own) is compared. A database whose
+    search_path puts another schema first (an extension's), holding a table named like an app
+    table that foreign keys reference, an index and an enum type named like the app's, reads
+    the same: `check` finds no drift, no model difference, no orphan query gone astray; a
+    deploy's preflight and post-check pass; the database's search_path is left as it was."""
+    db = local_env.dbname
+    local_env.run("deploy", yes=True)
+    s = live_snapshot(local_env)
+    parent = sorted(re.search(r"REFERENCES (\w+)\(", v["definition"]).group(1)
+                    for cons in s["constraints"].values() for v in cons.values() if v["kind"] == "foreign key")[0]
+    enum = sorted(s["enums"])[0]
+    local_env.psql(f'CREATE SCHEMA ext; CREATE TABLE ext."{parent}" (id int PRIMARY KEY, note text);'
+                   f' CREATE INDEX ix_ext_note ON ext."{parent}" (note); CREATE TYPE ext."{enum}" AS ENUM (\'x\')')
+    local_env.psql(f'ALTER DATABASE "{db}" SET search_path = ext, public')
+
+    r = cli("check", "--env=local", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert res["ok"] is True and res["drift"] == [] and res["models"] == {"checked": True, "differences": []}
+    assert res["orphans"] == [] and res["foreign_keys_checked"] > 0
+
+    rev = mig.head()
+    migrations_copy.add("9003", rev, "op.execute('SELECT 1')")
+    r = cli("deploy", "--env=local", "--yes", "--json")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rep = json.loads(r.stdout)["report"]
+    pre = next(x for x in rep["steps"] if x["step"] == "preflight")
+    post = next(x for x in rep["steps"] if x["step"] == "postcheck")
+    assert f"schema matches the history at {rev}" in pre["summary"], pre
+    assert post["summary"] == "revision 9003, schema matches the history at 9003", post
+    assert local_env.psql("SHOW search_path") == "ext, public"
+
+
 def _fks_with_rows(le, s):
     for t in sorted(s["constraints"]):
         for n, v in sorted(s["constraints"][t].items()):
