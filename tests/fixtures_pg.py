@@ -130,6 +130,19 @@ class LocalEnv:
         return run_playbook(playbook, "local", options=options)
 
 
+def snapshot(le) -> dict:
+    """Revision + a checksum of every app table's rows (of a :class:`LocalEnv`): what a
+    fault must leave exactly as it was."""
+    tables = le.psql(
+        "select string_agg(relname, ' ' order by relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = 'public' and relkind = 'r' and relname not in ('deploy_history', 'vetai_ops_applied')"
+    ).split()
+    out = {"revision": le.psql("select coalesce((select version_num from alembic_version), 'base')"), "tables": {}}
+    for t in tables:
+        out["tables"][t] = le.psql(f"select md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from public.\"{t}\" x")
+    return out
+
+
 @pytest.fixture
 def local_env(tmp_path, sandbox_dir, sandbox_port, monkeypatch):
     name = "vc_" + uuid.uuid4().hex[:8]

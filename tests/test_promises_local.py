@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_pg import snapshot
 from procs import cli, cli_bg, frozen, pids, wait_until
 from vetai_ops.errors import ChecksumMismatch, GateRefused, OpsError
 
@@ -49,18 +50,6 @@ def plant_on_head(migrations_copy, upgrade: str, downgrade: str = "pass") -> str
     rev = next_revision_id(head)
     migrations_copy.add(rev, head, upgrade, downgrade)
     return rev
-
-
-def snapshot(le) -> dict:
-    """Revision + a checksum of every app table's rows."""
-    tables = le.psql(
-        "select string_agg(relname, ' ' order by relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        " where n.nspname = 'public' and relkind = 'r' and relname not in ('deploy_history', 'vetai_ops_applied')"
-    ).split()
-    out = {"revision": le.psql("select coalesce((select version_num from alembic_version), 'base')"), "tables": {}}
-    for t in tables:
-        out["tables"][t] = le.psql(f"select md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from public.\"{t}\" x")
-    return out
 
 
 def store_files(le) -> list[str]:

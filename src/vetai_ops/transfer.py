@@ -256,16 +256,14 @@ def _watched_restore(ctx, target, argv, env, progress, dbname) -> tuple[int, str
     backup.stall_timeout (stopped, hung, waiting on a lock) is killed and reported
     (:class:`StreamStalled`); its copy is then dropped by the caller. (exit code, stderr)"""
     proc = target.start(argv, env=env)
-    watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"pg_restore into {dbname} on {target.name}",
-                       moving=progress.moved, still="made no progress")
-    try:
-        rc = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        watch.close()
+    with StallWatch(proc, ctx.env.backup.stall_timeout, f"pg_restore into {dbname} on {target.name}",
+                    moving=progress.moved, still="made no progress") as watch:
+        try:
+            rc = proc.wait()
+        except BaseException:  # Ctrl-C: nothing is left running on the host
+            proc.kill()
+            proc.wait()
+            raise
     watch.check("the live database was not touched")
     return rc, proc.stderr_text()
 
