@@ -59,10 +59,14 @@ def claimed(maint: Engine, name: str):
         conn.close()
 
 
-def _named(maint: Engine, prefix: str, suffix: re.Pattern) -> list[str]:
+def _leftovers(maint: Engine, live: str) -> tuple[list[str], list[str]]:
+    """(reference databases, drill copies) named like this env's, one look at the catalog."""
+    ref, ver = reference_prefix(live), verify_prefix(live)
     with maint.connect() as c:
-        names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": prefix}).scalars()
-        return sorted(n for n in names if suffix.match(n[len(prefix):]))
+        names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :r) OR starts_with(datname, :v)"
+                               " ORDER BY 1"), {"r": ref, "v": ver}).scalars().all()
+    return ([n for n in names if n.startswith(ref) and _REF.match(n[len(ref):])],
+            [n for n in names if n.startswith(ver) and _VERIFY.match(n[len(ver):])])
 
 
 def _drop(maint: Engine, name: str, why: str, done: list[str]) -> None:
@@ -78,11 +82,12 @@ def drop_dead(maint: Engine, live: str) -> list[str]:
     """Drop the scratch databases of ``live`` that dead runs left; returns what was done.
     Call it only under the env's deploy lock (the verify copies' proof)."""
     done: list[str] = []
-    for name in _named(maint, reference_prefix(live), _REF):
+    refs, drills = _leftovers(maint, live)
+    for name in refs:
         with maint.connect() as c:  # its own session: the claim taken here ends with it
             if not c.execute(text("select pg_try_advisory_lock(:c, :k)"), _key(name)).scalar():
                 continue  # a live build (this env's or a `check` beside it) holds it
             _drop(maint, name, "the drift reference a killed run was building", done)
-    for name in _named(maint, verify_prefix(live), _VERIFY):
+    for name in drills:
         _drop(maint, name, "the scratch copy of a backup drill that died", done)
     return done
