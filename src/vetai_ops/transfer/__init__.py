@@ -4,7 +4,7 @@ restore, verify and rehearse steps share (no step imports another step).
 - :mod:`.stream`: the bytes on their way: hashed and counted (:class:`~.stream.HashingReader`),
   zstd-compressed on the operator (:class:`~.stream.ZstdReader`) or decompressed
   (:func:`~.stream.zstd_decoder`), progress events kept bounded (:class:`~.stream.Every`),
-  and the dump's own stream out of ``pg_dump`` on the DB host (:func:`~.stream.dump_stream`).
+  and the dump's own stream out of ``pg_dump`` on the DB host (:class:`~.stream.DumpStream`).
 - :mod:`.restore`: a backup into a NEW database on the DB host, reading only bytes whose
   size and sha256 match the manifest: the ``file`` / ``spool`` choice, the pump, the spool.
 

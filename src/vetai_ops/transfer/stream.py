@@ -5,10 +5,9 @@ Nothing here holds more than a chunk (``CHUNK``) of a dump in memory."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
-from typing import Callable, Iterator
+from typing import Callable
 
 from ..errors import CommandFailed
 from ..targets.stall import StallWatch, WatchedReader
@@ -88,28 +87,40 @@ def zstd_decoder():
     return zstandard.ZstdDecompressor().decompressobj()
 
 
-@contextlib.contextmanager
-def dump_stream(target, argv: list[str], *, env: dict | None, stall_timeout: float,
-                zstd_level: int | None = None) -> Iterator:
-    """The stdout of ``pg_dump`` (``argv``, started on ``target`` with ``env``) as a byte
-    stream: watched for stalls (``stall_timeout`` seconds without a byte kill it and say so),
-    compressed here with zstd when ``zstd_level`` is given. On an exception in the body
-    the process is killed; on a normal exit its exit code is checked (``CommandFailed``)."""
-    proc = target.start(argv, env=env)
-    watch = StallWatch(proc, stall_timeout, f"the dump stream from pg_dump on {target.name}")
-    raw = WatchedReader(proc.stdout, watch, "no backup was registered")
-    try:
-        yield ZstdReader(raw, zstd_level) if zstd_level is not None else raw
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        watch.close()
-    rc = proc.wait()
-    if rc != 0:
-        raise CommandFailed(
-            f"pg_dump failed on {target.name} (exit {rc}): {proc.stderr_text().strip()[-600:]}; no backup was registered",
-            "check the DB connection settings and that pg_dump matches the server version",
-            returncode=rc,
-        )
+class DumpStream:
+    """``pg_dump`` (``argv``), started on ``target`` with ``env`` when this is made (so that it
+    connects and reads its catalogs while the caller does other work); ``with`` it to read its
+    stdout as a byte stream: watched for stalls (``stall_timeout`` seconds without a byte kill
+    it and say so), compressed here with zstd when ``zstd_level`` is given. An exception in the
+    block kills the process; a normal exit checks its exit code (``CommandFailed``).
+    :meth:`abort` kills a dump that is not wanted after all."""
+
+    def __init__(self, target, argv: list[str], *, env: dict | None, stall_timeout: float,
+                 zstd_level: int | None = None):
+        self.target = target
+        self.proc = target.start(argv, env=env)
+        self.watch = StallWatch(self.proc, stall_timeout, f"the dump stream from pg_dump on {target.name}")
+        raw = WatchedReader(self.proc.stdout, self.watch, "no backup was registered")
+        self.reader = ZstdReader(raw, zstd_level) if zstd_level is not None else raw
+
+    def abort(self) -> None:
+        self.watch.close()
+        self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self.reader
+
+    def __exit__(self, typ, *_) -> None:
+        if typ is not None:
+            self.abort()
+            return
+        self.watch.close()
+        rc = self.proc.wait()
+        if rc != 0:
+            raise CommandFailed(
+                f"pg_dump failed on {self.target.name} (exit {rc}): {self.proc.stderr_text().strip()[-600:]};"
+                " no backup was registered",
+                "check the DB connection settings and that pg_dump matches the server version",
+                returncode=rc,
+            )
