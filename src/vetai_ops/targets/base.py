@@ -16,6 +16,7 @@ Rules
 from __future__ import annotations
 
 import shlex
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, Sequence, runtime_checkable
 
@@ -51,7 +52,6 @@ class Process(Protocol):
 @runtime_checkable
 class Target(Protocol):
     name: str  # the host as written in the inventory ("local" for this machine)
-    is_local: bool
 
     def run(
         self,
@@ -85,6 +85,10 @@ class Target(Protocol):
     def host_path(self, operator_path: str | None) -> str | None:
         """The path under which this host reads a file of the operator's machine, or None
         when it cannot (another machine): lets a restore use a stored file without a copy."""
+
+    def reach(self, host: str, port: int) -> AbstractContextManager[tuple[str, int]]:
+        """A context giving the (host, port) under which the operator reaches ``host:port``
+        as seen from this host: the same address on this machine, a tunnel over SSH."""
 
     def close(self) -> None: ...
 

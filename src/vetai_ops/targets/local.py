@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import tempfile
 import threading
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ..errors import CommandFailed, TargetError
 from ..secrets import child_environ, redact
@@ -56,8 +57,6 @@ class LocalProcess:
 
 
 class LocalTarget:
-    is_local = True
-
     def __init__(self, name: str = "local"):
         self.name = name
 
@@ -139,6 +138,10 @@ class LocalTarget:
 
     def host_path(self, operator_path: str | None) -> str | None:
         return operator_path  # this machine is the operator's
+
+    @contextlib.contextmanager
+    def reach(self, host: str, port: int) -> Iterator[tuple[str, int]]:
+        yield host, port  # this machine is the operator's: no tunnel
 
     def close(self) -> None:
         pass
