@@ -308,7 +308,9 @@ def _read_yaml(path: Path) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"file not found: {path}", "create it, or set VETAI_OPS_INVENTORY to the right file") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's parser when PyYAML has it (the same safe loader, ~10x faster: the inventory and
+        # the playbook are read on every run)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""

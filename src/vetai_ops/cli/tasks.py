@@ -34,6 +34,11 @@ def ops(fn):
 
     @functools.wraps(fn)
     def wrapper(c, *args, **kwargs):
+        # invoke's Program turns bytecode caching off for the whole process (to keep a tasks.pyc
+        # out of the project); this package's modules are imported lazily during the run, so every
+        # run compiled them from source again (50-170 ms). The interpreter's own -B /
+        # PYTHONDONTWRITEBYTECODE is kept.
+        sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
         verbose = kwargs.get("verbose", False)
         try:
             return fn(c, *args, **kwargs)

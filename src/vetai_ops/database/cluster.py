@@ -121,6 +121,11 @@ def server_can_reach(path: Path) -> bool:
     p = Path(path).resolve()
     while not p.exists():
         p = p.parent
+    try:
+        if all(d.stat().st_mode & 0o001 for d in (p, *p.parents)):  # open to everyone: no `runuser` to ask
+            return True
+    except OSError:
+        pass
     return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(p)], capture_output=True).returncode == 0
 
 

@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 
 from ..config import Environment
-from ..errors import OpsError
+from ..errors import OpsError, short_error
 from ..paths import project_root
 from .cluster import Cluster, _server_user, resolve_bindir, server_can_reach
 
@@ -143,11 +143,23 @@ def ensure_sandbox(env: Environment) -> Cluster:
     c.start()
     if fresh:
         _write_ours(c.root / "engine", str(c.bindir) + "\n")
-    name = env.database.name
-    exists = c.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+    _ensure_database(c, env.database.name)
+    return c
+
+
+def _ensure_database(c: Cluster, name: str) -> None:
+    """The app database exists. Asked over one connection (a `psql` process per run cost more
+    than the question); created with `psql` the first time."""
+    import psycopg
+
+    try:
+        with psycopg.connect(host=str(c.socket_dir), port=c.port, user=c.superuser, dbname="postgres",
+                             connect_timeout=10) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    except psycopg.Error as e:
+        raise OpsError(f"the sandbox at {c.root} does not answer: {short_error(e)}", f"see {c.log}") from None
     if not exists:
         c.psql(f'CREATE DATABASE "{name}"')
-    return c
 
 
 def stop_sandbox(env: Environment, destroy: bool = False) -> Cluster:

@@ -86,6 +86,9 @@ class Target(Protocol):
         """The path under which this host reads a file of the operator's machine, or None
         when it cannot (another machine): lets a restore use a stored file without a copy."""
 
+    def has_command(self, tool: str) -> bool:
+        """Is ``tool`` on the host's PATH?"""
+
     def reach(self, host: str, port: int) -> AbstractContextManager[tuple[str, int]]:
         """A context giving the (host, port) under which the operator reaches ``host:port``
         as seen from this host: the same address on this machine, a tunnel over SSH."""
@@ -105,7 +108,7 @@ def keep_tail(buf: bytearray, chunk: bytes, limit: int = STDERR_LIMIT) -> None:
 
 def has_command(target: "Target", tool: str) -> bool:
     """Is ``tool`` on the host's PATH?"""
-    return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
+    return target.has_command(tool)
 
 
 def shell_join(argv: Sequence[str], env: dict[str, str] | None = None) -> str:

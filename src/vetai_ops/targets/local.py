@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -138,6 +139,9 @@ class LocalTarget:
 
     def host_path(self, operator_path: str | None) -> str | None:
         return operator_path  # this machine is the operator's
+
+    def has_command(self, tool: str) -> bool:
+        return shutil.which(tool) is not None  # this machine: looked up without a subprocess
 
     @contextlib.contextmanager
     def reach(self, host: str, port: int) -> Iterator[tuple[str, int]]:

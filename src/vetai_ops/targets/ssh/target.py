@@ -181,6 +181,9 @@ class SSHTarget:
         except ValueError:
             return 1
 
+    def has_command(self, tool: str) -> bool:
+        return self.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
+
     def host_path(self, operator_path: str | None) -> str | None:
         return None  # another machine: the operator's files are not there
 
