@@ -18,8 +18,8 @@ import time
 
 from sqlalchemy import text
 
-from .. import __version__
-from ..errors import CommandFailed, GateRefused, OpsError, StoreError
+from .. import __version__, policy
+from ..errors import CommandFailed, OpsError, StoreError
 from ..database.archive import pg_dump_version as archive_pg_dump_version
 from ..paths import git_head
 from ..store.catalog import Manifest
@@ -97,12 +97,7 @@ def signing_key(ctx):
     one is refused (its backups could not be restored by --to); elsewhere a warning."""
     key = ctx.catalog.key()  # ConfigError when the configured variable is not exported
     if key is None:
-        if ctx.env.protected:
-            raise GateRefused(
-                f"env {ctx.env.name!r} is protected and has no manifest key: its backups could not be signed, and a"
-                " protected env restores only signed backups; nothing was changed",
-                "set storage.manifest_key_env to the NAME of an environment variable holding the key, and export it"
-                " (README: Security)")
+        policy.refuse_unsigned_backups(ctx.env)
         ctx.emit("warning", f"backups of env {ctx.env.name} are written unsigned (no storage.manifest_key_env):"
                             " restoring one needs --trust-unsigned")
     elif key.created:
@@ -233,8 +228,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
 @step("backup")
 def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
-        if ctx.env.protected:
-            raise GateRefused(f"env {ctx.env.name!r} is protected: the pre-deploy backup cannot be skipped")
+        policy.refuse_skip_backup(ctx.env)
         ctx.emit("warning", "backup skipped (--skip-backup)")
         return "skipped"
     m = take_backup(ctx, reason=reason)
