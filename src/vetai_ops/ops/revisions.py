@@ -46,9 +46,9 @@ def history(env_name: str | None = None) -> list[dict]:
     current = None
     applied: set[str] = set()
     if env_name:
-        from ..status import context
+        from ..pipeline import run_context
 
-        with context(env_name) as ctx:
+        with run_context(env_name, "migrations.history", journaled=False) as ctx:
             with ctx.access.engine().connect() as conn:
                 current = mig.current(conn)
         if current and mig.known(current):
@@ -100,6 +100,36 @@ def downgrade_playbook() -> Playbook:
                     StepSpec(step="postcheck", options={"rows": False, "http": False})],
         path="(built in: vetai_ops.ops.revisions.downgrade_playbook)",
     )
+
+
+def upgrade(env_name: str | None, *, to: str | None = "head", yes: bool = False, dry_run: bool = False,
+            backup: bool = False, allow=(), accept_drift=(), sink=None, confirm=None) -> dict:
+    """``migrations.upgrade``: to ``to`` (default head), a backup first on ``backup`` or a
+    protected env (:func:`vetai_ops.policy.backup_first`). Returns the run's report."""
+    from ..config import load_inventory
+    from ..pipeline import run_playbook
+    from ..policy import backup_first
+
+    target = resolve_target(to)
+    opts = {"target": target, "yes": yes, "dry_run": dry_run, "allow": list(allow or []),
+            "accept_drift": list(accept_drift or []),
+            "backup_first": backup_first(load_inventory().env(env_name), asked=backup)}
+    return run_playbook("migrations.upgrade", env_name, options=opts, sink=sink, confirm=confirm,
+                        playbook=upgrade_playbook())
+
+
+def downgrade(env_name: str | None, *, to: str | None, yes: bool = False, dry_run: bool = False,
+              backup: bool = False, sink=None, confirm=None) -> dict:
+    """``migrations.downgrade`` to ``to``: a backup first on ``backup`` or a protected env,
+    which also needs ``yes`` (the downgrade_plan step). Returns the run's report."""
+    from ..config import load_inventory
+    from ..pipeline import run_playbook
+    from ..policy import backup_first
+
+    opts = {"to": to, "yes": yes, "dry_run": dry_run,
+            "backup_first": backup_first(load_inventory().env(env_name), asked=backup)}
+    return run_playbook("migrations.downgrade", env_name, options=opts, sink=sink, confirm=confirm,
+                        playbook=downgrade_playbook())
 
 
 def resolve_target(to: str | None) -> str | None:

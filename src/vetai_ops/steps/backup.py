@@ -18,8 +18,8 @@ import time
 
 from sqlalchemy import text
 
-from .. import __version__
-from ..errors import CommandFailed, GateRefused, OpsError, StoreError
+from .. import __version__, policy
+from ..errors import CommandFailed, OpsError, StoreError
 from ..database.archive import pg_dump_version as archive_pg_dump_version
 from ..paths import git_head
 from ..store.catalog import Manifest
@@ -97,12 +97,7 @@ def signing_key(ctx):
     one is refused (its backups could not be restored by --to); elsewhere a warning."""
     key = ctx.catalog.key()  # ConfigError when the configured variable is not exported
     if key is None:
-        if ctx.env.protected:
-            raise GateRefused(
-                f"env {ctx.env.name!r} is protected and has no manifest key: its backups could not be signed, and a"
-                " protected env restores only signed backups; nothing was changed",
-                "set storage.manifest_key_env to the NAME of an environment variable holding the key, and export it"
-                " (README: Security)")
+        policy.refuse_unsigned_backups(ctx.env)
         ctx.emit("warning", f"backups of env {ctx.env.name} are written unsigned (no storage.manifest_key_env):"
                             " restoring one needs --trust-unsigned")
     elif key.created:
@@ -125,37 +120,44 @@ def _take_backup(ctx, reason: str) -> Manifest:
     access, target, catalog = ctx.access, ctx.db_target, ctx.catalog
     signing_key(ctx)
     t0 = time.monotonic()
-    with access.engine().connect() as conn:
-        from ..database.migrations import current
-
-        revision = current(conn)
-        server_version = conn.execute(text("show server_version")).scalar_one()
-        tables = estimated_rows(conn)
-        # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
-        # captured them before anything of the run, e.g. a write fence, touched them)
-        props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
-        owners = ctx.state.get("object_owners") or object_owners(conn)
-        db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
-        write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
-    keys = catalog.keys()  # the run's one listing: the new id's clash check and the size estimate
-    bid = catalog.allocate_id(keys)
     argv, compression, on_operator = dump_command(ctx)
-    key = catalog.dump_key(bid)
-    moved = [0]
-    tick = Every(ctx.progress)
-    # an estimate for the progress bar's ETA: the size of this env's last backup
-    previous = catalog.newest(lambda m: m.compression == compression, keys)
-    estimate = previous.size if previous else None
-
-    def progress(n: int) -> None:
-        moved[0] += n
-        tick("backup", moved[0], max(estimate, moved[0]) if estimate else None, id=bid)
-
-    ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
-    with access.pg_env() as penv:
+    with access.pg_env() as penv, access.engine().connect() as conn:
+        write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
         proc = target.start(argv, env=penv)
         watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the dump stream from pg_dump on {target.name}")
         raw = WatchedReader(proc.stdout, watch, "no backup was registered")
+        try:
+            # read while pg_dump starts (it connects and reads the catalogs before its first byte)
+            from ..database.migrations import current
+
+            revision = current(conn)
+            server_version = conn.execute(text("show server_version")).scalar_one()
+            tables = estimated_rows(conn)
+            # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
+            # captured them before anything of the run, e.g. a write fence, touched them)
+            props = ctx.state.get("db_props") or dbprops.capture(conn, access.db.name)
+            owners = ctx.state.get("object_owners") or object_owners(conn)
+            db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
+            conn.close()
+            keys = catalog.keys()  # the run's one listing: the new id's clash check and the size estimate
+            bid = catalog.allocate_id(keys)
+            key = catalog.dump_key(bid)
+            # an estimate for the progress bar's ETA: the size of this env's last backup
+            previous = catalog.newest(lambda m: m.compression == compression, keys)
+        except BaseException:
+            watch.close()
+            proc.kill()
+            proc.wait()
+            raise
+        estimate = previous.size if previous else None
+        moved = [0]
+        tick = Every(ctx.progress)
+
+        def progress(n: int) -> None:
+            moved[0] += n
+            tick("backup", moved[0], max(estimate, moved[0]) if estimate else None, id=bid)
+
+        ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
         src = _ZstdReader(raw, ctx.env.backup.zstd_level) if on_operator else raw
         reader = HashingReader(src, progress)
         try:
@@ -226,8 +228,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
 @step("backup")
 def backup(ctx, reason: str = "manual"):
     if ctx.options.get("skip_backup"):
-        if ctx.env.protected:
-            raise GateRefused(f"env {ctx.env.name!r} is protected: the pre-deploy backup cannot be skipped")
+        policy.refuse_skip_backup(ctx.env)
         ctx.emit("warning", "backup skipped (--skip-backup)")
         return "skipped"
     m = take_backup(ctx, reason=reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import policy
 from ..errors import GateRefused, StopPipeline
 from . import step
 
@@ -63,13 +64,9 @@ def confirm(ctx, defer_to_rehearsal: bool = False, rehearsed: bool = False):
     plan = ctx.state.get("plan", {})
     if ctx.options.get("dry_run"):
         raise StopPipeline("dry run: nothing changed")
-    if not ctx.env.protected or ctx.options.get("yes"):
+    if not policy.asks(ctx.env, yes=bool(ctx.options.get("yes"))):
         return "not required" if not ctx.env.protected else "--yes"
-    if ctx.confirm is None:
-        raise GateRefused(
-            f"env {ctx.env.name!r} is protected and no terminal is attached to confirm",
-            "re-run with --yes once you have reviewed `invoke plan`",
-        )
+    policy.refuse_unconfirmed(ctx.env, can_ask=ctx.confirm is not None)
     if defer_to_rehearsal and (ctx.state.get("rehearsal") or {}).get("will"):
         ctx.state["confirm_deferred"] = True
         ctx.emit("info", "you will be asked to confirm after the rehearsal on a copy, with its measured durations")

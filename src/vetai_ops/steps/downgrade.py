@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from .. import policy
 from ..database import migrations as mig
 from ..errors import ConfigError, GateRefused, StopPipeline, short_error
 from . import run_alembic, step
@@ -37,12 +38,8 @@ def downgrade_plan(ctx):
             "use `invoke migrations.upgrade` to go forward",
         )
     reverting = list(reversed(mig.chain(target, current)))  # newest first, the order they are reverted in
-    if ctx.env.protected and not ctx.options.get("yes") and not ctx.options.get("dry_run"):
-        raise GateRefused(
-            f"env {ctx.env.name!r} is protected: a downgrade ({current} -> {target or 'base'}, reverting "
-            f"{', '.join(reverting)}) needs --yes; nothing changed",
-            "review `invoke migrations.history` and the revisions' downgrade(), then re-run with --yes",
-        )
+    policy.refuse_downgrade(ctx.env, yes=bool(ctx.options.get("yes")), dry_run=bool(ctx.options.get("dry_run")),
+                            what=f"{current} -> {target or 'base'}, reverting {', '.join(reverting)}")
     sd = mig.script_directory()
     for r in reverting:
         ctx.emit("info", f"- revert {r}: {(sd.get_revision(r).doc or '').splitlines()[0] if sd.get_revision(r).doc else ''}")
