@@ -461,7 +461,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
     bid = ctx.state.get("backup_id")
     if bid:
         try:
-            ctx.catalog.store.put_bytes(ctx.catalog.log_key(bid), ("\n".join(ctx.journal.lines) + "\n").encode())
+            ctx.catalog.write_log(bid, ctx.journal.lines)
         except Exception:  # noqa: BLE001
             pass
     ctx.close()

@@ -49,20 +49,16 @@ def drop_database(maint: Engine, name: str) -> None:
         c.execute(text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"))
 
 
-def create_database(maint: Engine, name: str, props: dict | None = None) -> None:
-    """CREATE DATABASE; with ``props`` (database/dbprops.py) from template0 with their encoding and locale."""
+@contextlib.contextmanager
+def new_database(maint: Engine, name: str, props: dict | None = None):
+    """A new empty database ``name`` (a leftover of that name is dropped first, in the same
+    session); with ``props`` (database/dbprops.py) from template0 with their encoding and
+    locale. Dropped again if the block fails, kept if it succeeds."""
     from .dbprops import create_statement
 
     with maint.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"))
         c.exec_driver_sql(create_statement(name, props).as_string())
-
-
-@contextlib.contextmanager
-def new_database(maint: Engine, name: str, props: dict | None = None):
-    """A new empty database ``name`` (a leftover of that name is dropped first); dropped
-    again if the block fails, kept if it succeeds."""
-    drop_database(maint, name)
-    create_database(maint, name, props)
     try:
         yield name
     except BaseException:

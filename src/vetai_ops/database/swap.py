@@ -138,8 +138,8 @@ def restore_copies(maint: Engine, live: str) -> list[str]:
     """Databases named like this env's restore copies (``<db>_restore_<backup id>``) and
     rehearsal copies (``<db>_rehearse_<backup id>``)."""
     out = []
-    for p in (restore_prefix(live), rehearsal_prefix(live)):
-        with maint.connect() as c:
+    with maint.connect() as c:
+        for p in (restore_prefix(live), rehearsal_prefix(live)):
             names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
             out += [n for n in names if _RESTORE_SUFFIX.match(n[len(p):])]
     return sorted(out)

@@ -1,9 +1,9 @@
 """Restore: never touch the live DB until the restored copy is proven.
 
-1-2. ``pg_restore`` into a new database ``<db>_restore_<id>`` (:func:`vetai_ops.transfer.restore_into`,
+1-2. ``pg_restore`` into a new database ``<db>_restore_<id>`` (:func:`vetai_ops.transfer.restore.restore_into`,
    shared with verify and rehearse). pg_restore reads only bytes
    whose integrity is already proven (issue 12: it runs the dump's SQL), by one of (see
-   :func:`vetai_ops.transfer.restore_plan`; measured in bench/README.md):
+   :func:`vetai_ops.transfer.restore.restore_plan`; measured in bench/README.md):
    - ``file``: the store's own file when host and store are this machine and it is
      uncompressed: size and sha256 checked first, then ``pg_restore -j N`` on it;
    - ``spool`` (everything else): the stored object, read as the manifest pinned it (S3:
@@ -32,11 +32,11 @@ from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import OpsError, StoreError, short_error
-from . import step
+from . import route, step
 from ..database import dbprops, retired, writestats
 from ..database import swap as dbswap
 from ..database.introspect import drop_database
-from ..transfer import database_props, inspect_copy, restore_into
+from ..transfer.restore import database_props, inspect_copy, restore_into
 from ..units import human_bytes
 
 
@@ -46,10 +46,10 @@ def restore_backup(ctx, m) -> dict:
     live = access.db.name
     scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
-    props = database_props(ctx, m)
+    props = database_props(access, m)
     warm = _warm_postcheck(ctx, m)
     try:
-        timings = restore_into(ctx, m, scratch, maint, props=props or {})
+        timings = restore_into(route(ctx), m, scratch, maint, props=props or {})
     finally:
         warm.join()  # before the copy is inspected or swapped in: no other session of ours is open
     try:
@@ -221,7 +221,7 @@ def _refuse_unless_recoverable(ctx, m) -> None:
             owners = object_owners(c)
     with access.admin_engine().connect() as c:
         size = c.execute(text("SELECT pg_database_size(:d)"), {"d": access.db.name}).scalar() or 0
-        summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(ctx, m),
+        summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(access, m),
                                             size=max(size, m.size), target=ctx.db_target, when="before restoring")
     ctx.emit("info", f"the deploy role can restore {access.db.name} as it was; {summary}")
 

@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from .. import policy
 from ..database import migrations as mig
-from ..database.probes import data_loss, derive_probes, measure_impacts, run_probes
+from ..database.probes import derive_probes
+from ..database.probes_live import data_loss, measure_impacts, run_probes
 from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir

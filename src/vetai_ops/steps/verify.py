@@ -13,7 +13,7 @@ from ..errors import GateRefused, OpsError, VerifyFailed, short_error
 from ..secrets import redact
 from ..database import introspect
 from ..database.introspect import row_counts
-from . import step
+from . import route, step
 
 
 def drop_database(ctx, name: str) -> None:
@@ -36,7 +36,7 @@ def _row_counts(access, dbname: str) -> dict[str, int]:
 def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
     """Restore ``m`` into a scratch DB, check it, drop it; record the result in its manifest
     (``sign``: sign an unsigned one when the drill passed). Returns the verification record."""
-    from ..transfer import inspect_copy, restore_into
+    from ..transfer.restore import inspect_copy, restore_into
 
     access = ctx.access
     scratch = scratch_name(access.db.name, m.id)
@@ -47,7 +47,7 @@ def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
     problems: list[str] = []
     try:
         ctx.emit("info", f"restoring {m.id} into scratch database {scratch} on {ctx.db_target.name}")
-        timings = restore_into(ctx, m, scratch)
+        timings = restore_into(route(ctx), m, scratch)
         rec.update(timings)
         rev, tables = inspect_copy(access, scratch)
         rows = _row_counts(access, scratch)
