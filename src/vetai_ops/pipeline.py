@@ -21,7 +21,8 @@ from . import __version__
 from .config import Environment, Inventory, Playbook, StepSpec, load_inventory, load_playbook
 from .errors import DeployFailed, Interrupted, OpsError, StopPipeline, short_error
 from .events import Event, EventSink, ListSink, NullSink, Tee
-from .journal import FileJournal, operator_id, record_history
+from .database.history import record as record_history
+from .journal import FileJournal, operator_id
 from .secrets import redact, redact_data
 
 

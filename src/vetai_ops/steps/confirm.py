@@ -10,7 +10,7 @@ from . import step
 def _rollback_plan(ctx) -> dict:
     """What a rollback will do, shown before the operator confirms it."""
     from ..database import migrations as mig
-    from ..journal import read_history
+    from ..database.history import read as read_history
 
     rows: list = []
 
@@ -24,15 +24,18 @@ def _rollback_plan(ctx) -> dict:
     m = sel.manifest
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
     ctx.state["selection"] = sel.to_json()  # how --to was read, and the journaled deploys it undoes
-    from ..database import writestats
+    from ..database import retired, writestats
+    from ..store.catalog import new_id
 
+    # the name the live database will be kept under, as the restore chooses it (it keeps this one)
+    kept_as = retired.unused_name(ctx.access.admin_engine(), ctx.env.database.name, m.id, new_id())
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
         # what the restore will set aside: shown before the operator types the env name
         writes, notes = writestats.since(m.write_stats, writestats.snapshot(c))
     return {
         "writes_since_backup": writes, "writes_notes": notes,
-        "kept_as": f"{ctx.env.database.name}_before_{m.id.lower()}",
+        "kept_as": kept_as,
         "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
         "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
         "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,

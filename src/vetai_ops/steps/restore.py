@@ -33,7 +33,7 @@ from sqlalchemy import text
 from ..database import migrations as mig
 from ..errors import OpsError, StoreError, short_error
 from . import route, step
-from ..database import dbprops, retired, writestats
+from ..database import dbprops, writestats
 from ..database import swap as dbswap
 from ..database.introspect import drop_database
 from ..transfer.restore import database_props, inspect_copy, restore_into
@@ -64,13 +64,18 @@ def restore_backup(ctx, m) -> dict:
             n = dbprops.apply(maint, scratch, props)
             ctx.emit("info", f"{scratch}: database owner, grants, settings and comment as at backup {m.id} ({n} statements)")
         t_restored = time.monotonic()
-        from ..store.catalog import new_id
 
-        before = retired.unused_name(maint, live, m.id, new_id())
-        if ctx.state.get("fence_before_swap"):  # a read_only write fence holds on the copy too
-            ctx.state["fence_before_swap"](maint, scratch)
-        _lock_before_swap(ctx)
-        swap(ctx, maint, live, scratch, before)
+        def before_swap() -> None:
+            if ctx.state.get("fence_before_swap"):  # a read_only write fence holds on the copy too
+                ctx.state["fence_before_swap"](maint, scratch)
+            _lock_before_swap(ctx)
+
+        # the name the operator was shown (a rollback's plan), when it is still free
+        planned = (ctx.state.get("plan") or {}).get("kept_as") if ctx.state.get("rollback_id") == m.id else None
+        before = dbswap.swap_restored(maint, live, scratch, m.id, planned=planned, before_swap=before_swap,
+                                      emit=lambda kind, msg: ctx.emit(kind, msg))
+        ctx.state["db_changed"] = True  # committed: the live name is the restored copy
+        ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
     except BaseException:
         # this run's copy never outlives a failed run (a killed one: the next run drops it)
         try:
@@ -80,7 +85,7 @@ def restore_backup(ctx, m) -> dict:
         raise
     access.dispose()
     _writes_discarded(ctx, before, m)
-    _after_swap(ctx, maint, before, m)
+    dbswap.settle(maint, access, before, m.id, emit=lambda kind, msg: ctx.emit(kind, msg))
     return {
         "id": m.id,
         "previous_db": before,
@@ -146,35 +151,6 @@ def _writes_discarded(ctx, before: str, m) -> None:
     else:
         ctx.emit("info", f"no writes since backup {m.id} were discarded" + (f" ({'; '.join(notes)})" if notes else ""),
                  writes_since_backup=writes, kept_as=before)
-
-
-def _after_swap(ctx, maint, before: str, m) -> None:
-    """Best effort, the swap is done: stamp the retired database with the time it was retired
-    (prune ages it by that), and carry the journal of the runs since the backup into the
-    restored database (they live on only in the retired one)."""
-    from ..journal import carry_history
-
-    try:
-        retired.mark_retired(maint, before, m.id)
-    except Exception as e:  # noqa: BLE001
-        ctx.emit("warning", f"could not mark {before} with its retirement time: {short_error(e)}")
-    old = ctx.access.engine(before)
-    try:
-        n = carry_history(old, ctx.access.engine())
-        if n:
-            ctx.emit("info", f"{n} deploy_history row(s) of runs since backup {m.id} carried over from {before}")
-    except Exception as e:  # noqa: BLE001
-        ctx.emit("warning", f"could not carry deploy_history over from {before}: {short_error(e)}")
-    finally:
-        old.dispose()
-
-
-def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
-    """Both renames in one transaction (:func:`vetai_ops.database.swap.swap_in`): on any
-    failure nothing is renamed and the live database is as it was."""
-    dbswap.swap_in(maint, live, scratch, before, emit=lambda kind, msg: ctx.emit(kind, msg))
-    ctx.state["db_changed"] = True  # committed: the live name is the restored copy
-    ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
 
 
 @step("restore")

@@ -280,7 +280,7 @@ def plan(ctx, rehearse: bool = True):
     from this env's history (store/estimates.py); refuses, before the backup, ``--no-rehearsal``
     on a protected env, ``deploy.rehearsal: always`` with ``--skip-backup``, and a deploy whose
     predicted rollback exceeds ``deploy.max_rollback_s``."""
-    from ..journal import read_history
+    from ..database.history import read as read_history
     from ..store.estimates import estimates
     from ..validate.datadep import data_dependent, decide
 
