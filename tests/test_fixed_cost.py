@@ -42,6 +42,39 @@ def test_the_cli_and_status_do_not_import_boto3_pglast_or_alembic():
     assert not mods & {"boto3", "pglast"}, mods
 
 
+# what `invoke --list` and `invoke status` must not load (issue 13, point 6): the S3 client,
+# the squawk wrapper and the gate's rules, the SQL parser. The revision graph
+# (vetai_ops.validate.graph / .parse: Alembic's RevisionMap over the files read with ast) is
+# what status asks for head and pending; the package's other names load on first use.
+NOT_FOR_STATUS = {"boto3", "botocore", "pglast", "vetai_ops.validate.lint", "vetai_ops.validate.static",
+                  "vetai_ops.validate.rules", "vetai_ops.validate.sqlcheck"}
+
+
+def test_invoke_list_and_status_load_no_s3_squawk_or_pglast(local_env):
+    local_env.run("backup")  # a backup to list: status reads the catalog
+    code = ("import contextlib, io, json, sys\nfrom invoke import Program\nfrom vetai_ops.cli import ns\n"
+            "def run(*argv):\n"
+            "    out = io.StringIO()\n"
+            "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+            "        Program(namespace=ns, name='invoke', binary='invoke').run(['invoke', *argv])\n"
+            "    return out.getvalue()\n"
+            "listed = run('--list')\nlisted_mods = sorted(sys.modules)\n"
+            "status = json.loads(run('status', '--env=local', '--json'))\n"
+            "print(json.dumps([listed, listed_mods, status, sorted(sys.modules)]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    listed, listed_mods, status, status_mods = json.loads(r.stdout.splitlines()[-1])
+    assert "backups.list" in listed and "sandbox.down" in listed
+    assert status["env"] == "local" and status["last_backup"]["id"] and status["backups"] == 1
+
+    def loaded(mods):
+        return {m for m in mods if m in NOT_FOR_STATUS or m.split(".")[0] in NOT_FOR_STATUS}
+
+    assert not loaded(listed_mods), loaded(listed_mods)
+    assert not loaded(status_mods), loaded(status_mods)
+    assert "vetai_ops.ops.status" in status_mods  # the use case really ran in this interpreter
+
+
 def test_the_step_map_names_the_module_of_every_step():
     import vetai_ops.steps as steps
 
@@ -113,7 +146,7 @@ def test_newest_reads_manifests_newest_first_and_skips_incomplete(local_env):
     assert cat.newest(lambda m: m.id == first).id == first
     assert cat.newest(lambda m: False) is None
     (local_env.backups / "local" / f"{second}.dump").unlink()  # a manifest without its dump: not a backup
-    assert cat.newest().id == first
+    assert Catalog(LocalStore(local_env.backups), "local").newest().id == first  # (a catalog lists once)
 
 
 def test_a_backup_and_a_rollback_list_the_store_once(local_env, monkeypatch):

@@ -69,9 +69,10 @@ def test_missing_squawk_refuses_a_protected_deploy_and_warns_elsewhere(local_env
         run_playbook("deploy", "local", options={"yes": True})
     assert ei.value.exit_code == 2 and "squawk" in ei.value.message
     assert local_env.psql("select version_num from alembic_version") == before  # nothing changed
-    from vetai_ops.cli.validate_cmd import run_validate
+    from vetai_ops.ops.validate import validate
 
-    assert run_validate(env="local", migrations=None, json_out=True, render_sql=True) == 2  # `invoke validate --env`
+    v = validate("local", None, render_sql=True)  # `invoke validate --env=local --sql`: exit 2
+    assert not v.ok and any("squawk" in e and "cannot be linted" in e for e in v.data["live_errors"]), v.data
 
     monkeypatch.setenv("VETAI_OPS_INVENTORY", str(local_env.inventory))
     sink = ListSink()
@@ -104,7 +105,7 @@ def test_local_store_dumps_are_0600_and_folders_0700(local_env):
 
 
 def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, monkeypatch):
-    from vetai_ops import transfer as restore_mod
+    from vetai_ops.transfer import restore as restore_mod
 
     local_env.inventory.write_text(local_env.inventory.read_text() + "    backup: {restore_jobs: 2}\n")
     local_env.run("deploy", yes=True)
@@ -121,8 +122,8 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
     seen = []
     real = restore_mod.materialise
 
-    def observe(ctx, m):
-        path, folder = real(ctx, m)
+    def observe(route, m):
+        path, folder = real(route, m)
         seen.append((path, stat.S_IMODE(os.stat(path).st_mode), stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode),
                      dead.exists()))
         return path, folder
@@ -494,6 +495,41 @@ def test_fab_dash_h_host_is_validated(tmp_path, ssh_bed):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "invalid host name" in r.stderr and "-H" in r.stderr, r.stderr
     assert "cannot connect" not in r.stderr and not Path("/tmp/vetai-fab-pwned").exists()
+
+
+def test_fab_reaches_the_host_as_fabric_was_told(tmp_path, ssh_bed):
+    """fab builds the run's SSH target from Fabric's Connection: the host, user, port and key
+    Fabric was given (-H user@host:port, -i) win; what Fabric only defaults to (its port, the
+    login user) leaves the inventory's ssh: values; known_hosts stays the inventory's."""
+    from fixtures_pg import free_port
+
+    host = ssh_bed.hosts[1]
+    marker = tmp_path / "restarted"
+    inv = tmp_path / "inv.yml"
+    inv.write_text(json.dumps({"environments": {"prod": {
+        # a port nothing listens on, a user the bed refuses, no key: only Fabric's values reach the host
+        "ssh": {"user": "nobody", "port": free_port(), "known_hosts": ssh_bed.known_hosts},
+        "hosts": {"db": [ssh_bed.hosts[0]], "app": ["app.invalid"]}, "database": {"name": "vc", "user": "vetai"},
+        "services": {"restart": ["sh", "-c", f'echo "$SSH_CONNECTION $(id -un)" > {marker}']}}}}))
+    # FABRIC_USER: Fabric's default login user, so that -H root@ differs from it even when run as root
+    env = dict(os.environ, VETAI_OPS_INVENTORY=str(inv), VETAI_OPS_LOGS=str(tmp_path / "logs"), FABRIC_USER="alice")
+    fab = [sys.executable, "-m", "fabric"]
+    r = subprocess.run(fab + ["-H", host, "restart", "--env=prod"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and f"cannot connect to {host}:" in r.stderr, r.stderr  # the inventory's port
+    assert not marker.exists()
+    r = subprocess.run(fab + ["-H", f"{ssh_bed.user}@{host}:{ssh_bed.port}", "-i", ssh_bed.key_file, "restart",
+                              "--env=prod"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    client, _, server, port, user = marker.read_text().split()
+    assert (server, int(port), user) == (host, ssh_bed.port, ssh_bed.user)
+    # the host key is still checked against the inventory's known_hosts, not Fabric's ~/.ssh/known_hosts
+    inv.write_text(inv.read_text().replace(ssh_bed.known_hosts, str(tmp_path / "empty_known_hosts")))
+    r = subprocess.run(fab + ["-H", f"{ssh_bed.user}@{host}:{ssh_bed.port}", "-i", ssh_bed.key_file, "restart",
+                              "--env=prod"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "unknown SSH host key" in r.stderr, r.stderr
 
 
 def test_health_urls_must_be_http(tmp_path):

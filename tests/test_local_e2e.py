@@ -66,7 +66,7 @@ def test_manifestless_dump_is_never_listed_nor_restored(local_env):
     good = local_env.run("backup")["backup_id"]
     orphan = local_env.backups / "local" / "20200101T000000Z.dump"
     orphan.write_bytes(b"PGDMP partial")
-    from vetai_ops.status import list_backups
+    from vetai_ops.ops.status import list_backups
 
     ids = [b["id"] for b in list_backups("local")]
     assert good in ids and "20200101T000000Z" not in ids

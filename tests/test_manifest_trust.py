@@ -71,7 +71,7 @@ def protect(le) -> None:
 
 
 def listed(bid=None) -> list[dict]:
-    from vetai_ops.status import list_backups
+    from vetai_ops.ops.status import list_backups
 
     rows = list_backups("local")
     return [r for r in rows if bid is None or r["id"] == bid]

@@ -71,7 +71,7 @@ def test_verify_ok_records_result_and_leaves_live_db_alone(local_env):
     assert databases(local_env) == dbs_before
     assert fingerprint(local_env) == live_before
     # backups.list shows it verified; a second verification is appended
-    from vetai_ops.status import list_backups
+    from vetai_ops.ops.status import list_backups
 
     assert [b["verified"] for b in list_backups("local") if b["id"] == bid] == [True]
     r = cli("backups.verify", "--to=latest", "--env=local")
@@ -96,7 +96,7 @@ def test_verify_corrupt_byte_fails_and_records_ok_false(local_env):
     v = manifest(local_env, bid)["verifications"][-1]
     assert v["ok"] is False and "corrupt" in v["error"]
     assert databases(local_env) == dbs_before
-    from vetai_ops.status import list_backups
+    from vetai_ops.ops.status import list_backups
 
     assert [b["verified"] for b in list_backups("local") if b["id"] == bid] == [False]
     r = cli("backups.verify", f"--to={bid}", "--env=local", "--json")
@@ -165,7 +165,7 @@ def test_prune_keeps_newest_and_last_verified_removes_old_and_incomplete(local_e
     dbs = databases(local_env)
     assert f"{local_env.dbname}_before_20200101t000000z" not in dbs
     assert {f"{local_env.dbname}_before_20200103t000000z", f"{local_env.dbname}_before_20200104t000000z"} <= dbs
-    from vetai_ops.status import list_backups
+    from vetai_ops.ops.status import list_backups
 
     assert len(list_backups("local")) == 3
 

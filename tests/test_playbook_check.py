@@ -4,7 +4,6 @@ refused with exit 2 naming the file and the key, before any lock, backup or jour
 
 from __future__ import annotations
 
-import ast
 import re
 import inspect
 import os
@@ -29,12 +28,13 @@ def _builtin_playbooks() -> list[Playbook]:
 
     pbs = [load_playbook(p.stem) for p in sorted((ROOT / "playbooks").glob("*.yml")) if p.stem != "inventory"]
     pbs += [upgrade_playbook(), downgrade_playbook(), adopt_playbook()]
-    # fab's per-host playbooks: the step lists passed to _one(...) in cli/fab.py
-    tree = ast.parse((ROOT / "src/vetai_ops/cli/fab.py").read_text())
-    fab = [ast.literal_eval(n.args[3]) for n in ast.walk(tree)
-           if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_one"]
-    assert fab, "fab.py's _one(...) calls not found"
-    pbs += [Playbook(name=f"fab-{s[0]}", steps=[StepSpec(step=x) for x in s], on_failure_after=None) for s in fab]
+    # fab's per-host playbooks (every fab task is one of them)
+    from vetai_ops.cli import fab
+    from vetai_ops.ops.hosts import HOST_TASKS, host_playbook
+
+    assert {n for n in HOST_TASKS if hasattr(getattr(fab, n, None), "body")} == set(HOST_TASKS) == \
+        {"dump", "restore", "health", "restart"}
+    pbs += [host_playbook(t) for t in HOST_TASKS]
     return pbs
 
 

@@ -271,7 +271,7 @@ def test_rewrite_prediction_matches_postgresql(pg_url, before, alter, rewrites):
     relfilenode changes exactly when it is rewritten."""
     from sqlalchemy import create_engine, text
 
-    from vetai_ops.database.probes import measure_impacts
+    from vetai_ops.database.probes_live import measure_impacts
     from vetai_ops.validate.locks import statement_impacts
 
     engine = create_engine(pg_url)
@@ -319,7 +319,8 @@ def test_probe_answers_on_a_scratch_table(pg_url):
     """The probe kinds the deploy tests above do not plant, answered on real rows."""
     from sqlalchemy import create_engine, text
 
-    from vetai_ops.database.probes import derive_probes, run_probes
+    from vetai_ops.database.probes import derive_probes
+    from vetai_ops.database.probes_live import run_probes
 
     engine = create_engine(pg_url)
     try:

@@ -273,11 +273,11 @@ def test_sigint_during_a_rollback(local_env):
     ("spool", "restore_jobs: 2, compress_on: operator"),  # spooled to /tmp, checked while written
 ])
 def test_checksum_mismatch_is_refused_in_every_restore_mode(local_env, monkeypatch, mode, settings):
-    from vetai_ops import transfer as restore_mod
+    from vetai_ops.transfer import restore as restore_mod
 
     taken = []
     real = restore_mod.restore_plan
-    monkeypatch.setattr(restore_mod, "restore_plan", lambda ctx, m: taken.append(real(ctx, m)) or taken[-1])
+    monkeypatch.setattr(restore_mod, "restore_plan", lambda route, m: taken.append(real(route, m)) or taken[-1])
     local_env.inventory.write_text(local_env.inventory.read_text() + f"    backup: {{{settings}}}\n")
     local_env.run("deploy", yes=True)
     bid = local_env.run("backup")["backup_id"]

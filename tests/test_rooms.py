@@ -1,7 +1,8 @@
-"""The rooms (docs/architecture.md): face (cli/, ops/, status) -> pipeline -> steps ->
+"""The rooms (docs/architecture.md): face (cli/) -> use cases (ops/) -> pipeline -> steps ->
 primitives. Read from the source with ``ast`` (every import, module level or inside a
-function): a lower room never imports a higher one, and no step module imports another
-step module (what two steps share is a primitive, or run-state glue in steps/__init__)."""
+function): a lower room never imports a higher one, the face reaches the pipeline and the
+steps only through the use cases, and no step module imports another step module (what two
+steps share is a primitive, or run-state glue in steps/__init__)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "vetai_ops"
 
-FACE = ("vetai_ops.cli", "vetai_ops.ops", "vetai_ops.status")
+FACE = ("vetai_ops.cli",)
+USECASES = ("vetai_ops.ops",)
 PIPELINE = ("vetai_ops.pipeline",)
 STEPS = ("vetai_ops.steps",)
 
@@ -69,8 +71,24 @@ def test_lower_rooms_never_import_higher_ones():
     for mod, deps in _all().items():
         if _in(mod, FACE):
             continue
-        higher = FACE if _in(mod, PIPELINE + STEPS) else FACE + PIPELINE + STEPS
-        if _in(mod, STEPS):
-            higher = FACE + PIPELINE
+        if _in(mod, USECASES):
+            higher = FACE
+        elif _in(mod, PIPELINE):
+            higher = FACE + USECASES
+        elif _in(mod, STEPS):
+            higher = FACE + USECASES + PIPELINE
+        else:  # a primitive
+            higher = FACE + USECASES + PIPELINE + STEPS
         bad += [f"{mod} imports {d}" for d in deps if _in(d, higher)]
     assert not bad, bad
+
+
+def test_the_face_only_parses_and_renders():
+    """cli/ calls the use-case layer for every verb: it never runs a playbook or a step
+    itself, and ``ops.status`` / ``ops.validate`` are where the read-only views live."""
+    got = _all()
+    bad = [f"{mod} imports {d}" for mod, deps in got.items() if _in(mod, FACE)
+           for d in deps if _in(d, PIPELINE + STEPS)]
+    assert not bad, bad
+    assert not (PKG / "status.py").exists() and not (PKG / "cli" / "validate_cmd.py").exists()
+    assert "vetai_ops.ops.status" in got["vetai_ops.cli.views"] and "vetai_ops.ops.hosts" in got["vetai_ops.cli.fab"]

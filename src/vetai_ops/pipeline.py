@@ -21,7 +21,8 @@ from . import __version__
 from .config import Environment, Inventory, Playbook, StepSpec, load_inventory, load_playbook
 from .errors import DeployFailed, Interrupted, OpsError, StopPipeline, short_error
 from .events import Event, EventSink, ListSink, NullSink, Tee
-from .journal import FileJournal, operator_id, record_history
+from .database.history import record as record_history
+from .journal import FileJournal, operator_id
 from .secrets import redact, redact_data
 
 
@@ -81,6 +82,12 @@ class RunContext:
             self._app_targets = [self._make_target(h) for h in hosts]
         return self._app_targets
 
+    def use_target(self, host: str, target) -> None:
+        """``target`` for ``host`` for the whole run, instead of one made from the inventory
+        (fab: the host Fabric was given, reached as Fabric was told); closed when the run ends."""
+        self._targets[host] = target
+        self._stack.callback(target.close)
+
     def _make_target(self, host: str):
         """One target per host for the whole run: its SSH connection is opened once and
         reused by every step (backup, restart, health, the recovery's restart and
@@ -127,8 +134,9 @@ class RunContext:
 @contextlib.contextmanager
 def run_context(env_name: str | None, action: str, *, journaled: bool = True, sink: EventSink | None = None,
                 options: dict | None = None, confirm: Callable | None = None):
-    """A RunContext for one operation outside a playbook (status views, verify, prune, adopt);
-    its connections, tunnels and lock are released on exit."""
+    """The one factory of a RunContext outside a playbook (the read-only views, check,
+    validate, verify, prune): ``journaled=False`` for views that write no journal. Its
+    connections, tunnels and lock are released on exit."""
     inv = load_inventory()
     ctx = RunContext(inv, inv.env(env_name), action, dict(options or {}), sink or NullSink(), confirm,
                      journaled=journaled)
@@ -280,8 +288,10 @@ def run_playbook(
     confirm: Callable[[str, dict], bool] | None = None,
     inventory: Inventory | None = None,
     playbook: Playbook | None = None,
+    targets: dict[str, Any] | None = None,
 ) -> dict:
-    """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure."""
+    """Run playbook ``name`` on an env. Returns the run report; raises OpsError on failure.
+    ``targets``: host -> a target made by the caller (:meth:`RunContext.use_target`)."""
     pb = playbook or load_playbook(name)
     from .steps import check_playbook
 
@@ -289,6 +299,8 @@ def run_playbook(
     inv = inventory or load_inventory()
     env = inv.env(env_name)
     ctx = RunContext(inv, env, pb.name, dict(options or {}), sink or NullSink(), confirm)
+    for host, target in (targets or {}).items():
+        ctx.use_target(host, target)
     report: dict[str, Any] = {
         "run_id": ctx.run_id,
         "action": pb.name,
@@ -450,7 +462,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
     bid = ctx.state.get("backup_id")
     if bid:
         try:
-            ctx.catalog.store.put_bytes(ctx.catalog.log_key(bid), ("\n".join(ctx.journal.lines) + "\n").encode())
+            ctx.catalog.write_log(bid, ctx.journal.lines)
         except Exception:  # noqa: BLE001
             pass
     ctx.close()

@@ -185,7 +185,7 @@ def render_plan(p: dict, c: Console = out) -> None:
         for ev in sel.get("undid") or []:
             c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
         c.print(f"  revision {p.get('from') or 'base'} -> {p.get('to') or 'base'}; the live database is kept as "
-                f"{p.get('database')}_before_{str(p['restore']).lower()}", markup=False)
+                f"{p.get('kept_as')}", markup=False)
         if "writes_since_backup" in p:
             from ..database.writestats import describe
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from ..errors import short_error
 from .advisory import LOCK_CLASS, lock_key
+from .swap import verify_name
 
 SCRATCH_CLASS = LOCK_CLASS + 1  # first int4 key of a scratch database's claim
 _REF = re.compile(r"^[0-9a-f]{8}_[0-9a-f]{6}$")  # what follows <db>_ref_
@@ -38,7 +39,7 @@ def reference_prefix(live: str) -> str:
 
 
 def verify_prefix(live: str) -> str:
-    return f"{live}_verify_".lower()
+    return verify_name(live, "")
 
 
 def _key(name: str) -> dict:

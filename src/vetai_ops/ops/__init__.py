@@ -1,25 +1,17 @@
-"""Operations outside the main playbooks: backups.verify, backups.prune, adopt (a built-in playbook).
+"""The use-case layer: one function per thing an operator asks for, returning data.
 
-Each runs on a :class:`~vetai_ops.pipeline.RunContext` (targets, store, DB access, events,
-journal in logs/migration.log) like the pipeline does, but with its own fixed sequence.
-They report through ``ctx.emit`` and never print; the face renders.
+Every verb of the face (``cli/``: invoke tasks and fab tasks) calls one function here and
+renders what it returns (plain dicts, JSON-ready; or a small dataclass). Nothing here
+prints, prompts or reads flags: it takes arguments, an event sink and a ``confirm``
+callback from the face, and raises :class:`~vetai_ops.errors.OpsError` on failure.
+
+- :mod:`.runs`: the playbooks (deploy, backup, rollback, plan) with their options;
+- :mod:`.hosts`: fab's per-host playbooks, on the host Fabric connected to;
+- :mod:`.status`: read-only views (status, history, backups.list);
+- :mod:`.check`, :mod:`.validate`: the read-only gates;
+- :mod:`.verify`, :mod:`.prune`, :mod:`.adopt`, :mod:`.revisions`, :mod:`.sandbox`.
+
+The wiring of a run (targets, store, DB access, journal) is
+:func:`vetai_ops.pipeline.run_context`; the protected-env rules are :mod:`vetai_ops.policy`.
+This layer may import the pipeline, the steps and the primitives, never ``cli``.
 """
-
-from __future__ import annotations
-
-from typing import Callable
-
-from ..events import EventSink
-from ..pipeline import RunContext, run_context
-
-
-def op_context(env_name: str | None, action: str, sink: EventSink | None = None,
-               options: dict | None = None, confirm: Callable | None = None):
-    """A journaled RunContext for one operation (closed, with its lock if any, on exit)."""
-    return run_context(env_name, action, sink=sink, options=options, confirm=confirm)
-
-
-def drop_database(ctx: RunContext, name: str) -> None:
-    from ..database.introspect import drop_database as _drop
-
-    _drop(ctx.access.admin_engine(), name)

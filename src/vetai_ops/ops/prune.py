@@ -15,7 +15,7 @@ Also removed:
   before-DB's age is the time the restore retired it (stamped on the database as a
   comment), else the id's own time.
 
-Protected envs: dry-run unless ``yes``. ``dry_run`` always wins.
+Protected envs: dry-run unless ``yes``. ``dry_run`` always wins (:func:`vetai_ops.policy.prune_dry_run`).
 
 Deleting takes the env's deploy lock (exit 3 while a deploy, rollback or verify runs) and
 is refused while any backup of the env is being written (its shared "backup in progress"
@@ -28,11 +28,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 
-from ..errors import ConfigError, LockHeld
 from ..database import retired
+from ..database.introspect import drop_database
+from ..errors import ConfigError, LockHeld
+from ..pipeline import run_context
+from ..policy import prune_dry_run
 from ..store.catalog import id_time
 from ..units import human_age
-from . import drop_database, op_context
 
 INCOMPLETE_GRACE = timedelta(hours=1)
 
@@ -105,9 +107,10 @@ def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool =
     if keep_days < 0:
         raise ConfigError(f"--keep-days={keep_days:g} is negative", "use 0 or more days")
     now = now or datetime.now(timezone.utc)
-    with op_context(env_name, "prune", sink=sink) as ctx:
+    with run_context(env_name, "prune", sink=sink) as ctx:
         env = ctx.env
-        effective_dry = dry_run or (env.protected and not yes)
+        dry_reason = prune_dry_run(env, dry_run=dry_run, yes=yes)
+        effective_dry = dry_reason is not None
         if not effective_dry:
             _exclusive(ctx)
         cat, store = ctx.catalog, ctx.store
@@ -141,7 +144,7 @@ def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool =
                     if not store.exists(cat.manifest_key(bid)):
                         store.delete(cat.log_key(bid))
                 else:
-                    drop_database(ctx, r["name"])
+                    drop_database(ctx.access.admin_engine(), r["name"])
                 done.append(r["name"])
                 ctx.emit("info", f"removed {r['kind']} {r['name']}")
             # parts of uploads that failed while the store was unreachable (S3 multipart debris)
@@ -153,7 +156,7 @@ def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool =
             "env": env.name,
             "protected": env.protected,
             "dry_run": effective_dry,
-            "dry_run_reason": ("--dry-run" if dry_run else "protected env without --yes") if effective_dry else None,
+            "dry_run_reason": dry_reason,
             "keep_last": keep_last,
             "keep_days": keep_days,
             "store": store.location,

@@ -2,7 +2,7 @@
 
 - ``new``: ``alembic revision`` through the command API, with the next readable id
   (``0014`` after ``0013``) instead of a random hex one;
-- ``history``: the ScriptDirectory walk (id, parent, message, file), optionally marking
+- ``history``: the revision graph, newest first (id, parent, message, file), optionally marking
   what an env has applied;
 - ``upgrade`` / ``downgrade``: run as playbooks built here, so they get the pipeline's
   advisory lock, journal, confirmation, a backup first on protected envs (or with
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ..config import Playbook, StepSpec
 from ..database import migrations as mig
@@ -20,7 +19,7 @@ from ..errors import ConfigError
 
 
 def next_id() -> str:
-    numeric = [r.revision for r in mig.script_directory().walk_revisions() if re.fullmatch(r"[0-9]+", r.revision)]
+    numeric = [r for r in mig.history().files if re.fullmatch(r"[0-9]+", r)]
     nums = [int(r) for r in numeric]
     width = max([4] + [len(r) for r in numeric])
     return f"{(max(nums) if nums else 0) + 1:0{width}d}"
@@ -42,26 +41,26 @@ def new_revision(message: str | None) -> dict:
 
 def history(env_name: str | None = None) -> list[dict]:
     """Newest first: id, down_revision, message, file, head; with an env also applied/current."""
-    sd = mig.script_directory()
+    graph = mig.history()
     current = None
     applied: set[str] = set()
     if env_name:
-        from ..status import context
+        from ..pipeline import run_context
 
-        with context(env_name) as ctx:
+        with run_context(env_name, "migrations.history", journaled=False) as ctx:
             with ctx.access.engine().connect() as conn:
                 current = mig.current(conn)
         if current and mig.known(current):
             applied = set(mig.chain(None, current))
-    heads = set(sd.get_heads())
     out = []
-    for sc in sd.walk_revisions():
-        doc = (sc.doc or "").strip().splitlines()
-        row = {"id": sc.revision, "down_revision": sc.down_revision, "message": doc[0] if doc else "",
-               "file": Path(sc.path).name, "head": sc.revision in heads}
+    for rid in reversed(graph.order):
+        rf = graph.files[rid]
+        downs = rf.down_revisions
+        row = {"id": rid, "down_revision": downs[0] if len(downs) == 1 else (list(downs) or None),
+               "message": rf.message(), "file": rf.path.name, "head": rid in graph.heads}
         if env_name:
-            row["applied"] = sc.revision in applied
-            row["current"] = sc.revision == current
+            row["applied"] = rid in applied
+            row["current"] = rid == current
         out.append(row)
     return out
 
@@ -100,6 +99,36 @@ def downgrade_playbook() -> Playbook:
                     StepSpec(step="postcheck", options={"rows": False, "http": False})],
         path="(built in: vetai_ops.ops.revisions.downgrade_playbook)",
     )
+
+
+def upgrade(env_name: str | None, *, to: str | None = "head", yes: bool = False, dry_run: bool = False,
+            backup: bool = False, allow=(), accept_drift=(), sink=None, confirm=None) -> dict:
+    """``migrations.upgrade``: to ``to`` (default head), a backup first on ``backup`` or a
+    protected env (:func:`vetai_ops.policy.backup_first`). Returns the run's report."""
+    from ..config import load_inventory
+    from ..pipeline import run_playbook
+    from ..policy import backup_first
+
+    target = resolve_target(to)
+    opts = {"target": target, "yes": yes, "dry_run": dry_run, "allow": list(allow or []),
+            "accept_drift": list(accept_drift or []),
+            "backup_first": backup_first(load_inventory().env(env_name), asked=backup)}
+    return run_playbook("migrations.upgrade", env_name, options=opts, sink=sink, confirm=confirm,
+                        playbook=upgrade_playbook())
+
+
+def downgrade(env_name: str | None, *, to: str | None, yes: bool = False, dry_run: bool = False,
+              backup: bool = False, sink=None, confirm=None) -> dict:
+    """``migrations.downgrade`` to ``to``: a backup first on ``backup`` or a protected env,
+    which also needs ``yes`` (the downgrade_plan step). Returns the run's report."""
+    from ..config import load_inventory
+    from ..pipeline import run_playbook
+    from ..policy import backup_first
+
+    opts = {"to": to, "yes": yes, "dry_run": dry_run,
+            "backup_first": backup_first(load_inventory().env(env_name), asked=backup)}
+    return run_playbook("migrations.downgrade", env_name, options=opts, sink=sink, confirm=confirm,
+                        playbook=downgrade_playbook())
 
 
 def resolve_target(to: str | None) -> str | None:

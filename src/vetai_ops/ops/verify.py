@@ -21,9 +21,9 @@ The live database is never connected to: only the maintenance DB and the scratch
 from __future__ import annotations
 
 from ..errors import ConfigError, VerifyFailed
-from ..journal import read_history
+from ..database.history import read as read_history
 from ..steps.verify import verify_manifest
-from . import op_context
+from ..pipeline import run_context
 
 __all__ = ["VerifyFailed", "verify_backup"]
 
@@ -35,7 +35,7 @@ def verify_backup(env_name: str | None, to: str | None, sink=None, *, trust_unsi
     Unsigned or mis-signed backups are refused unless ``trust_unsigned`` (never on a protected
     env) or ``sign``: the drill runs, and only when it passed is the manifest signed, pinning
     the object it read (size, sha256, and on S3 its ETag / VersionId)."""
-    with op_context(env_name, "verify", sink=sink) as ctx:
+    with run_context(env_name, "verify", sink=sink) as ctx:
         from ..steps.lock import lock
 
         lock(ctx)  # one run at a time per env: the manifest update below is never lost

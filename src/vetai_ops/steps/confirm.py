@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import policy
 from ..errors import GateRefused, StopPipeline
 from . import step
 
@@ -9,7 +10,7 @@ from . import step
 def _rollback_plan(ctx) -> dict:
     """What a rollback will do, shown before the operator confirms it."""
     from ..database import migrations as mig
-    from ..journal import read_history
+    from ..database.history import read as read_history
 
     rows: list = []
 
@@ -23,15 +24,18 @@ def _rollback_plan(ctx) -> dict:
     m = sel.manifest
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
     ctx.state["selection"] = sel.to_json()  # how --to was read, and the journaled deploys it undoes
-    from ..database import writestats
+    from ..database import retired, writestats
+    from ..store.catalog import new_id
 
+    # the name the live database will be kept under, as the restore chooses it (it keeps this one)
+    kept_as = retired.unused_name(ctx.access.admin_engine(), ctx.env.database.name, m.id, new_id())
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
         # what the restore will set aside: shown before the operator types the env name
         writes, notes = writestats.since(m.write_stats, writestats.snapshot(c))
     return {
         "writes_since_backup": writes, "writes_notes": notes,
-        "kept_as": f"{ctx.env.database.name}_before_{m.id.lower()}",
+        "kept_as": kept_as,
         "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
         "app_hosts": list(ctx.env.hosts.app), "database": ctx.env.database.name,
         "from": current, "to": m.revision, "restore": m.id, "restore_size": m.size,
@@ -63,13 +67,9 @@ def confirm(ctx, defer_to_rehearsal: bool = False, rehearsed: bool = False):
     plan = ctx.state.get("plan", {})
     if ctx.options.get("dry_run"):
         raise StopPipeline("dry run: nothing changed")
-    if not ctx.env.protected or ctx.options.get("yes"):
+    if not policy.asks(ctx.env, yes=bool(ctx.options.get("yes"))):
         return "not required" if not ctx.env.protected else "--yes"
-    if ctx.confirm is None:
-        raise GateRefused(
-            f"env {ctx.env.name!r} is protected and no terminal is attached to confirm",
-            "re-run with --yes once you have reviewed `invoke plan`",
-        )
+    policy.refuse_unconfirmed(ctx.env, can_ask=ctx.confirm is not None)
     if defer_to_rehearsal and (ctx.state.get("rehearsal") or {}).get("will"):
         ctx.state["confirm_deferred"] = True
         ctx.emit("info", "you will be asked to confirm after the rehearsal on a copy, with its measured durations")

@@ -8,8 +8,10 @@ import time
 
 from sqlalchemy import text
 
+from .. import policy
 from ..database import migrations as mig
-from ..database.probes import data_loss, derive_probes, measure_impacts, run_probes
+from ..database.probes import derive_probes
+from ..database.probes_live import data_loss, measure_impacts, run_probes
 from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
@@ -61,12 +63,7 @@ def validate(ctx, render: bool = True):
             "fix the files (never edit an applied revision: add a new one); `invoke validate` shows details",
         )
     if any(f.rule == "squawk-missing" for f in report.findings):
-        if ctx.env.protected:  # a protected env never deploys SQL nobody linted
-            raise GateRefused(
-                f"squawk is not installed, so the pending SQL of protected env {ctx.env.name!r} cannot be linted",
-                "install the project (`pip install -e .` installs squawk-cli next to the interpreter) "
-                "or put squawk on PATH",
-            )
+        policy.refuse_unlinted(ctx.env)  # a protected env never deploys SQL nobody linted
         ctx.emit("warning", "squawk is not installed: the pending SQL was not linted (pip install squawk-cli)")
     failing = [f for f in report.blocking if f.rule in FAILING_RULES]
     if failing:  # PostgreSQL would refuse these after the backup: nothing to acknowledge, fix the file
@@ -283,7 +280,7 @@ def plan(ctx, rehearse: bool = True):
     from this env's history (store/estimates.py); refuses, before the backup, ``--no-rehearsal``
     on a protected env, ``deploy.rehearsal: always`` with ``--skip-backup``, and a deploy whose
     predicted rollback exceeds ``deploy.max_rollback_s``."""
-    from ..journal import read_history
+    from ..database.history import read as read_history
     from ..store.estimates import estimates
     from ..validate.datadep import data_dependent, decide
 
@@ -294,10 +291,8 @@ def plan(ctx, rehearse: bool = True):
         est = round(last[0].duration_s * 1.5, 1)
     pending = ctx.state.get("pending", [])
     cfg = ctx.env.deploy
-    if ctx.options.get("no_rehearsal") and ctx.env.protected:
-        raise GateRefused(f"env {ctx.env.name!r} is protected: its deploys are always rehearsed on a copy first; "
-                          "--no-rehearsal is refused, nothing changed",
-                          "deploy without --no-rehearsal (the rehearsal's durations are shown before you confirm)")
+    if ctx.options.get("no_rehearsal"):
+        policy.refuse_no_rehearsal(ctx.env)
     if cfg.rehearsal == "always" and ctx.options.get("skip_backup") and pending:
         raise GateRefused(f"deploy.rehearsal is always for env {ctx.env.name!r}, and --skip-backup leaves no backup "
                           "to rehearse on; nothing changed", "deploy without --skip-backup")

@@ -220,7 +220,7 @@ class S3Store:
     # ------------------------------------------------------------ streaming
 
     def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None,
-                   size_hint: int | None = None) -> int:
+                   size_hint: int | None = None) -> dict:
         full = self._full(key)
         chunk = part_size(self.storage.multipart_chunk_mb, size_hint)
         tc = TransferConfig(
@@ -236,11 +236,8 @@ class S3Store:
         wrapped = _CountingReader(reader, progress)
         try:
             self.client.upload_fileobj(wrapped, self.bucket, full, ExtraArgs=extra, Config=tc)
-            head = self.client.head_object(Bucket=self.bucket, Key=full)
-            if int(head["ContentLength"]) != wrapped.total:
-                raise StoreError(
-                    f"S3 object {self.url(key)} has {head['ContentLength']} bytes but {wrapped.total} were sent"
-                )
+            # the one HEAD: what the manifest pins (the catalog checks the size against the bytes sent)
+            pinned = self._pinned(self.client.head_object(Bucket=self.bucket, Key=full))
         except KeyboardInterrupt:
             self._cleanup_failed_upload(full)
             raise
@@ -268,7 +265,7 @@ class S3Store:
                 err.message += f" after {wrapped.total} bytes; {after}"
                 raise err from None
             raise
-        return wrapped.total
+        return pinned
 
     def _cleanup_failed_upload(self, full: str) -> str | None:
         """Leave nothing under ``full``: abort every multipart upload for it, delete any object.
@@ -409,13 +406,17 @@ class S3Store:
         except BotoCoreError as e:
             raise self._error("stat", key, e) from None
 
+    @staticmethod
+    def _pinned(head: dict) -> dict:
+        vid = head.get("VersionId")
+        return {"size": int(head["ContentLength"]), "etag": head.get("ETag"),
+                "version_id": vid if vid and vid != "null" else None}
+
     def stat(self, key: str) -> dict:
         head = self._head(key)
         if head is None:
             raise StoreError(f"backup object missing: {self.url(key)}")
-        vid = head.get("VersionId")
-        return {"size": int(head["ContentLength"]), "etag": head.get("ETag"),
-                "version_id": vid if vid and vid != "null" else None}
+        return self._pinned(head)
 
     def size(self, key: str) -> int:
         head = self._head(key)

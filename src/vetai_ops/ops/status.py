@@ -1,21 +1,16 @@
-"""Read-only views for the face: status, backups list, history. They reuse a RunContext
-for wiring (targets, store, DB access) but run no playbook and take no lock."""
+"""Read-only views: status, backups list, history. They use a RunContext for wiring
+(targets, store, DB access) but run no playbook, take no lock and write no journal."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
 
-from .database import migrations as mig
-from .journal import read_history
-from .pipeline import run_context
-from .store.catalog import id_time
-from .units import human_age
-
-
-def context(env_name: str | None, action: str = "status"):
-    """Read-only views: a RunContext that writes no journal."""
-    return run_context(env_name, action, journaled=False)
+from ..database import migrations as mig
+from ..database.history import read as read_history
+from ..pipeline import run_context
+from ..store.catalog import id_time
+from ..units import human_age
 
 
 def age(bid: str) -> str:
@@ -32,16 +27,16 @@ def _backup_row(m) -> dict:
 
 def list_backups(env_name: str | None, before=None, after=None) -> list[dict]:
     """Complete backups, newest first; ``before`` / ``after`` (inclusive) as :func:`store.when.window` reads them."""
-    from .store.when import window
+    from ..store.when import window
 
-    with context(env_name) as ctx:
+    with run_context(env_name, "status", journaled=False) as ctx:
         return [_backup_row(m) for m in window(ctx.catalog.list(), before, after)]
 
 
 def collect_status(env_name: str | None) -> dict:
-    from .database.access import check_reachable
+    from ..database.access import check_reachable
 
-    with context(env_name) as ctx:
+    with run_context(env_name, "status", journaled=False) as ctx:
         version = check_reachable(ctx.access)
         with ctx.access.engine().connect() as conn:
             current = mig.current(conn)
@@ -68,5 +63,5 @@ def collect_status(env_name: str | None) -> dict:
 
 
 def collect_history(env_name: str | None, limit: int = 20) -> list[dict]:
-    with context(env_name) as ctx:
+    with run_context(env_name, "history", journaled=False) as ctx:
         return read_history(ctx.access.engine(), limit=limit)
