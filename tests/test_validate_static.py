@@ -542,13 +542,17 @@ def test_bench_history_validates(tmp_path):
     assert len(report.revisions) == 40
 
 
-def test_heads_agree_with_alembic(alembic_project):
-    from vetai_ops.validate.lint import script_directory_heads
+def test_heads_and_order_agree_with_alembic(alembic_project):
+    """The graph read with ast is the one Alembic's own loader (which imports the files) builds."""
+    from alembic.script import ScriptDirectory
+
+    from vetai_ops.database.migrations import alembic_config
 
     versions = alembic_project / "migrations" / "versions"
     rev(versions, "b3", "r1", branch_labels=("billing",))
     rev(versions, "c4", "r2", branch_labels=("clinic",), depends_on="billing")
     report = validate_history(versions, render=True, alembic_ini=alembic_project / "alembic.ini")
     assert report.ok, report.errors
-    assert sorted(script_directory_heads(alembic_project / "alembic.ini", versions)) == sorted(report.heads)
-    assert sorted(report.heads) == ["b3", "c4"]
+    script = ScriptDirectory.from_config(alembic_config(ini=alembic_project / "alembic.ini"))
+    assert sorted(script.get_heads()) == sorted(report.heads) == ["b3", "c4"]
+    assert [sc.revision for sc in script.walk_revisions()][::-1] == report.order()

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from ..errors import OpsError, short_error
 from ..paths import cache_dir, migrations_dir
 from . import migrations as mig
+from .applied import file_hashes
 from .catalog import FORMAT, driver_connection, empty_snapshot, snapshot
 from .introspect import drop_database, new_database
 
@@ -40,7 +41,7 @@ def server_major(conn) -> int:
 def history_key(rev: str | None, major: int) -> str:
     """sha256 over the history up to ``rev`` (revision ids + file bytes), env.py, server major."""
     h = hashlib.sha256(f"vetai-ops reference {FORMAT} pg{major} {rev or 'base'}\n".encode())
-    files = mig.history_hashes()
+    files = file_hashes()
     for r in mig.chain(None, rev):
         h.update(f"{r} {files[r][1]}\n".encode())
     env_py = migrations_dir() / "env.py"

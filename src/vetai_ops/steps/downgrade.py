@@ -40,9 +40,9 @@ def downgrade_plan(ctx):
     reverting = list(reversed(mig.chain(target, current)))  # newest first, the order they are reverted in
     policy.refuse_downgrade(ctx.env, yes=bool(ctx.options.get("yes")), dry_run=bool(ctx.options.get("dry_run")),
                             what=f"{current} -> {target or 'base'}, reverting {', '.join(reverting)}")
-    sd = mig.script_directory()
+    files = mig.history().files
     for r in reverting:
-        ctx.emit("info", f"- revert {r}: {(sd.get_revision(r).doc or '').splitlines()[0] if sd.get_revision(r).doc else ''}")
+        ctx.emit("info", f"- revert {r}: {files[r].message()}")
     ctx.state.update(from_rev=current, to_rev=target, expect_rev=target, reverting=reverting)
     ctx.state["plan"] = {
         "env": ctx.env.name, "protected": ctx.env.protected, "db_host": ctx.env.hosts.db[0],
@@ -57,7 +57,6 @@ RECOVERY_WHEN = "when:downgrade_recovery"
 
 def _downgrade_blockers(ctx, current: str | None) -> list[str]:
     """Why this run's recovery must restore rather than downgrade (empty: it may downgrade)."""
-    from ..validate.parse import read_revision
     from ..validate.rules import downgrade_risks
 
     if not ctx.env.downgrade_on_failure:
@@ -72,13 +71,12 @@ def _downgrade_blockers(ctx, current: str | None) -> list[str]:
     reasons = []
     applied = mig.chain(start, current) if current != start else []
     for rev in applied:
-        reasons += downgrade_risks(read_revision(mig.revision_file(rev)))
+        reasons += downgrade_risks(mig.history().files[rev])
     # the revision that failed ran in a transaction that rolled back, unless part of it ran
     # outside one (autocommit_block): then what it left is unknown
     pending = [r for r in ctx.state.get("pending", []) if r not in applied]
     if ctx.state.get("failed_step") == "migrate" and pending:
-        text = mig.revision_file(pending[0]).read_text(encoding="utf-8", errors="replace")
-        if "autocommit_block" in text:
+        if "autocommit_block" in mig.history().files[pending[0]].text:
             reasons.append(f"{pending[0]} failed and runs part of its work outside a transaction (autocommit_block)")
     return reasons
 

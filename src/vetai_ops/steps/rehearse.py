@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 
 from ..database import migrations as mig
+from ..database.applied import file_hashes
 from ..database.drift import drift_at
 from ..database.introspect import drop_database, row_counts
 from ..database.swap import rehearsal_name
@@ -141,7 +142,7 @@ def rehearse(ctx):
         except Exception as e:  # noqa: BLE001 - estimates only
             ctx.emit("warning", f"could not record the rehearsal in backup {m.id}'s manifest: {short_error(e)}")
     if error is not None:
-        files = mig.history_hashes()
+        files = file_hashes()
         name = files.get(failed_rev, (None,))[0]
         raise RehearsalFailed(
             f"the rehearsal on a copy of backup {m.id} failed at revision {failed_rev}"
