@@ -238,7 +238,7 @@ def test_open_read_partial_reads_and_close(store):
 def test_part_size_follows_the_size_hint(s3_server):
     """S3 allows 10,000 parts per upload: a big expected size raises the part size (leaving
     headroom), a small one keeps the configured size; the upload really uses it."""
-    from vetai_ops.store.s3 import part_size
+    from vetai_ops.store.s3_upload import part_size
 
     assert part_size(8, None) == 8 * MB and part_size(2, None) == 5 * MB  # S3's minimum
     assert part_size(8, 10 * 1024 * MB) == 8 * MB  # 10 GiB: 1,280 parts of 8 MiB
