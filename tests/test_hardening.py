@@ -105,7 +105,7 @@ def test_local_store_dumps_are_0600_and_folders_0700(local_env):
 
 
 def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, monkeypatch):
-    from vetai_ops import transfer as restore_mod
+    from vetai_ops.transfer import restore as restore_mod
 
     local_env.inventory.write_text(local_env.inventory.read_text() + "    backup: {restore_jobs: 2}\n")
     local_env.run("deploy", yes=True)
@@ -122,8 +122,8 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
     seen = []
     real = restore_mod.materialise
 
-    def observe(ctx, m):
-        path, folder = real(ctx, m)
+    def observe(route, m):
+        path, folder = real(route, m)
         seen.append((path, stat.S_IMODE(os.stat(path).st_mode), stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode),
                      dead.exists()))
         return path, folder

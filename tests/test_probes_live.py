@@ -9,27 +9,19 @@ post-check's comparison with the models stays green and the deploy really succee
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from procs import cli
+
 from vetai_ops.errors import GateRefused
 
-ROOT = Path(__file__).resolve().parents[1]
 ACK_ALL = "# vetai-ops: allow-destructive"
 
 
 def backups(le):
     return sorted(p.name for p in (le.backups / "local").glob("*.json"))
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=300)
 
 
 def refused(le, match: str, at: str = "0013", **options) -> str:
@@ -279,7 +271,7 @@ def test_rewrite_prediction_matches_postgresql(pg_url, before, alter, rewrites):
     relfilenode changes exactly when it is rewritten."""
     from sqlalchemy import create_engine, text
 
-    from vetai_ops.database.probes import measure_impacts
+    from vetai_ops.database.probes_live import measure_impacts
     from vetai_ops.validate.locks import statement_impacts
 
     engine = create_engine(pg_url)
@@ -327,7 +319,8 @@ def test_probe_answers_on_a_scratch_table(pg_url):
     """The probe kinds the deploy tests above do not plant, answered on real rows."""
     from sqlalchemy import create_engine, text
 
-    from vetai_ops.database.probes import derive_probes, run_probes
+    from vetai_ops.database.probes import derive_probes
+    from vetai_ops.database.probes_live import run_probes
 
     engine = create_engine(pg_url)
     try:

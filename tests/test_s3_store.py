@@ -64,11 +64,13 @@ def test_protocol(store):
 def test_streamed_multipart_upload_40mb(store, s3_server):
     src = RandomStream(40 * MB + 123)
     seen = []
-    n = store.put_stream("prod/20261124T013200Z.dump", src, progress=seen.append)
+    pinned = store.put_stream("prod/20261124T013200Z.dump", src, progress=seen.append)
+    n = pinned["size"]
     assert n == 40 * MB + 123 == sum(seen)
     c = s3_server.client()
     head = c.head_object(Bucket=store.bucket, Key="prod/prod/20261124T013200Z.dump")
     assert head["ContentLength"] == n
+    assert pinned == store.stat("prod/20261124T013200Z.dump")  # what the manifest pins, from the upload's own HEAD
     assert head["ServerSideEncryption"] == "AES256"
     assert "-" in head["ETag"]  # multipart ETag: "<md5-of-md5s>-<parts>"
     assert int(head["ETag"].strip('"').split("-")[1]) == 6  # 40 MB / 8 MB chunks
@@ -84,11 +86,11 @@ def test_streamed_multipart_upload_40mb(store, s3_server):
 def test_small_upload_single_put_and_sse_none(s3_server):
     st = S3Store(s3_server.storage(sse="none"))
     data = b"\x00\xff" * 1000
-    assert st.put_stream("a/b.dump", io.BytesIO(data)) == 2000
+    assert st.put_stream("a/b.dump", io.BytesIO(data))["size"] == 2000
     head = s3_server.client().head_object(Bucket=st.bucket, Key="a/b.dump")
     assert "ServerSideEncryption" not in head or head["ServerSideEncryption"] is None
     assert st.get_bytes("a/b.dump") == data
-    assert st.put_stream("empty.dump", io.BytesIO(b"")) == 0
+    assert st.put_stream("empty.dump", io.BytesIO(b""))["size"] == 0
     assert st.size("empty.dump") == 0
 
 
@@ -236,7 +238,7 @@ def test_open_read_partial_reads_and_close(store):
 def test_part_size_follows_the_size_hint(s3_server):
     """S3 allows 10,000 parts per upload: a big expected size raises the part size (leaving
     headroom), a small one keeps the configured size; the upload really uses it."""
-    from vetai_ops.store.s3 import part_size
+    from vetai_ops.store.s3_upload import part_size
 
     assert part_size(8, None) == 8 * MB and part_size(2, None) == 5 * MB  # S3's minimum
     assert part_size(8, 10 * 1024 * MB) == 8 * MB  # 10 GiB: 1,280 parts of 8 MiB
@@ -244,6 +246,6 @@ def test_part_size_follows_the_size_hint(s3_server):
     assert part_size(8, big) == 23 * MB and big / part_size(8, big) < 9000
     st = S3Store(s3_server.storage(prefix="hint", multipart_chunk_mb=5, max_concurrency=2))
     data = RandomStream(13 * MB)
-    assert st.put_stream("h.dump", data, size_hint=9000 * 6 * MB) == 13 * MB
+    assert st.put_stream("h.dump", data, size_hint=9000 * 6 * MB)["size"] == 13 * MB
     head = s3_server.client().head_object(Bucket=st.bucket, Key="hint/h.dump", PartNumber=1)
     assert head["ContentLength"] == 6 * MB and head.get("PartsCount") == 3

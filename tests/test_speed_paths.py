@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from vetai_ops.errors import ChecksumMismatch
-from vetai_ops import transfer as restore_mod
+from vetai_ops.transfer import restore as restore_mod
 from vetai_ops.store.local import LocalStore
 
 EXCLUDE = ("deploy_history", "vetai_ops_applied")  # the tool's own journal tables change on every run
@@ -68,8 +68,8 @@ def modes(monkeypatch):
     seen: list[tuple[str, int]] = []
     real = restore_mod.restore_plan
 
-    def spy(ctx, m):
-        r = real(ctx, m)
+    def spy(route, m):
+        r = real(route, m)
         seen.append(r)
         return r
 

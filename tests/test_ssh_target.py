@@ -34,7 +34,7 @@ def workdir(tgt):
 
 def test_protocol_and_factory(ssh_bed, tgt):
     assert isinstance(tgt, Target)
-    assert tgt.is_local is False and tgt.name == ssh_bed.hosts[0]
+    assert tgt.host_path("/tmp") is None and tgt.name == ssh_bed.hosts[0]  # another machine
     assert isinstance(make_target("local", ssh_bed.ssh_config(), True), LocalTarget)
     assert isinstance(make_target("db1", None, True), LocalTarget)
     t = make_target(ssh_bed.hosts[1], ssh_bed.ssh_config(), True)

@@ -133,6 +133,16 @@ def _non_literal(d, bad):
     rev(d, "b2", meta='revision = "b2"\ndown_revision = ' + ('PARENT' if bad else '"a1"'))
 
 
+def _label_reused(d, bad):  # Alembic refuses to build a map where two revisions share a label
+    rev(d, "a1", None, branch_labels=("core",))
+    rev(d, "b2", "a1", branch_labels=("core",) if bad else ("billing",))
+
+
+def _alembic_illegal_id(d, bad):  # '@', '-', '+', ':' mean something in Alembic's revision syntax
+    chain(d, "a1")
+    rev(d, "b-2" if bad else "b2", "a1")
+
+
 @pytest.mark.parametrize("build, code, offender", [
     (_syntax, "syntax-error", "b2"),
     (_duplicate, "duplicate-revision", "b2"),
@@ -145,6 +155,8 @@ def _non_literal(d, bad):
     (_blank_id, "bad-revision-id", None),
     (_self_parent, "self-reference", "b2"),
     (_non_literal, "suspicious-metadata", "b2"),
+    (_label_reused, "duplicate-branch-label", "b2"),
+    (_alembic_illegal_id, "bad-revision-id", "b-2"),
 ])
 @pytest.mark.parametrize("bad", [True, False], ids=["failing", "passing"])
 def test_structural_errors(tmp_path, build, code, offender, bad):
@@ -542,13 +554,17 @@ def test_bench_history_validates(tmp_path):
     assert len(report.revisions) == 40
 
 
-def test_heads_agree_with_alembic(alembic_project):
-    from vetai_ops.validate.lint import script_directory_heads
+def test_heads_and_order_agree_with_alembic(alembic_project):
+    """The graph read with ast is the one Alembic's own loader (which imports the files) builds."""
+    from alembic.script import ScriptDirectory
+
+    from vetai_ops.database.migrations import alembic_config
 
     versions = alembic_project / "migrations" / "versions"
     rev(versions, "b3", "r1", branch_labels=("billing",))
     rev(versions, "c4", "r2", branch_labels=("clinic",), depends_on="billing")
     report = validate_history(versions, render=True, alembic_ini=alembic_project / "alembic.ini")
     assert report.ok, report.errors
-    assert sorted(script_directory_heads(alembic_project / "alembic.ini", versions)) == sorted(report.heads)
-    assert sorted(report.heads) == ["b3", "c4"]
+    script = ScriptDirectory.from_config(alembic_config(ini=alembic_project / "alembic.ini"))
+    assert sorted(script.get_heads()) == sorted(report.heads) == ["b3", "c4"]
+    assert [sc.revision for sc in script.walk_revisions()][::-1] == report.order()

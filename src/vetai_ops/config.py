@@ -114,7 +114,7 @@ class Storage(Strict):
     region: str | None = None
     endpoint_url: str | None = None
     sse: Literal["AES256", "aws:kms", "none"] = "AES256"
-    multipart_chunk_mb: int = 8  # parts held in memory: (max_concurrency + 2) x this; raised for huge backups (store/s3.py part_size)
+    multipart_chunk_mb: int = 8  # parts held in memory: (max_concurrency + 2) x this; raised for huge backups (store/s3_upload.py part_size)
     max_concurrency: int = 4
     # NAME of the operator's environment variable holding the key that signs this env's
     # manifests (HMAC-SHA256). The store never holds it. Unset: envs with a sandbox or a local

@@ -4,7 +4,7 @@ it needs ``--yes`` or a typed confirmation, and what it does by default.
 The use cases (``ops/``) and the steps ask these functions; none of them tests
 ``env.protected`` to decide on its own. (The store's trust rule, signed manifests only on a
 protected env, is the catalog's: ``store/catalog.py``, given ``protected`` by
-``store/factory.py``; the SSH host-key rule is ``targets/ssh.py``'s; the rehearsal decision
+``store/factory.py``; the SSH host-key rule is ``targets/ssh/connect.py``'s; the rehearsal decision
 is ``validate/datadep.decide``.)
 
 Each ``refuse_*`` raises :class:`~vetai_ops.errors.GateRefused` (exit 2, nothing changed)

@@ -210,8 +210,8 @@ def _rollback_lines(p: RollbackPlan, c: Console) -> None:
         c.print("  --to=" + esc(sel.get("asked")) + ": " + esc(sel["text"]))
     for ev in sel.get("undid") or []:
         c.print("  [bold]undoes " + esc(ev.get("text")) + "[/]")
-    c.print(f"  revision {p.from_rev or 'base'} -> {p.to_rev or 'base'}; the live database is kept as "
-            f"{p.database}_before_{str(p.restore).lower()}", markup=False)
+    c.print(f"  revision {p.from_rev or 'base'} -> {p.to_rev or 'base'}; the live database is kept as {p.kept_as}",
+            markup=False)
     from ..database.writestats import describe
 
     w = p.writes_since_backup

@@ -1,7 +1,8 @@
 """How the operator and the pg tools reach an environment's database.
 
 - Operator side (Alembic, checks, locks): a SQLAlchemy engine. Local sandbox: the
-  Unix socket. Remote: a TCP tunnel through the DB host's SSH connection, because
+  Unix socket. Otherwise the DB host's target reaches the server (``Target.reach``): the
+  address itself on this machine, a TCP tunnel through an SSH host's connection, because
   ``database.host/port`` are as seen FROM the DB host.
 - DB-host side (pg_dump / pg_restore run there): ``pg_args()`` plus a 0600 passfile
   written through the target (never a password in argv or env).
@@ -55,21 +56,25 @@ class DbAccess:
         self.target = db_target
         self.cluster = cluster  # the embedded sandbox Cluster, when env.sandbox
         self._stack = contextlib.ExitStack()
-        self._local_port: int | None = None
+        self._reached: tuple[str, int] | None = None
         self._engines: dict[str, Engine] = {}
         self.password = password_for(env)
 
     # ------------------------------------------------------------ operator side
-    def _endpoint(self) -> tuple[str, int]:
+    def _server(self) -> tuple[str | None, int]:
+        """The server as seen from the DB host: the sandbox's socket, or the inventory's
+        host (None: the pg tools' default socket) and port."""
         if self.cluster is not None:
             return str(self.cluster.socket_dir), self.cluster.port
-        if self.target.is_local:
-            return self.db.host or "127.0.0.1", self.db.port
-        if self._local_port is None:
-            self._local_port = self._stack.enter_context(
-                self.target.forward(self.db.host or "127.0.0.1", self.db.port)
-            )
-        return "127.0.0.1", self._local_port
+        return self.db.host, self.db.port
+
+    def _endpoint(self) -> tuple[str, int]:
+        """The server's address as the operator reaches it (the DB host's target decides: the
+        same address on this machine, a tunnel through an SSH host), opened once per run."""
+        if self._reached is None:
+            host, port = self._server()
+            self._reached = self._stack.enter_context(self.target.reach(host or "127.0.0.1", port))
+        return self._reached
 
     def url(self, dbname: str | None = None, *, driver: bool = True) -> str:
         """Connection URL without the password (safe to print)."""
@@ -115,7 +120,7 @@ class DbAccess:
     def close(self) -> None:
         self.dispose()
         self._stack.close()
-        self._local_port = None
+        self._reached = None
 
     # ------------------------------------------------------------ DB-host side
     def bin(self, tool: str) -> str:
@@ -127,10 +132,7 @@ class DbAccess:
 
     def pg_args(self, dbname: str | None = None) -> list[str]:
         """-h/-p/-U/-d for a pg tool running ON the DB host (no password)."""
-        if self.cluster is not None:
-            host, port = str(self.cluster.socket_dir), self.cluster.port
-        else:
-            host, port = self.db.host, self.db.port
+        host, port = self._server()
         args = ["-p", str(port), "-U", self.db.user]
         if host:
             args = ["-h", host] + args

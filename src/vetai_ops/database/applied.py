@@ -1,7 +1,9 @@
 """The applied-file bookkeeping (Flyway-style): ``vetai_ops_applied`` holds, per applied
 revision, the file name and sha256 it was applied from. It is kept in step with Alembic in
 the revision's own transaction (:class:`RevisionRun`), so an edited applied file is caught
-(:func:`changed_applied`) and a half-registered revision cannot exist."""
+(:func:`changed_applied`) and a half-registered revision cannot exist. The files' hashes
+come from the history read with ``ast`` (:func:`file_hashes`): no revision file is imported
+to know them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Callable
 
 from sqlalchemy import text
 
+from ..paths import versions_dir
 from . import migrations as mig
 from . import writestats
 
@@ -24,6 +27,14 @@ CREATE TABLE IF NOT EXISTS vetai_ops_applied (
 """
 
 
+def file_hashes() -> dict[str, tuple[str, str]]:
+    """revision -> (file name, sha256) for every revision file of the history in use, as read
+    (memoized on those bytes); a broken graph does not stop it (the validate step names it)."""
+    from ..validate.graph import load
+
+    return load(versions_dir()).hashes()
+
+
 def applied_hashes(conn) -> dict[str, tuple[str, str]]:
     if not conn.execute(text("select to_regclass('public.vetai_ops_applied')")).scalar():
         return {}
@@ -33,7 +44,7 @@ def applied_hashes(conn) -> dict[str, tuple[str, str]]:
 
 def changed_applied(conn) -> list[str]:
     """Applied revisions whose file changed since it was applied (messages)."""
-    files = mig.history_hashes()
+    files = file_hashes()
     out = []
     for rev, (fname, sha) in applied_hashes(conn).items():
         if rev not in files:
@@ -51,7 +62,7 @@ class RevisionRun:
     hold what was applied even when a later revision fails."""
 
     def __init__(self, files: dict[str, tuple[str, str]] | None = None):
-        self.files = files if files is not None else mig.history_hashes()
+        self.files = files if files is not None else file_hashes()
         self.timings: list[dict] = []
         self.own_writes: dict = {}
 

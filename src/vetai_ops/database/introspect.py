@@ -13,9 +13,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 
-def quote_ident(name: str) -> str:
-    """A PostgreSQL identifier, quoted (names with any character are safe)."""
-    return sql.Identifier(name).as_string()
+def _drop(name: str) -> str:
+    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)).as_string()
 
 
 def public_tables(conn: Connection) -> list[str]:
@@ -27,7 +26,8 @@ def public_columns(conn: Connection, table: str) -> set[str]:
 
 
 def row_count(conn: Connection, table: str) -> int:
-    return conn.execute(text(f"SELECT count(*) FROM public.{quote_ident(table)}")).scalar_one()
+    return conn.exec_driver_sql(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", table)).as_string()
+                                ).scalar_one()
 
 
 def row_counts(conn: Connection, exclude: tuple[str, ...] = ()) -> dict[str, int]:
@@ -46,23 +46,19 @@ def estimated_rows(conn: Connection) -> dict[str, int]:
 def drop_database(maint: Engine, name: str) -> None:
     """DROP DATABASE IF EXISTS ... WITH (FORCE) through an AUTOCOMMIT maintenance engine."""
     with maint.connect() as c:
-        c.execute(text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"))
-
-
-def create_database(maint: Engine, name: str, props: dict | None = None) -> None:
-    """CREATE DATABASE; with ``props`` (database/dbprops.py) from template0 with their encoding and locale."""
-    from .dbprops import create_statement
-
-    with maint.connect() as c:
-        c.exec_driver_sql(create_statement(name, props).as_string())
+        c.exec_driver_sql(_drop(name))
 
 
 @contextlib.contextmanager
 def new_database(maint: Engine, name: str, props: dict | None = None):
-    """A new empty database ``name`` (a leftover of that name is dropped first); dropped
-    again if the block fails, kept if it succeeds."""
-    drop_database(maint, name)
-    create_database(maint, name, props)
+    """A new empty database ``name`` (a leftover of that name is dropped first, in the same
+    session); with ``props`` (database/dbprops.py) from template0 with their encoding and
+    locale. Dropped again if the block fails, kept if it succeeds."""
+    from .dbprops import create_statement
+
+    with maint.connect() as c:
+        c.exec_driver_sql(_drop(name))
+        c.exec_driver_sql(create_statement(name, props).as_string())
     try:
         yield name
     except BaseException:

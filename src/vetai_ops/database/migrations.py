@@ -1,9 +1,15 @@
-"""Alembic wiring: the project's history (ScriptDirectory), current revision, upgrade,
-downgrade, schema diff (compare_metadata) and per-revision file hashes."""
+"""Alembic wiring: the project's history, current revision, upgrade, downgrade, stamp and
+schema diff (compare_metadata).
+
+The history (heads, chains, ancestry, known revisions, each revision's file) is Alembic's
+``RevisionMap`` over the revision files read with ``ast`` (:mod:`vetai_ops.validate.graph`,
+memoized on the files' bytes): asking it imports no revision file. Only what must run a
+revision's code goes through Alembic's ``ScriptDirectory`` (``command.upgrade`` /
+``downgrade`` / ``stamp`` here, the offline SQL of :func:`vetai_ops.validate.lint.render_sql`).
+"""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -12,7 +18,8 @@ from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
+
+    from ..validate.graph import Graph
 
 from ..errors import GateRefused, OpsError
 from ..paths import migrations_dir, project_root, versions_dir
@@ -40,48 +47,30 @@ def alembic_config(connection: Connection | None = None, *, ini: Path | None = N
     return cfg
 
 
-_sd_memo: dict[tuple, ScriptDirectory] = {}
+def history() -> Graph:
+    """The history in use (``VETAI_OPS_MIGRATIONS`` or migrations/), read without importing a
+    revision file. Refused, naming each file and line, when its graph is broken (several heads
+    are left to :func:`head`: a chain or a known revision still makes sense with them)."""
+    from ..validate.graph import load
 
-
-def _history_stamp() -> tuple:
-    """What the loaded history depends on: the migrations folder, and the name, size and
-    mtime of alembic.ini, env.py and every revision file. A run asks for the history several
-    times (the plan, the reference key, the post-check); it is loaded once while this holds."""
-    files = [project_root() / "alembic.ini", migrations_dir() / "env.py", *sorted(versions_dir().rglob("*.py"))]
-    out: list = [str(migrations_dir())]
-    for f in files:
-        try:
-            st = f.stat()
-            out.append((str(f), st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((str(f), None))
-    return tuple(out)
-
-
-def script_directory() -> ScriptDirectory:
-    from alembic.script import ScriptDirectory
-
-    try:
-        stamp = _history_stamp()
-        if stamp in _sd_memo:
-            return _sd_memo[stamp]
-        sd = ScriptDirectory.from_config(alembic_config())
-        sd.get_heads()  # builds the revision map now: a broken graph fails here, with a clear message
-        _sd_memo.clear()
-        _sd_memo[stamp] = sd
-        return sd
-    except Exception as e:
+    graph = load(versions_dir())
+    bad = [e for e in graph.errors if e.code != "multiple-heads"]
+    if bad:
         raise GateRefused(
-            f"the migration history in {migrations_dir()} does not load ({type(e).__name__}: {e})",
-            "run `invoke validate` to see which revision and file are at fault",
-        ) from None
+            f"the migration history in {versions_dir()} failed validation: "
+            + "; ".join(f"{e.revision or '?'} ({e.file}{f':{e.line}' if e.line else ''}): {e.message}" for e in bad),
+            "fix the files (never edit an applied revision: add a new one); `invoke validate` shows details",
+        )
+    return graph
 
 
 def head() -> str | None:
-    heads = script_directory().get_heads()
+    graph = history()
+    heads = graph.heads
     if len(heads) != 1:
-        raise GateRefused(f"the migration history has {len(heads)} heads ({', '.join(heads)}); expected one",
-                       "merge them with `alembic merge heads`")
+        where = ", ".join(f"{graph.files[h].path}:{graph.files[h].lines.get('revision', 1)}" for h in heads)
+        raise GateRefused(f"the migration history has {len(heads)} heads ({', '.join(heads)}); expected one"
+                          + (f" ({where})" if where else ""), "merge them with `alembic merge heads`")
     return heads[0]
 
 
@@ -100,8 +89,7 @@ def chain(from_rev: str | None, to_rev: str | None) -> list[str]:
     """Revision ids strictly after ``from_rev`` up to and including ``to_rev``, oldest first."""
     if to_rev is None or from_rev == to_rev:
         return []
-    sd = script_directory()
-    revs = list(sd.iterate_revisions(to_rev, from_rev or "base"))
+    revs = list(history().map.iterate_revisions(to_rev, from_rev or "base"))
     revs.reverse()
     return [r.revision for r in revs if r.revision != from_rev]
 
@@ -109,35 +97,18 @@ def chain(from_rev: str | None, to_rev: str | None) -> list[str]:
 def is_ancestor(maybe_ancestor: str | None, rev: str) -> bool:
     if maybe_ancestor is None:
         return True
-    sd = script_directory()
+    revmap = history().map
     try:
-        return any(r.revision == maybe_ancestor for r in sd.iterate_revisions(rev, "base"))
+        return any(r.revision == maybe_ancestor for r in revmap.iterate_revisions(rev, "base"))
     except Exception:
         return False
 
 
 def known(rev: str) -> bool:
     try:
-        return script_directory().get_revision(rev) is not None
+        return history().map.get_revision(rev) is not None
     except Exception:
         return False
-
-
-def revision_file(rev: str) -> Path:
-    return Path(script_directory().get_revision(rev).path)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def history_hashes() -> dict[str, tuple[str, str]]:
-    """rev -> (file name, sha256) for every revision in the history."""
-    out = {}
-    for sc in script_directory().walk_revisions():
-        p = Path(sc.path)
-        out[sc.revision] = (p.name, file_sha256(p))
-    return out
 
 
 def upgrade(conn: Connection, target: str, on_version_apply: Callable | None = None) -> None:
@@ -191,8 +162,21 @@ def schema_diff(conn: Connection) -> list:
 
     from ..schema.models import Base
 
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object_for(conn)})
-    return compare_metadata(ctx, Base.metadata)
+    from sqlalchemy import inspect
+
+    from .catalog import APP_SCHEMA, app_schema_first
+
+    # only the app's schema: unqualified, the reflection reads every table on the search_path
+    # (an extension's schema, another app's), and would resolve a shadowed name to the wrong one
+    app_tables = set(inspect(conn).get_table_names(schema=APP_SCHEMA))
+
+    def include_name(name, type_, *_) -> bool:  # (name, type_, parent_names)
+        return type_ != "table" or name in app_tables
+
+    with app_schema_first(conn):
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name,
+                                                     "include_object": include_object_for(conn)})
+        return compare_metadata(ctx, Base.metadata)
 
 
 def describe_diff(diff: list) -> list[str]:

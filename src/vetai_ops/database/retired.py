@@ -37,13 +37,15 @@ def retired_databases(maint: Engine, live: str) -> list[tuple[str, str, datetime
     return out
 
 
-def unused_name(maint: Engine, live: str, backup_id: str, swap_id: str) -> str:
+def unused_name(maint: Engine, live: str, backup_id: str, swap_id: str, planned: str | None = None) -> str:
     """A name for the database a restore of ``backup_id`` retires: the backup's id, else the
     swap time, then ``_2``, ``_3``...; never one an earlier restore kept (two restores of one
-    backup can fall within the second that backup was taken)."""
+    backup can fall within the second that backup was taken). ``planned``: the name the
+    operator was shown (the run's plan), kept when it is still free."""
     first, stamp = f"{prefix(live)}{backup_id.lower()}", f"{prefix(live)}{swap_id.lower()}"
     taken = {name for name, _, _ in retired_databases(maint, live)}
-    for name in [first, stamp] + [f"{stamp}_{n}" for n in range(2, 100)]:
+    own = [planned] if planned and planned.startswith(prefix(live)) and _SUFFIX.match(planned[len(prefix(live)):]) else []
+    for name in own + [first, stamp] + [f"{stamp}_{n}" for n in range(2, 100)]:
         if name not in taken:
             return name
     raise OpsError(f"more than 100 databases named {prefix(live)}* exist; drop old ones "

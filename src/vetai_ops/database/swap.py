@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from psycopg import sql
 from sqlalchemy import text
@@ -134,12 +135,52 @@ def swap_in(maint: Engine, live: str, scratch: str, before: str,
             raise
 
 
+def swap_restored(maint: Engine, live: str, scratch: str, backup_id: str, *, planned: str | None = None,
+                  before_swap: Callable[[], None] | None = None,
+                  emit: Callable[[str, str], None] | None = None) -> str:
+    """A restore's swap: the name ``live`` is kept under (:func:`retired.unused_name`, the
+    ``planned`` one when still free), ``before_swap()`` (a fence on the copy, the lock asked
+    again), then both renames in one transaction (:func:`swap_in`). Returns the retired name."""
+    swap_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    before = retired.unused_name(maint, live, backup_id, swap_id, planned)
+    if before_swap is not None:
+        before_swap()
+    swap_in(maint, live, scratch, before, emit)
+    return before
+
+
+def settle(maint: Engine, access, before: str, backup_id: str, emit: Callable[[str, str], None]) -> None:
+    """After a swap, best effort (the swap is done): stamp ``before`` with the time it was
+    retired (prune ages it by that), and carry the journal of the runs since the backup into
+    the restored database (they live on only in the retired one: database/history.py)."""
+    from . import history
+
+    try:
+        retired.mark_retired(maint, before, backup_id)
+    except Exception as e:  # noqa: BLE001
+        emit("warning", f"could not mark {before} with its retirement time: {short_error(e)}")
+    old = access.engine(before)
+    try:
+        n = history.carry_over(old, access.engine())
+        if n:
+            emit("info", f"{n} deploy_history row(s) of runs since backup {backup_id} carried over from {before}")
+    except Exception as e:  # noqa: BLE001
+        emit("warning", f"could not carry deploy_history over from {before}: {short_error(e)}")
+    finally:
+        old.dispose()
+
+
+def verify_name(live: str, backup_id: str) -> str:
+    """The scratch database a restore drill of ``backup_id`` uses (steps/verify.py)."""
+    return f"{live}_verify_{backup_id}".lower()
+
+
 def restore_copies(maint: Engine, live: str) -> list[str]:
     """Databases named like this env's restore copies (``<db>_restore_<backup id>``) and
     rehearsal copies (``<db>_rehearse_<backup id>``)."""
     out = []
-    for p in (restore_prefix(live), rehearsal_prefix(live)):
-        with maint.connect() as c:
+    with maint.connect() as c:
+        for p in (restore_prefix(live), rehearsal_prefix(live)):
             names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
             out += [n for n in names if _RESTORE_SUFFIX.match(n[len(p):])]
     return sorted(out)

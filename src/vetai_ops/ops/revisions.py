@@ -2,7 +2,7 @@
 
 - ``new``: ``alembic revision`` through the command API, with the next readable id
   (``0014`` after ``0013``) instead of a random hex one;
-- ``history``: the ScriptDirectory walk (id, parent, message, file), optionally marking
+- ``history``: the revision graph, newest first (id, parent, message, file), optionally marking
   what an env has applied;
 - ``upgrade`` / ``downgrade``: run as playbooks built here, so they get the pipeline's
   advisory lock, journal, confirmation, a backup first on protected envs (or with
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ..config import Playbook, StepSpec
 from ..database import migrations as mig
@@ -20,7 +19,7 @@ from ..errors import ConfigError
 
 
 def next_id() -> str:
-    numeric = [r.revision for r in mig.script_directory().walk_revisions() if re.fullmatch(r"[0-9]+", r.revision)]
+    numeric = [r for r in mig.history().files if re.fullmatch(r"[0-9]+", r)]
     nums = [int(r) for r in numeric]
     width = max([4] + [len(r) for r in numeric])
     return f"{(max(nums) if nums else 0) + 1:0{width}d}"
@@ -42,7 +41,7 @@ def new_revision(message: str | None) -> dict:
 
 def history(env_name: str | None = None) -> list[dict]:
     """Newest first: id, down_revision, message, file, head; with an env also applied/current."""
-    sd = mig.script_directory()
+    graph = mig.history()
     current = None
     applied: set[str] = set()
     if env_name:
@@ -53,15 +52,15 @@ def history(env_name: str | None = None) -> list[dict]:
                 current = mig.current(conn)
         if current and mig.known(current):
             applied = set(mig.chain(None, current))
-    heads = set(sd.get_heads())
     out = []
-    for sc in sd.walk_revisions():
-        doc = (sc.doc or "").strip().splitlines()
-        row = {"id": sc.revision, "down_revision": sc.down_revision, "message": doc[0] if doc else "",
-               "file": Path(sc.path).name, "head": sc.revision in heads}
+    for rid in reversed(graph.order):
+        rf = graph.files[rid]
+        downs = rf.down_revisions
+        row = {"id": rid, "down_revision": downs[0] if len(downs) == 1 else (list(downs) or None),
+               "message": rf.message(), "file": rf.path.name, "head": rid in graph.heads}
         if env_name:
-            row["applied"] = sc.revision in applied
-            row["current"] = sc.revision == current
+            row["applied"] = rid in applied
+            row["current"] = rid == current
         out.append(row)
     return out
 

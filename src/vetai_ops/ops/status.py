@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timezone
 
 from ..database import migrations as mig
-from ..journal import read_history
+from ..database.history import read as read_history
 from ..pipeline import run_context
 from ..store.catalog import id_time
 from ..units import human_age

@@ -21,7 +21,7 @@ The live database is never connected to: only the maintenance DB and the scratch
 from __future__ import annotations
 
 from ..errors import ConfigError, VerifyFailed
-from ..journal import read_history
+from ..database.history import read as read_history
 from ..steps.verify import verify_manifest
 from ..pipeline import run_context
 

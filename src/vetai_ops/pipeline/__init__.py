@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import Inventory, Playbook, StepSpec, load_inventory, load_playbook
 from ..errors import DeployFailed, Interrupted, OpsError, StopPipeline, short_error
 from ..events import EventSink, NullSink
-from ..journal import record_history
+from ..database.history import record as record_history
 from ..secrets import redact, redact_data
 from .context import RunContext, run_context  # noqa: F401 - the face makes its contexts here
 from .signals import SignalGuard
@@ -259,7 +259,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
     bid = report.get("backup_id")
     if bid:
         try:
-            ctx.catalog.store.put_bytes(ctx.catalog.log_key(bid), ("\n".join(ctx.journal.lines) + "\n").encode())
+            ctx.catalog.write_log(bid, ctx.journal.lines)
         except Exception:  # noqa: BLE001
             pass
     ctx.close()

@@ -9,7 +9,7 @@ step name is refused before anything runs instead of in the middle of a recovery
 
 No step module imports another (tests/test_rooms.py): what two steps share is a primitive
 in database/, store/, targets/ or :mod:`vetai_ops.transfer`, or, when it is glue over the
-run's state, a function here (:func:`run_alembic`).
+run's state, a function here (:func:`run_alembic`, :func:`route`).
 """
 
 from __future__ import annotations
@@ -132,6 +132,17 @@ def check_playbook(pb) -> None:
 
 
 # ---------------------------------------------------------------- shared by steps
+
+
+def route(ctx):
+    """The run's DB host, catalog, database access, backup settings and callbacks, for the
+    transfer primitives (:class:`vetai_ops.transfer.restore.Route`): they never see ``ctx``."""
+    from ..transfer.restore import Route
+
+    b = ctx.env.backup
+    return Route(target=ctx.db_target, catalog=ctx.catalog, access=ctx.access, stall_timeout=b.stall_timeout,
+                 restore_jobs=b.restore_jobs, emit=ctx.emit, progress=ctx.progress,
+                 locked=ctx.state.lock is not None)
 
 
 def run_alembic(ctx, direction: str, target: str | None, files: dict | None = None) -> list[dict]:

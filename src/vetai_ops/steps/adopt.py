@@ -28,7 +28,7 @@ from ..database.reference import reference
 from ..database.typeorm_journal import DEFAULT_TABLE, check_table_name, mark_journal, read_typeorm
 from ..errors import GateRefused
 from ..schema.typeorm import TypeOrmHistoryError, revision_for_typeorm, typeorm_for_revision
-from ..database.applied import APPLIED_DDL
+from ..database.applied import APPLIED_DDL, file_hashes
 from ..plan import AdoptPlan
 from . import step
 
@@ -97,7 +97,7 @@ def adopt_stamp(ctx):
     if not isinstance(report, AdoptPlan):
         raise GateRefused("adopt_stamp needs adopt_check before it in the playbook; nothing changed")
     rev = report.revision
-    files = mig.history_hashes()
+    files = file_hashes()
     ctx.state.db_touched = True  # from here the run is journaled in deploy_history
     with access.engine().begin() as conn:
         conn.execute(text(APPLIED_DDL))

@@ -3,62 +3,31 @@ store, then the manifest, written last. No temp file anywhere; memory stays boun
 
 Compression (env.backup.compression):
 - ``zstd`` (default): ``pg_dump -Fc -Z0 | zstd -T0`` on the DB host when it has zstd
-  (saves network bytes), else zstd in the operator process (``zstandard``, threads).
+  (saves network bytes), else zstd in the operator process (``zstandard``, threads:
+  :class:`vetai_ops.transfer.stream.ZstdReader`).
 - ``gzip``: pg_dump's own compression (``-Fc`` default level).
 - ``none``: ``-Fc -Z0``.
 The manifest records which, so restore knows how to read it; the sha256 is over the
-stored bytes.
+stored bytes (hashed on their way by the catalog: :meth:`vetai_ops.store.catalog.Catalog.write_dump`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import time
 
 from sqlalchemy import text
 
 from .. import __version__, policy
-from ..errors import CommandFailed, OpsError, StoreError
 from ..database.archive import pg_dump_version as archive_pg_dump_version
 from ..paths import git_head
 from ..store.catalog import Manifest
 from ..targets import has_command, pipeline
-from ..targets.stall import StallWatch, WatchedReader
 from . import step
 from ..database import dbprops, writestats
 from ..database.introspect import estimated_rows
 from ..database.rights import object_owners
-from ..transfer import Every
+from ..transfer.stream import DumpStream, Every
 from ..units import human_bytes
-
-CHUNK = 1 << 20
-HEAD_BYTES = 64 << 10  # the first stored bytes kept: the archive header says pg_dump's version
-
-
-class HashingReader:
-    """Wraps a binary stream: read(n) passes bytes through, hashing and counting them."""
-
-    def __init__(self, raw, progress=None):
-        self.raw = raw
-        self.sha = hashlib.sha256()
-        self.size = 0
-        self.progress = progress
-        self.head = b""
-
-    def read(self, n: int = -1) -> bytes:
-        b = self.raw.read(CHUNK if n is None or n < 0 else n)
-        if b:
-            self.sha.update(b)
-            if self.size < HEAD_BYTES:
-                self.head += b[:HEAD_BYTES - self.size]
-            self.size += len(b)
-            if self.progress:
-                self.progress(len(b))
-        return b
-
-    def readable(self) -> bool:
-        return True
 
 
 def git_commit() -> str | None:
@@ -78,18 +47,6 @@ def dump_command(ctx) -> tuple[list[str], str, bool]:
     if cfg.compress_on == "host" and has_command(ctx.db_target, "zstd"):
         return pipeline(dump, ["zstd", "-q", "-c", "-T0", f"-{cfg.zstd_level}"]), "zstd", False
     return dump, "zstd", True
-
-
-class _ZstdReader:
-    """Compress a stream on the operator side, multi-threaded, bounded memory."""
-
-    def __init__(self, raw, level: int):
-        import zstandard
-
-        self._r = zstandard.ZstdCompressor(level=level, threads=-1).stream_reader(raw, read_size=CHUNK)
-
-    def read(self, n: int = -1) -> bytes:
-        return self._r.read(CHUNK if n is None or n < 0 else n)
 
 
 def signing_key(ctx):
@@ -123,9 +80,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
     argv, compression, on_operator = dump_command(ctx)
     with access.pg_env() as penv, access.engine().connect() as conn:
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
-        proc = target.start(argv, env=penv)
-        watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the dump stream from pg_dump on {target.name}")
-        raw = WatchedReader(proc.stdout, watch, "no backup was registered")
+        stream = DumpStream(target, argv, env=penv, stall_timeout=ctx.env.backup.stall_timeout,
+                            zstd_level=ctx.env.backup.zstd_level if on_operator else None)
         try:
             # read while pg_dump starts (it connects and reads the catalogs before its first byte)
             from ..database.migrations import current
@@ -139,15 +95,11 @@ def _take_backup(ctx, reason: str) -> Manifest:
             owners = ctx.state.object_owners or object_owners(conn)
             db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
             conn.close()
-            keys = catalog.keys()  # the run's one listing: the new id's clash check and the size estimate
-            bid = catalog.allocate_id(keys)
-            key = catalog.dump_key(bid)
+            bid = catalog.allocate_id()  # the run's one listing: the new id's clash check and the size estimate
             # an estimate for the progress bar's ETA: the size of this env's last backup
-            previous = catalog.newest(lambda m: m.compression == compression, keys)
+            previous = catalog.newest(lambda m: m.compression == compression)
         except BaseException:
-            watch.close()
-            proc.kill()
-            proc.wait()
+            stream.abort()
             raise
         estimate = previous.size if previous else None
         moved = [0]
@@ -157,50 +109,22 @@ def _take_backup(ctx, reason: str) -> Manifest:
             moved[0] += n
             tick("backup", moved[0], max(estimate, moved[0]) if estimate else None, id=bid)
 
-        ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(key)}", id=bid)
-        src = _ZstdReader(raw, ctx.env.backup.zstd_level) if on_operator else raw
-        reader = HashingReader(src, progress)
-        try:
-            # what the store may need to size its parts by (S3 allows 10,000 parts): the last
-            # backup's size, else the database's on-disk size, doubled for growth and bytea's hex
-            ctx.store.put_stream(key, reader, size_hint=2 * max(estimate or 0, db_size or 0) or None)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            # the upload's own error says what is left behind; a delete that fails too (S3
-            # unreachable) must not replace it with "S3 delete failed"
-            with contextlib.suppress(OpsError):
-                ctx.store.delete(key)
-            raise
-        finally:
-            watch.close()
-        rc = proc.wait()
+        ctx.emit("info", f"dumping {access.db.name} on {target.name} -> {ctx.store.url(catalog.dump_key(bid))}", id=bid)
+        # what the store may need to size its parts by (S3 allows 10,000 parts): the last
+        # backup's size, else the database's on-disk size, doubled for growth and bytea's hex
+        dump = catalog.write_dump(bid, stream, size_hint=2 * max(estimate or 0, db_size or 0) or None,
+                                  progress=progress)
     tick.final()
-    if rc != 0:
-        ctx.store.delete(key)
-        raise CommandFailed(
-            f"pg_dump failed on {target.name} (exit {rc}): {proc.stderr_text().strip()[-600:]}; no backup was registered",
-            "check the DB connection settings and that pg_dump matches the server version",
-            returncode=rc,
-        )
-    if reader.size == 0:
-        ctx.store.delete(key)
-        raise StoreError("pg_dump produced no bytes; no backup was registered")
     # pg_dump's version as the archive's own header states it (no `pg_dump --version` round
     # trip); asked of the DB host only when the header cannot be read
-    pg_dump_version = (archive_pg_dump_version(reader.head, compression) or ctx.state.pg_dump_version
+    pg_dump_version = (archive_pg_dump_version(dump.head, compression) or ctx.state.pg_dump_version
                        or target.run([access.bin("pg_dump"), "--version"]).text.strip())
-    pinned = ctx.store.stat(key)  # size, and on S3 the ETag / VersionId the manifest pins
-    stored = pinned["size"]
-    if stored != reader.size:
-        ctx.store.delete(key)
-        raise StoreError(f"stored size {stored} != streamed size {reader.size} for {key}; no backup was registered")
     m = Manifest(
         id=bid,
         env=ctx.env.name,
         database=access.db.name,
-        size=reader.size,
-        sha256=reader.sha.hexdigest(),
+        size=dump.size,
+        sha256=dump.sha256,
         revision=revision,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         server_version=server_version,
@@ -209,7 +133,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
         git_commit=git_commit(),
         duration_s=round(time.monotonic() - t0, 3),
         reason=reason,
-        dump_key=key,
+        dump_key=dump.key,
         compression=compression,
         host=target.name,
         tables=tables,
@@ -218,8 +142,8 @@ def _take_backup(ctx, reason: str) -> Manifest:
         log_key=catalog.log_key(bid),
         db_size=db_size,
         write_stats=write_stats,
-        etag=pinned["etag"],
-        version_id=pinned["version_id"],
+        etag=dump.etag,
+        version_id=dump.version_id,
     )
     catalog.write_manifest(m)  # last, signed: only now does the backup exist
     return m

@@ -16,7 +16,7 @@ def rollback_plan(ctx):
     this very backup (``rollback_id``), read again by its id."""
     from ..database import migrations as mig
     from ..database import writestats
-    from ..journal import read_history
+    from ..database.history import read as read_history
 
     rows: list = []
 
@@ -30,6 +30,11 @@ def rollback_plan(ctx):
     m = sel.manifest
     ctx.state.rollback_id = m.id  # what the operator confirms is what gets restored
     ctx.state.selection = sel.to_json()  # how --to was read, and the journaled deploys it undoes
+    from ..database import retired
+    from ..store.catalog import new_id
+
+    # the name the live database will be kept under, as the restore chooses it (it keeps this one)
+    kept_as = retired.unused_name(ctx.access.admin_engine(), ctx.env.database.name, m.id, new_id())
     with ctx.access.engine().connect() as c:
         current = mig.current(c)
         # what the restore will set aside: shown before the operator types the env name
@@ -37,7 +42,7 @@ def rollback_plan(ctx):
     ctx.state.plan = RollbackPlan.of(
         ctx.env, from_rev=current, to_rev=m.revision, backup_store=ctx.store.url(m.dump_key),
         restore=m.id, restore_size=m.size, restore_signed=m.signed, selection=ctx.state.selection,
-        writes_since_backup=writes, writes_notes=notes, kept_as=f"{ctx.env.database.name}_before_{m.id.lower()}")
+        writes_since_backup=writes, writes_notes=notes, kept_as=kept_as)
     ctx.emit("plan", "", **ctx.state.plan.to_json())
     return f"backup {m.id} (revision {m.revision or 'base'})"
 

@@ -41,9 +41,9 @@ def downgrade_plan(ctx):
     reverting = list(reversed(mig.chain(target, current)))  # newest first, the order they are reverted in
     policy.refuse_downgrade(ctx.env, yes=bool(ctx.options.get("yes")), dry_run=bool(ctx.options.get("dry_run")),
                             what=f"{current} -> {target or 'base'}, reverting {', '.join(reverting)}")
-    sd = mig.script_directory()
+    files = mig.history().files
     for r in reverting:
-        ctx.emit("info", f"- revert {r}: {(sd.get_revision(r).doc or '').splitlines()[0] if sd.get_revision(r).doc else ''}")
+        ctx.emit("info", f"- revert {r}: {files[r].message()}")
     ctx.state.from_rev, ctx.state.to_rev, ctx.state.expect_rev = current, target, target
     ctx.state.plan = DowngradePlan.of(ctx.env, from_rev=current, to_rev=target, backup_store=ctx.store.location,
                                       reverting=reverting, created=time.time())
@@ -52,7 +52,6 @@ def downgrade_plan(ctx):
 
 def _downgrade_blockers(ctx, current: str | None) -> list[str]:
     """Why this run's recovery must restore rather than downgrade (empty: it may downgrade)."""
-    from ..validate.parse import read_revision
     from ..validate.rules import downgrade_risks
 
     if not ctx.env.downgrade_on_failure:
@@ -67,13 +66,12 @@ def _downgrade_blockers(ctx, current: str | None) -> list[str]:
     reasons = []
     applied = mig.chain(start, current) if current != start else []
     for rev in applied:
-        reasons += downgrade_risks(read_revision(mig.revision_file(rev)))
+        reasons += downgrade_risks(mig.history().files[rev])
     # the revision that failed ran in a transaction that rolled back, unless part of it ran
     # outside one (autocommit_block): then what it left is unknown
     pending = [r for r in ctx.state.pending if r not in applied]
     if ctx.state.failed_step == "migrate" and pending:
-        text = mig.revision_file(pending[0]).read_text(encoding="utf-8", errors="replace")
-        if "autocommit_block" in text:
+        if "autocommit_block" in mig.history().files[pending[0]].text:
             reasons.append(f"{pending[0]} failed and runs part of its work outside a transaction (autocommit_block)")
     return reasons
 

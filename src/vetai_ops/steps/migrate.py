@@ -4,7 +4,7 @@ revision, per-revision timings journaled and each applied file's sha256 recorded
 
 from __future__ import annotations
 
-from ..database import migrations as mig
+from ..database.applied import file_hashes
 from ..errors import GateRefused
 from . import run_alembic, step
 
@@ -20,7 +20,7 @@ def migrate(ctx):
                           "defers the question to after the rehearsal, and no confirm step with rehearsed: true ran); "
                           "nothing applied", "add `- step: confirm` with `options: {rehearsed: true}` before migrate")
     # what was validated is what runs: the same bytes
-    files = mig.history_hashes()
+    files = file_hashes()
     for rev, sha in ctx.state.validated_hashes.items():
         if files.get(rev, (None, None))[1] != sha:
             raise GateRefused(f"revision {rev} ({files.get(rev, ('?',))[0]}) changed on disk after validation; nothing applied")

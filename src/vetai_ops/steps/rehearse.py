@@ -24,13 +24,14 @@ from __future__ import annotations
 import time
 
 from ..database import migrations as mig
+from ..database.applied import file_hashes
 from ..database.drift import drift_at
 from ..database.introspect import drop_database, row_counts
 from ..database.swap import rehearsal_name
 from ..errors import GateRefused, short_error
 from ..plan import DeployPlan
 from ..secrets import redact
-from . import step
+from . import route, step
 
 
 class RehearsalFailed(GateRefused):
@@ -87,7 +88,7 @@ def rehearse(ctx):
     if m is None:  # the plan refuses `always` without a backup; a custom playbook could still get here
         raise GateRefused("a rehearsal needs this run's backup, and none was taken; nothing changed",
                           "put the backup step before rehearse in the playbook")
-    from ..transfer import restore_into  # the one restore primitive (rollback, verify, rehearsal)
+    from ..transfer.restore import restore_into  # the one restore primitive (rollback, verify, rehearsal)
 
     access, target, pending = ctx.access, ctx.state.to_rev, list(ctx.state.pending)
     scratch = rehearsal_name(access.db.name, m.id)
@@ -98,7 +99,7 @@ def rehearse(ctx):
     applied: list[dict] = []
     try:
         ctx.emit("info", f"rehearsal: restoring backup {m.id} into {scratch} on {ctx.db_target.name}")
-        timings = restore_into(ctx, m, scratch, maint)
+        timings = restore_into(route(ctx), m, scratch, maint)
         rec.update(restore_s=timings["restore_s"], verify_s=timings["verify_s"], mode=timings.get("mode"))
         engine = access.engine(scratch)
         try:
@@ -140,7 +141,7 @@ def rehearse(ctx):
         except Exception as e:  # noqa: BLE001 - estimates only
             ctx.emit("warning", f"could not record the rehearsal in backup {m.id}'s manifest: {short_error(e)}")
     if error is not None:
-        files = mig.history_hashes()
+        files = file_hashes()
         name = files.get(failed_rev, (None,))[0]
         raise RehearsalFailed(
             f"the rehearsal on a copy of backup {m.id} failed at revision {failed_rev}"

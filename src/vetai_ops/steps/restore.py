@@ -1,9 +1,9 @@
 """Restore: never touch the live DB until the restored copy is proven.
 
-1-2. ``pg_restore`` into a new database ``<db>_restore_<id>`` (:func:`vetai_ops.transfer.restore_into`,
+1-2. ``pg_restore`` into a new database ``<db>_restore_<id>`` (:func:`vetai_ops.transfer.restore.restore_into`,
    shared with verify and rehearse). pg_restore reads only bytes
    whose integrity is already proven (issue 12: it runs the dump's SQL), by one of (see
-   :func:`vetai_ops.transfer.restore_plan`; measured in bench/README.md):
+   :func:`vetai_ops.transfer.restore.restore_plan`; measured in bench/README.md):
    - ``file``: the store's own file when host and store are this machine and it is
      uncompressed: size and sha256 checked first, then ``pg_restore -j N`` on it;
    - ``spool`` (everything else): the stored object, read as the manifest pinned it (S3:
@@ -32,12 +32,12 @@ from sqlalchemy import text
 
 from ..database import migrations as mig
 from ..errors import OpsError, StoreError, short_error
-from ..plan import RunPlan
-from . import step
-from ..database import dbprops, retired, writestats
+from ..plan import RollbackPlan, RunPlan
+from . import route, step
+from ..database import dbprops, writestats
 from ..database import swap as dbswap
 from ..database.introspect import drop_database
-from ..transfer import database_props, inspect_copy, restore_into
+from ..transfer.restore import database_props, inspect_copy, restore_into
 from ..units import human_bytes
 
 
@@ -47,10 +47,10 @@ def restore_backup(ctx, m) -> dict:
     live = access.db.name
     scratch = dbswap.restore_name(live, m.id)
     maint = access.admin_engine()
-    props = database_props(ctx, m)
+    props = database_props(access, m)
     warm = _warm_postcheck(ctx, m)
     try:
-        timings = restore_into(ctx, m, scratch, maint, props=props or {})
+        timings = restore_into(route(ctx), m, scratch, maint, props=props or {})
     finally:
         warm.join()  # before the copy is inspected or swapped in: no other session of ours is open
     try:
@@ -65,13 +65,19 @@ def restore_backup(ctx, m) -> dict:
             n = dbprops.apply(maint, scratch, props)
             ctx.emit("info", f"{scratch}: database owner, grants, settings and comment as at backup {m.id} ({n} statements)")
         t_restored = time.monotonic()
-        from ..store.catalog import new_id
 
-        before = retired.unused_name(maint, live, m.id, new_id())
-        for hook in ctx.state.before_swap:  # a read_only write fence holds on the copy too
-            hook(maint, scratch)
-        _lock_before_swap(ctx)
-        swap(ctx, maint, live, scratch, before)
+        def before_swap() -> None:
+            for hook in ctx.state.before_swap:  # a read_only write fence holds on the copy too
+                hook(maint, scratch)
+            _lock_before_swap(ctx)
+
+        # the name the operator was shown (a rollback's plan), when it is still free
+        plan = ctx.state.plan
+        planned = plan.kept_as if isinstance(plan, RollbackPlan) and ctx.state.rollback_id == m.id else None
+        before = dbswap.swap_restored(maint, live, scratch, m.id, planned=planned, before_swap=before_swap,
+                                      emit=lambda kind, msg: ctx.emit(kind, msg))
+        ctx.state.db_changed = True  # committed: the live name is the restored copy
+        ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
     except BaseException:
         # this run's copy never outlives a failed run (a killed one: the next run drops it)
         try:
@@ -81,7 +87,7 @@ def restore_backup(ctx, m) -> dict:
         raise
     access.dispose()
     _writes_discarded(ctx, before, m)
-    _after_swap(ctx, maint, before, m)
+    dbswap.settle(maint, access, before, m.id, emit=lambda kind, msg: ctx.emit(kind, msg))
     return {
         "id": m.id,
         "previous_db": before,
@@ -149,35 +155,6 @@ def _writes_discarded(ctx, before: str, m) -> None:
                  writes_since_backup=writes, kept_as=before)
 
 
-def _after_swap(ctx, maint, before: str, m) -> None:
-    """Best effort, the swap is done: stamp the retired database with the time it was retired
-    (prune ages it by that), and carry the journal of the runs since the backup into the
-    restored database (they live on only in the retired one)."""
-    from ..journal import carry_history
-
-    try:
-        retired.mark_retired(maint, before, m.id)
-    except Exception as e:  # noqa: BLE001
-        ctx.emit("warning", f"could not mark {before} with its retirement time: {short_error(e)}")
-    old = ctx.access.engine(before)
-    try:
-        n = carry_history(old, ctx.access.engine())
-        if n:
-            ctx.emit("info", f"{n} deploy_history row(s) of runs since backup {m.id} carried over from {before}")
-    except Exception as e:  # noqa: BLE001
-        ctx.emit("warning", f"could not carry deploy_history over from {before}: {short_error(e)}")
-    finally:
-        old.dispose()
-
-
-def swap(ctx, maint, live: str, scratch: str, before: str) -> None:
-    """Both renames in one transaction (:func:`vetai_ops.database.swap.swap_in`): on any
-    failure nothing is renamed and the live database is as it was."""
-    dbswap.swap_in(maint, live, scratch, before, emit=lambda kind, msg: ctx.emit(kind, msg))
-    ctx.state.db_changed = True  # committed: the live name is the restored copy
-    ctx.emit("info", f"swapped: {live} is the restored copy; the previous one is kept as {before}")
-
-
 @step("restore")
 def restore(ctx, backup: str | None = None):
     """Restore ``--to`` (rollback) or, with backup=this_run, the backup this run made."""
@@ -223,7 +200,7 @@ def _refuse_unless_recoverable(ctx, m) -> None:
             owners = object_owners(c)
     with access.admin_engine().connect() as c:
         size = c.execute(text("SELECT pg_database_size(:d)"), {"d": access.db.name}).scalar() or 0
-        summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(ctx, m),
+        summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(access, m),
                                             size=max(size, m.size), target=ctx.db_target, when="before restoring")
     ctx.emit("info", f"the deploy role can restore {access.db.name} as it was; {summary}")
 

@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from .. import policy
 from ..database import migrations as mig
-from ..database.probes import data_loss, derive_probes, measure_impacts, run_probes
+from ..database.probes import derive_probes
+from ..database.probes_live import data_loss, measure_impacts, run_probes
 from ..validate.locks import over_limit, statement_impacts
 from ..errors import GateRefused, TargetError
 from ..paths import project_root, versions_dir
@@ -271,7 +272,7 @@ def plan(ctx, rehearse: bool = True):
     from this env's history (store/estimates.py); refuses, before the backup, ``--no-rehearsal``
     on a protected env, ``deploy.rehearsal: always`` with ``--skip-backup``, and a deploy whose
     predicted rollback exceeds ``deploy.max_rollback_s``."""
-    from ..journal import read_history
+    from ..database.history import read as read_history
     from ..store.estimates import estimates
     from ..validate.datadep import data_dependent, decide
 

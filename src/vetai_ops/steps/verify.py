@@ -11,17 +11,9 @@ import time
 
 from ..errors import GateRefused, OpsError, VerifyFailed, short_error
 from ..secrets import redact
-from ..database import introspect
-from ..database.introspect import row_counts
-from . import step
-
-
-def drop_database(ctx, name: str) -> None:
-    introspect.drop_database(ctx.access.admin_engine(), name)
-
-
-def scratch_name(db: str, bid: str) -> str:
-    return f"{db}_verify_{bid}".lower()
+from ..database.introspect import drop_database, row_counts
+from ..database.swap import verify_name
+from . import route, step
 
 
 def _row_counts(access, dbname: str) -> dict[str, int]:
@@ -36,10 +28,10 @@ def _row_counts(access, dbname: str) -> dict[str, int]:
 def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
     """Restore ``m`` into a scratch DB, check it, drop it; record the result in its manifest
     (``sign``: sign an unsigned one when the drill passed). Returns the verification record."""
-    from ..transfer import inspect_copy, restore_into
+    from ..transfer.restore import inspect_copy, restore_into
 
     access = ctx.access
-    scratch = scratch_name(access.db.name, m.id)
+    scratch = verify_name(access.db.name, m.id)
     t0 = time.monotonic()
     rec: dict = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "ok": False, "revision": None,
                  "tables": [], "rows": {}, "duration_s": 0.0, "error": None,
@@ -47,7 +39,7 @@ def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
     problems: list[str] = []
     try:
         ctx.emit("info", f"restoring {m.id} into scratch database {scratch} on {ctx.db_target.name}")
-        timings = restore_into(ctx, m, scratch)
+        timings = restore_into(route(ctx), m, scratch)
         rec.update(timings)
         rev, tables = inspect_copy(access, scratch)
         rows = _row_counts(access, scratch)
@@ -62,7 +54,7 @@ def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
         problems.append(redact(short_error(e)))
     finally:
         try:
-            drop_database(ctx, scratch)
+            drop_database(access.admin_engine(), scratch)
         except Exception as e:  # noqa: BLE001
             ctx.emit("warning", f"could not drop scratch database {scratch}: {redact(short_error(e))}")
     rec["duration_s"] = round(time.monotonic() - t0, 3)

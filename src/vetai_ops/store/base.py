@@ -24,9 +24,10 @@ class BackupStore(Protocol):
     location: str  # human-readable root, e.g. "/srv/app/backups" or "s3://bucket/prefix"
 
     def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None,
-                   size_hint: int | None = None) -> int:
-        """Copy ``reader`` (read(n) until b"") to ``key``; return bytes stored. ``size_hint``:
-        an upper estimate of the byte count, when known (an S3 store sizes its parts by it)."""
+                   size_hint: int | None = None) -> dict:
+        """Copy ``reader`` (read(n) until b"") to ``key``; return what :meth:`stat` returns of
+        the stored object (no second request for it). ``size_hint``: an upper estimate of the
+        byte count, when known (an S3 store sizes its parts by it)."""
 
     def open_read(self, key: str, *, etag: str | None = None,
                   version_id: str | None = None) -> ContextManager[BinaryIO]:

@@ -13,6 +13,7 @@ restore any other. A manifest naming another backup, env or database is not list
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -20,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Iterator
 
-from ..errors import BackupNotFound, OpsError, UnsignedBackup, UntrustedBackup
-from .base import BackupStore
+from ..errors import BackupNotFound, OpsError, StoreError, UnsignedBackup, UntrustedBackup
+from .base import BackupStore, ProgressFn
 
 # \Z, not $ (which lets a trailing newline through); [0-9], not \d (any Unicode digit)
 ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
@@ -99,6 +100,19 @@ class Manifest:
         return {k: v for k, v in self.to_json().items() if k not in ("verifications", "restores", "signature")}
 
 
+@dataclass
+class Dump:
+    """A dump as written: its key, the bytes stored (counted and hashed on their way), the
+    first bytes (the archive's header), and on S3 the object's ETag / VersionId."""
+
+    key: str
+    size: int
+    sha256: str
+    head: bytes
+    etag: str | None
+    version_id: str | None
+
+
 def new_id(now: float | None = None) -> str:
     return datetime.fromtimestamp(now or time.time(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -129,6 +143,10 @@ class Catalog:
         self._key = None if callable(key) else key
         self._key_error: OpsError | None = None
         self.rejected: dict[str, str] = {}  # id -> why its manifest is not listed (last list())
+        # one listing per run (a catalog lives as long as its run): the env's keys, and the
+        # manifests read, kept up to date by what this catalog writes and deletes itself
+        self._keys: set[str] | None = None
+        self._read: dict[str, Manifest] = {}
 
     # ------------------------------------------------------------ keys and trust
 
@@ -182,9 +200,10 @@ class Catalog:
     def log_key(self, bid: str) -> str:
         return f"{self.env}/{bid}.log.jsonl"
 
-    def allocate_id(self, keys: set[str] | None = None) -> str:
-        """A fresh UTC id not used by any object yet (waits a second on a clash). ``keys``: the
-        env's keys as a listing just read them (spares one listing; a clash lists again)."""
+    def allocate_id(self) -> str:
+        """A fresh UTC id not used by any object yet (waits a second on a clash): checked
+        against the run's listing, and on a clash against a fresh listing of that id."""
+        keys: set[str] | None = self.keys()
         while True:
             bid = new_id()
             listed = keys if keys is not None else self.store.list_keys(f"{self.env}/{bid}")
@@ -194,8 +213,55 @@ class Catalog:
             time.sleep(1.0)
 
     def keys(self) -> set[str]:
-        """One listing of the env's objects."""
-        return set(self.store.list_keys(f"{self.env}/"))
+        """The env's objects: listed once per catalog (per run), then kept up to date by what
+        the catalog writes and deletes."""
+        if self._keys is None:
+            self._keys = set(self.store.list_keys(f"{self.env}/"))
+        return set(self._keys)
+
+    def _added(self, key: str) -> None:
+        if self._keys is not None:
+            self._keys.add(key)
+
+    # ------------------------------------------------------------ the objects of a backup
+
+    def write_dump(self, bid: str, source, *, size_hint: int | None = None,
+                   progress: ProgressFn | None = None) -> Dump:
+        """Stream backup ``bid``'s dump into the store from ``source`` (a context manager
+        giving a readable stream: its exit raises when the producer failed), hashing and
+        counting every byte on its way. The stored size is checked against the bytes sent,
+        once. On any failure the dump is deleted (its manifest is never written) and the
+        error raised. Returns the :class:`Dump`."""
+        from ..transfer.stream import HashingReader
+
+        key = self.dump_key(bid)
+        try:
+            with source as raw:
+                reader = HashingReader(raw, progress)
+                pinned = self.store.put_stream(key, reader, size_hint=size_hint)
+            if reader.size == 0:
+                raise StoreError("pg_dump produced no bytes; no backup was registered")
+            if pinned["size"] != reader.size:
+                raise StoreError(f"stored size {pinned['size']} != streamed size {reader.size} for "
+                                 f"{self.store.url(key)}; no backup was registered")
+        except BaseException:
+            # the first error says what happened; a delete that fails too (S3 unreachable)
+            # must not replace it with "S3 delete failed"
+            with contextlib.suppress(OpsError):
+                self.store.delete(key)
+            raise
+        self._added(key)
+        return Dump(key, reader.size, reader.sha.hexdigest(), reader.head, pinned.get("etag"), pinned.get("version_id"))
+
+    def open_dump(self, m: Manifest):
+        """A readable stream of ``m``'s dump, exactly the object its manifest pinned (S3: its
+        ETag / VersionId; UntrustedBackup when it was replaced)."""
+        return self.store.open_read(m.dump_key, etag=m.etag, version_id=m.version_id)
+
+    def write_log(self, bid: str, lines: list[str]) -> None:
+        """The run's journal lines, next to the backup ``bid`` it made."""
+        self.store.put_bytes(self.log_key(bid), ("\n".join(lines) + "\n").encode())
+        self._added(self.log_key(bid))
 
     def write_manifest(self, m: Manifest, *, sign: bool = True) -> None:
         """Write ``m``, signed with this env's key when it has one (``sign=False``: as it is,
@@ -207,6 +273,8 @@ class Catalog:
             m.signature = d["signature"]
             m.trust = "signed" if key is not None else "unsigned"
         self.store.put_bytes(self.manifest_key(m.id), json.dumps(d, indent=2, sort_keys=True).encode())
+        self._added(self.manifest_key(m.id))
+        self._read[m.id] = m
 
     def add_restore(self, bid: str, rec: dict[str, Any]) -> None:
         """Append a restore record to backup ``bid``'s manifest (re-read first: a verification
@@ -239,12 +307,23 @@ class Catalog:
                 f"{str(m.database)[:40]!r}, not of env {self.env!r} database {self.database!r}; it is not trusted",
                 "remove it; restore only this env's own backups")
         m.trust = self._trust(raw)
+        self._read[bid] = m
         return m
+
+    def _manifest(self, bid: str) -> Manifest:
+        """Backup ``bid``'s manifest as this run read it (read now if it was not)."""
+        return self._read.get(bid) or self.read_manifest(bid)
 
     def complete(self, bid: str, *, trust_unsigned: bool = False) -> Manifest:
         """Backup ``bid`` read again by its id (its manifest, its trust checked again as
         :meth:`select` checks it, and its dump still there), without listing the store: what a
-        run already selected (and the operator confirmed)."""
+        run already selected (and the operator confirmed): the manifest this run's listing
+        read, when it did (one resolve per rollback; the dump's bytes are checked against it
+        before pg_restore reads them)."""
+        m = self._read.get(str(bid))
+        if m is not None and self._keys is not None and m.dump_key in self._keys:
+            self.require_trusted(m, trust_unsigned)
+            return m
         if not ID_RE.match(str(bid)) or not self.store.exists(self.manifest_key(bid)):
             raise BackupNotFound(f"backup {bid} of env {self.env} is gone from {self.store.location}",
                                  "see `invoke backups.list`")
@@ -255,19 +334,19 @@ class Catalog:
         self.require_trusted(m, trust_unsigned)
         return m
 
-    def iter_newest(self, keys: set[str] | None = None) -> Iterator[Manifest]:
+    def iter_newest(self) -> Iterator[Manifest]:
         """Complete backups (manifest present and its dump present), newest first, each with its
-        ``trust``, from one listing of the store (or ``keys``, one just read); each manifest is
-        read only when the caller gets that far. Manifests that describe another backup, env or
+        ``trust``, from the run's one listing of the store; each manifest is read (once per
+        run) only when the caller gets that far. Manifests that describe another backup, env or
         database are left out (and noted in ``rejected``)."""
-        keys = self.keys() if keys is None else keys
+        keys = self.keys()
         self.rejected = {}
         ids = sorted((k[len(self.env) + 1 : -5] for k in keys if k.endswith(".json")), reverse=True)
         for bid in ids:
             if not ID_RE.match(bid):
                 continue
             try:
-                m = self.read_manifest(bid)
+                m = self._manifest(bid)
             except OpsError as e:
                 self.rejected[bid] = e.message
                 continue
@@ -278,14 +357,14 @@ class Catalog:
         """Complete backups (manifest present and its dump present), newest first."""
         return list(self.iter_newest())
 
-    def newest(self, pred: Callable[[Manifest], bool] | None = None, keys: set[str] | None = None) -> Manifest | None:
+    def newest(self, pred: Callable[[Manifest], bool] | None = None) -> Manifest | None:
         """The newest complete backup (for which ``pred`` holds), reading manifests newest first
         until one does: a backup's size estimate need not read every manifest of the env."""
-        return next((m for m in self.iter_newest(keys) if pred is None or pred(m)), None)
+        return next((m for m in self.iter_newest() if pred is None or pred(m)), None)
 
     def incomplete(self) -> list[str]:
         """Dump keys that have no manifest (interrupted backups)."""
-        keys = set(self.store.list_keys(f"{self.env}/"))
+        keys = self.keys()
         out = []
         for k in keys:
             name = k[len(self.env) + 1 :]

@@ -60,7 +60,7 @@ class LocalStore:
         return p
 
     def put_stream(self, key: str, reader: BinaryIO, *, progress: ProgressFn | None = None,
-                   size_hint: int | None = None) -> int:
+                   size_hint: int | None = None) -> dict:
         dest = self._path(key)
         _private_dirs(self.root, dest.parent)
         tmp = dest.with_name(dest.name + ".partial")
@@ -91,7 +91,7 @@ class LocalStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        return total
+        return {"size": total, "etag": None, "version_id": None}
 
     @contextlib.contextmanager
     def open_read(self, key: str, *, etag: str | None = None, version_id: str | None = None) -> Iterator[BinaryIO]:

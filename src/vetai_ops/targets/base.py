@@ -16,7 +16,7 @@ Rules
 from __future__ import annotations
 
 import shlex
-import shutil
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, Sequence, runtime_checkable
 
@@ -52,7 +52,6 @@ class Process(Protocol):
 @runtime_checkable
 class Target(Protocol):
     name: str  # the host as written in the inventory ("local" for this machine)
-    is_local: bool
 
     def run(
         self,
@@ -87,6 +86,13 @@ class Target(Protocol):
         """The path under which this host reads a file of the operator's machine, or None
         when it cannot (another machine): lets a restore use a stored file without a copy."""
 
+    def has_command(self, tool: str) -> bool:
+        """Is ``tool`` on the host's PATH?"""
+
+    def reach(self, host: str, port: int) -> AbstractContextManager[tuple[str, int]]:
+        """A context giving the (host, port) under which the operator reaches ``host:port``
+        as seen from this host: the same address on this machine, a tunnel over SSH."""
+
     def close(self) -> None: ...
 
 
@@ -101,10 +107,8 @@ def keep_tail(buf: bytearray, chunk: bytes, limit: int = STDERR_LIMIT) -> None:
 
 
 def has_command(target: "Target", tool: str) -> bool:
-    """Is ``tool`` on the host's PATH? (This machine: looked up without a subprocess.)"""
-    if target.is_local:
-        return shutil.which(tool) is not None
-    return target.run(["sh", "-c", 'command -v "$0" >/dev/null', tool], check=False).returncode == 0
+    """Is ``tool`` on the host's PATH?"""
+    return target.has_command(tool)
 
 
 def shell_join(argv: Sequence[str], env: dict[str, str] | None = None) -> str:

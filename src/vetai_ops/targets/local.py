@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
 import threading
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ..errors import CommandFailed, TargetError
 from ..secrets import child_environ, redact
@@ -56,8 +58,6 @@ class LocalProcess:
 
 
 class LocalTarget:
-    is_local = True
-
     def __init__(self, name: str = "local"):
         self.name = name
 
@@ -139,6 +139,13 @@ class LocalTarget:
 
     def host_path(self, operator_path: str | None) -> str | None:
         return operator_path  # this machine is the operator's
+
+    def has_command(self, tool: str) -> bool:
+        return shutil.which(tool) is not None  # this machine: looked up without a subprocess
+
+    @contextlib.contextmanager
+    def reach(self, host: str, port: int) -> Iterator[tuple[str, int]]:
+        yield host, port  # this machine is the operator's: no tunnel
 
     def close(self) -> None:
         pass

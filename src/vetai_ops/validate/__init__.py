@@ -14,18 +14,19 @@ a comment line in the revision file::
 (see :mod:`vetai_ops.validate.ack` for every form of the marker).
 """
 
-from .lint import lint_sql, render_sql
-from .model import DESTRUCTIVE_RULES, FAILING_RULES, Finding, Report, RevisionInfo, ValidationIssue
-from .static import validate_history
+from importlib import import_module
 
-__all__ = [
-    "DESTRUCTIVE_RULES",
-    "FAILING_RULES",
-    "Finding",
-    "Report",
-    "RevisionInfo",
-    "ValidationIssue",
-    "lint_sql",
-    "render_sql",
-    "validate_history",
-]
+# Loaded on first use: the revision graph (.graph, .parse) is read by runs that never lint
+# (a status, a rollback's post-check), and must not pay for pglast and the rules.
+_EXPORTS = {
+    "DESTRUCTIVE_RULES": ".model", "FAILING_RULES": ".model", "Finding": ".model", "Report": ".model",
+    "RevisionInfo": ".model", "ValidationIssue": ".model",
+    "lint_sql": ".lint", "render_sql": ".lint", "validate_history": ".static",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -76,21 +76,6 @@ def split_rendered(text: str) -> dict[str, str]:
     return out
 
 
-def script_directory_heads(alembic_ini: Path, versions_dir: Path) -> list[str] | None:
-    """Alembic's own heads for ``versions_dir`` (a cross-check), or None when it does not load
-    or the ini's script location is another directory."""
-    from alembic.script import ScriptDirectory
-
-    try:
-        with _logging_preserved():
-            script = ScriptDirectory.from_config(alembic_config(ini=Path(alembic_ini)))
-            if Path(script.versions).resolve() != Path(versions_dir).resolve():
-                return None
-            return list(script.get_heads())
-    except (Exception, SystemExit):
-        return None
-
-
 def lint_sql(sql_by_rev: dict[str, str], files: dict[str, str]) -> list[Finding]:
     """Lint each revision's SQL with squawk (one run); violations become warning Findings.
 

@@ -4,7 +4,7 @@ For every statement that touches an existing table: the lock it takes (PostgreSQ
 documented lock level of the command), and whether it rewrites the table (a new copy of
 every row under that lock) or scans it (reads every row under that lock). The live part
 (the table's size, whether a type change is binary-coercible, whether a default is
-volatile) is :func:`vetai_ops.database.probes.measure_impacts`; this module only reads SQL.
+volatile) is :func:`vetai_ops.database.probes_live.measure_impacts`; this module only reads SQL.
 
 Rules (PostgreSQL 15 documentation, "ALTER TABLE" and "Explicit Locking"):
 
@@ -84,7 +84,7 @@ class Impact:
     lock: str
     effect: str = ""  # "rewrite" | "scan" | "" (metadata only)
     reason: str = ""
-    # filled live by database.probes.measure_impacts
+    # filled live by database.probes_live.measure_impacts
     size_bytes: int | None = None  # pg_total_relation_size; None: table does not exist yet
     acknowledged: bool = False
     # live questions (not in JSON)
@@ -220,7 +220,7 @@ def statement_impacts(sql_by_rev: dict[str, str]) -> list[Impact]:
     """One :class:`Impact` per statement that locks an existing table, in run order.
 
     ``effect`` may be ``"rewrite?"``: a type change or a default whose rewrite depends on
-    the live catalog (resolved by ``database.probes.measure_impacts``). Unparsable SQL is
+    the live catalog (resolved by ``database.probes_live.measure_impacts``). Unparsable SQL is
     skipped (the static gate reports it).
     """
     out: list[Impact] = []

@@ -37,6 +37,7 @@ class RevisionFile:
     depends_on: tuple[str, ...] = ()
     lines: dict[str, int] = field(default_factory=dict)  # metadata name -> line
     errors: list[ValidationIssue] = field(default_factory=list)
+    sha256: str = ""  # of ``data``: what "what was validated is what runs" compares
 
     def info(self, has_downgrade: bool = False) -> RevisionInfo:
         """The public, immutable view of this file."""
@@ -46,16 +47,17 @@ class RevisionFile:
             down_revisions=self.down_revisions,
             branch_labels=self.branch_labels,
             depends_on=self.depends_on,
-            sha256=hashlib.sha256(self.data).hexdigest(),
+            sha256=self.sha256,
             has_downgrade=has_downgrade,
-            message=self._message(),
+            message=self.message(),
         )
 
     def issue(self, code: str, message: str, line: int | None = None) -> None:
         """Record an error naming this file and (when known) its revision."""
         self.errors.append(ValidationIssue(code, message, self.revision, str(self.path), line))
 
-    def _message(self) -> str:
+    def message(self) -> str:
+        """The first line of the module docstring (what Alembic shows as the revision's doc)."""
         doc = ast.get_docstring(self.tree) if self.tree else None
         return doc.strip().splitlines()[0] if doc and doc.strip() else ""
 
@@ -67,10 +69,12 @@ def revision_paths(versions_dir: Path) -> list[Path]:
     )
 
 
-def read_revision(path: Path) -> RevisionFile:
-    """Parse one revision file; problems become ``errors`` on the result, never exceptions."""
-    data = path.read_bytes()
-    rf = RevisionFile(path=path, data=data, text=data.decode("utf-8", errors="replace"))
+def read_revision(path: Path, data: bytes | None = None) -> RevisionFile:
+    """Parse one revision file (``data``: its bytes, when already read); problems become
+    ``errors`` on the result, never exceptions."""
+    data = path.read_bytes() if data is None else data
+    rf = RevisionFile(path=path, data=data, text=data.decode("utf-8", errors="replace"),
+                      sha256=hashlib.sha256(data).hexdigest())
     try:
         rf.tree = ast.parse(data, filename=str(path))
     except (SyntaxError, ValueError) as exc:

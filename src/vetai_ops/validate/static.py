@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .ack import file_acknowledgements, is_acknowledged
-from .graph import analyse
-from .lint import lint_sql, render_sql, script_directory_heads
+from .graph import load
+from .lint import lint_sql, render_sql
 from .model import Finding, Report, ValidationIssue
-from .parse import RevisionFile, read_revision, revision_paths
+from .parse import RevisionFile
 from .rules import scan_revision
 from .sqlcheck import ParseError, analyse_sql
 
@@ -44,14 +44,15 @@ def validate_history(
         report.errors.append(ValidationIssue("missing-directory", f"versions directory {versions_dir} does not exist",
                                              None, str(versions_dir)))
         return report
-    files = _unique_revisions(report, [read_revision(p) for p in revision_paths(versions_dir)])
+    graph = load(versions_dir)  # Alembic's RevisionMap over the files read with ast, memoized
+    files = graph.files
+    report.errors.extend(graph.errors)
     if not files and not report.errors:
         report.errors.append(ValidationIssue("no-revisions", f"no revision files in {versions_dir}",
                                              None, str(versions_dir)))
-    graph = analyse(files)
-    report.errors.extend(graph.errors)
-    report.heads, report.bases, report._order = graph.heads, graph.bases, graph.order
-    for rid in graph.order + [r for r in files if r not in graph.order]:
+    report.heads, report.bases, report._order = list(graph.heads), list(graph.bases), list(graph.order)
+    placed = set(graph.order)
+    for rid in graph.order + [r for r in files if r not in placed]:
         findings, has_downgrade = scan_revision(files[rid])
         report.revisions[rid] = files[rid].info(has_downgrade)
         report.findings.extend(findings)
@@ -61,31 +62,8 @@ def validate_history(
     return report
 
 
-def _unique_revisions(report: Report, parsed: list[RevisionFile]) -> dict[str, RevisionFile]:
-    """Revision id -> file; every parse error and duplicate id goes to ``report.errors``."""
-    files: dict[str, RevisionFile] = {}
-    for rf in parsed:
-        report.errors.extend(rf.errors)
-        if rf.revision is None:
-            continue
-        first = files.get(rf.revision)
-        if first is not None:
-            report.errors.append(ValidationIssue(
-                "duplicate-revision",
-                f"revision id {rf.revision} is declared by both {first.path.name} and {rf.path.name}",
-                rf.revision, f"{first.path}, {rf.path}"))
-            continue
-        files[rf.revision] = rf
-    return files
-
-
 def _render_and_lint(report: Report, alembic_ini: Path, pending: set[str] | None) -> None:
-    """Offline SQL for the wanted revisions, linted by squawk; Alembic's heads cross-checked."""
-    alembic_heads = script_directory_heads(alembic_ini, report.versions_dir)
-    if alembic_heads is not None and sorted(alembic_heads) != sorted(report.heads):
-        report.errors.append(ValidationIssue(
-            "alembic-mismatch", f"Alembic sees heads {sorted(alembic_heads)}, the parser sees {sorted(report.heads)}",
-            None, str(report.versions_dir)))
+    """Offline SQL for the wanted revisions, linted by squawk."""
     wanted = set(report.revisions) if pending is None else set(pending) & set(report.revisions)
     if not wanted:
         return

@@ -1,65 +1,60 @@
-"""Moving a backup's bytes between the DB host, the operator and the store: the pieces the
-backup, restore, verify and rehearse steps share (no step imports another step).
+"""A backup into a NEW database on the DB host: the restore step's copy, verify's scratch
+database, the rehearsal's copy. ``pg_restore`` reads only bytes whose size and sha256 match
+the manifest (:func:`materialise`, the ``file`` / ``spool`` choice of :func:`restore_plan`).
 
-:class:`Every` keeps a transfer's progress events bounded. :func:`restore_into` puts a
-backup into a NEW database on the DB host (the restore step's copy, verify's scratch
-database, the rehearsal's copy), reading only bytes whose size and sha256 match the manifest
-(:func:`materialise`, the ``file`` / ``spool`` choice of :func:`restore_plan`).
-
-Like the steps, it works on the run's context (``ctx.db_target``, ``ctx.store``,
-``ctx.access``, ``ctx.env``, ``ctx.emit`` / ``ctx.progress``) through those names only: it
-never knows whether the host is local or SSH, or the store S3 or a folder.
+It works on a :class:`Route` (the DB host, the catalog and its store, the database access,
+the backup settings and the run's ``emit`` / ``progress`` callbacks), never on the run's
+context.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from .database import dbprops
-from .database import migrations as mig
-from .database.introspect import new_database, public_tables
-from .errors import ChecksumMismatch, CommandFailed, OpsError
-from .targets import has_command
-from .targets.stall import StallWatch
-
-
-class Every:
-    """Rate-limit progress events to one per ``interval`` seconds (plus ``final()``):
-    the run keeps every event it emits (ctx.events), so one event per chunk would make
-    memory grow with the dump size; this keeps it bounded by wall time instead."""
-
-    def __init__(self, emit, interval: float = 0.5):
-        self._emit = emit
-        self._interval = interval
-        self._next = 0.0
-        self._last = None
-
-    def __call__(self, *args, **kw) -> None:
-        self._last = (args, kw)
-        now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self._interval
-            self._emit(*args, **kw)
-            self._last = None
-
-    def final(self) -> None:
-        if self._last is not None:
-            args, kw = self._last
-            self._last = None
-            self._emit(*args, **kw)
+from ..database import dbprops
+from ..database import migrations as mig
+from ..database.activity import RestoreProgress
+from ..database.introspect import new_database, public_tables
+from ..errors import ChecksumMismatch, CommandFailed, OpsError
+from ..targets import has_command
+from ..targets.stall import StallWatch
+from .stream import CHUNK, Every, zstd_decoder
 
 
-CHUNK = 1 << 20
+def _quiet(*_a, **_kw) -> None:
+    pass
+
+
+@dataclass
+class Route:
+    """What a transfer into the DB host needs, handed over by the step that runs it."""
+
+    target: Any  # targets.base.Target: the DB host
+    catalog: Any  # store.catalog.Catalog: the env's backups in their store
+    access: Any  # database.access.DbAccess of the env
+    stall_timeout: float  # backup.stall_timeout
+    restore_jobs: int | None = None  # backup.restore_jobs (None: chosen by the host's cores)
+    emit: Callable[..., None] = _quiet  # emit(kind, message, **data)
+    progress: Callable[..., None] = _quiet  # progress(step, done, total, **data)
+    locked: bool = False  # the run holds the env's lock: dead runs' spools may be removed
+
+    @property
+    def store(self):
+        return self.catalog.store
+
+
 # restore_plan: pg_restore single job below these, -j N above
 ONE_JOB_MAX_CORES = 2  # on 2 cores, -j2 gains little (bench/README.md)
 ONE_JOB_BELOW_BYTES = 64 << 20  # small dumps: worker start-up dominates
 
 
-def restore_plan(ctx, m) -> tuple[str, int]:
+def restore_plan(r: Route, m) -> tuple[str, int]:
     """(mode, jobs): ``file`` (store file on this machine) or ``spool``."""
-    target, cfg = ctx.db_target, ctx.env.backup.restore_jobs
-    if target.host_path(ctx.store.local_path(m.dump_key)) and m.compression in ("gzip", "none"):
+    target, cfg = r.target, r.restore_jobs
+    if target.host_path(r.store.local_path(m.dump_key)) and m.compression in ("gzip", "none"):
         return "file", cfg or max(1, min(8, target.cpu_count()))
     if cfg is not None:
         return "spool", max(1, cfg)
@@ -76,22 +71,20 @@ def _decoder(target, m, host_decoder: list[str]) -> tuple[list[str] | None, obje
         return None, None
     if has_command(target, "zstd"):
         return host_decoder, None
-    import zstandard
-
-    return None, zstandard.ZstdDecompressor().decompressobj()
+    return None, zstd_decoder()
 
 
-def _pump(ctx, m, src, proc, dec) -> tuple[str, int, list[BaseException]]:
+def _pump(r: Route, m, src, proc, dec) -> tuple[str, int, list[BaseException]]:
     """Copy the stored bytes of ``m`` into ``proc.stdin`` (through ``dec`` when given), one
     chunk at a time, hashing every stored byte. A write or decoder failure stops the writing
     but not the hashing, so a corrupt backup is reported as corrupt whatever broke first.
     Returns (sha256 hex of the stored bytes, their count, failures)."""
     sha = hashlib.sha256()
     moved = 0
-    tick = Every(ctx.progress)
+    tick = Every(r.progress)
     broken: list[BaseException] = []
     # no byte read or written for backup.stall_timeout: the process is killed, the run told so
-    watch = StallWatch(proc, ctx.env.backup.stall_timeout, f"the restore stream of backup {m.id} into {ctx.db_target.name}")
+    watch = StallWatch(proc, r.stall_timeout, f"the restore stream of backup {m.id} into {r.target.name}")
     try:
         for b in iter(lambda: src.read(CHUNK), b""):
             watch.tick()
@@ -118,8 +111,8 @@ def _pump(ctx, m, src, proc, dec) -> tuple[str, int, list[BaseException]]:
 SPOOL_PREFIX = "/tmp/vetai-ops-spool-"  # + "<database>." + random: '.' is never in a database name
 
 
-def _spool_glob(ctx) -> str:
-    return f"{SPOOL_PREFIX.rsplit('/', 1)[1]}{ctx.access.db.name}.*"
+def _spool_glob(r: Route) -> str:
+    return f"{SPOOL_PREFIX.rsplit('/', 1)[1]}{r.access.db.name}.*"
 
 
 def remove_spool(target, folder: str | None) -> None:
@@ -131,32 +124,35 @@ def remove_spool(target, folder: str | None) -> None:
             pass
 
 
-def _remove_dead_spools(ctx, target) -> None:
+def _remove_dead_spools(r: Route) -> None:
     """Spool folders of this database left by runs that died. Only under the env's lock: then
     no other run of this database can be using one."""
-    if ctx.state.lock is None:
+    if not r.locked:
         return
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(ctx),
-                "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
-    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
-    # in its name): one untouched for a day is a dead run's, whichever database it held
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
-                "-mmin", "+1440", "-delete"], check=False)
+    target = r.target
+    # and, in the same `find` (one process on the DB host per restore, not two): older versions
+    # spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database in its name):
+    # one untouched for a day is a dead run's, whichever database it held
+    target.run(["find", "/tmp", "-maxdepth", "1",
+                "(", "-type", "d", "-name", _spool_glob(r), "-exec", "rm", "-rf", "--", "{}", "+", ")", "-o",
+                "(", "-type", "f", "-name", "vetai-ops-??????????.dump", "-mmin", "+1440", "-delete", ")"],
+               check=False)
 
 
-def _spool_folder(ctx, target) -> str:
+def _spool_folder(r: Route) -> str:
     """A fresh private (0700) folder in the DB host's /tmp for one spool file."""
-    res = target.run(["mktemp", "-d", f"{SPOOL_PREFIX}{ctx.access.db.name}.XXXXXXXXXX"])
+    target = r.target
+    res = target.run(["mktemp", "-d", f"{SPOOL_PREFIX}{r.access.db.name}.XXXXXXXXXX"])
     folder = res.text.strip()
     if not folder.startswith(SPOOL_PREFIX) or "\n" in folder:
         raise OpsError(f"mktemp -d on {target.name} returned an unexpected path {folder[:120]!r}")
     return folder
 
 
-def materialise(ctx, m) -> tuple[str, str | None]:
+def materialise(r: Route, m) -> tuple[str, str | None]:
     """A verified, seekable custom-format archive on the DB host. Returns (path, spool folder
     to remove afterwards, or None when ``path`` is the store's own file)."""
-    target, store = ctx.db_target, ctx.store
+    target, store = r.target, r.store
     on_host = target.host_path(store.local_path(m.dump_key))
     if on_host and m.compression in ("gzip", "none"):  # the stored file itself, verified in place
         sha, n = hashlib.sha256(), 0
@@ -164,29 +160,29 @@ def materialise(ctx, m) -> tuple[str, str | None]:
             for b in iter(lambda: f.read(CHUNK), b""):
                 sha.update(b)
                 n += len(b)
-        _check(m, sha.hexdigest(), ctx, n)
+        _check(m, sha.hexdigest(), store, n)
         return on_host, None
-    _remove_dead_spools(ctx, target)
+    _remove_dead_spools(r)
     free = target.free_bytes("/tmp")
     if free < m.size * (4 if m.compression == "zstd" else 1.1):
         raise OpsError(
             f"not enough room on {target.name} to spool the backup: {free // 2**20} MiB free in /tmp",
             "free space on the DB host",
         )
-    folder = _spool_folder(ctx, target)
+    folder = _spool_folder(r)
     path = f"{folder}/backup.dump"
     host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
     # the shell creates the file (noclobber: never an existing one) 0600 under umask 077, in a
     # 0700 folder; `zstd -o` would replace it with a file of its own mode
     writer = ["sh", "-c", 'umask 077 && set -C && exec "$@" > "$0"', path, *(host_dec or ["cat"])]
     try:
-        with store.open_read(m.dump_key, etag=m.etag, version_id=m.version_id) as src:  # what the manifest pinned
+        with r.catalog.open_dump(m) as src:  # what the manifest pinned
             proc = target.start(writer, stdin=True)
-            digest, moved, broken = _pump(ctx, m, src, proc, dec)
+            digest, moved, broken = _pump(r, m, src, proc, dec)
             rc = proc.wait()
             if rc != 0 and not broken:
                 broken.append(CommandFailed(f"writing the restore spool on {target.name} failed: {proc.stderr_text()[-400:]}"))
-        _check(m, digest, ctx, moved)  # a corrupt backup is reported as such, whatever broke first
+        _check(m, digest, store, moved)  # a corrupt backup is reported as such, whatever broke first
         if broken:
             raise OpsError(f"could not prepare backup {m.id} on {target.name}: {broken[0]}; the live database was not touched")
     except BaseException:
@@ -195,61 +191,76 @@ def materialise(ctx, m) -> tuple[str, str | None]:
     return path, folder
 
 
-def _check(m, got: str, ctx, size: int | None = None) -> None:
+def _check(m, got: str, store, size: int | None = None) -> None:
     if size is not None and size != m.size:
         raise ChecksumMismatch(
-            f"backup {m.id} is corrupt: {ctx.store.url(m.dump_key)} has {size} bytes, manifest says {m.size};"
+            f"backup {m.id} is corrupt: {store.url(m.dump_key)} has {size} bytes, manifest says {m.size};"
             " the live database was not touched",
             "restore another backup (`invoke backups.list`)",
         )
     if got != m.sha256:
         raise ChecksumMismatch(
-            f"backup {m.id} is corrupt: sha256 of {ctx.store.url(m.dump_key)} is {got[:16]}..., manifest says "
+            f"backup {m.id} is corrupt: sha256 of {store.url(m.dump_key)} is {got[:16]}..., manifest says "
             f"{m.sha256[:16]}...; the live database was not touched",
             "restore another backup (`invoke backups.list`)",
         )
 
 
-def database_props(ctx, m) -> dict | None:
+def database_props(access, m) -> dict | None:
     """The database-level properties a copy of ``m`` gets (database/dbprops.py): the manifest's,
     or for a manifest older than them, the live database's own as the app sees it now."""
     if getattr(m, "database_props", None):
         return m.database_props
     try:
-        with ctx.access.admin_engine().connect() as c:
-            return dbprops.capture(c, ctx.access.db.name)
+        with access.admin_engine().connect() as c:
+            return dbprops.capture(c, access.db.name)
     except Exception:  # noqa: BLE001 - no live database to ask: a plain copy
         return None
 
 
-def restore_into(ctx, m, dbname: str, maint=None, props: dict | None = None) -> dict:
+def restore_into(r: Route, m, dbname: str, maint=None, props: dict | None = None) -> dict:
     """Materialise backup ``m`` (sha256 verified) and ``pg_restore -j N`` it into a NEW
     database ``dbname`` on the DB host, created with the recorded encoding and locale;
     objects keep their owners and grants (no --no-owner / --no-acl: the preflight proved the
     role can). Never touches any other database. On any failure ``dbname`` is dropped; the
     spool file (if any) is always removed. Returns timings."""
-    access, target = ctx.access, ctx.db_target
+    access, target = r.access, r.target
     maint = maint or access.admin_engine()
-    props = props if props is not None else database_props(ctx, m)
+    props = props if props is not None else database_props(access, m)
     t0 = time.monotonic()
-    mode, jobs = restore_plan(ctx, m)
-    path, spool = materialise(ctx, m)
+    mode, jobs = restore_plan(r, m)
+    path, spool = materialise(r, m)
     t_verified = time.monotonic()
     try:
         with new_database(maint, dbname, props):
             argv = [access.bin("pg_restore"), "--exit-on-error", "--no-password", f"--jobs={jobs}",
                     *access.pg_args(dbname), path]
-            ctx.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
+            r.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
             with access.pg_env() as penv:
-                res = target.run(argv, env=penv, check=False)
-            if res.returncode != 0:
-                raise CommandFailed(
-                    f"pg_restore into {dbname} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
-                    returncode=res.returncode,
-                )
+                rc, err = _watched_restore(r, argv, penv, RestoreProgress(maint, dbname), dbname)
+            if rc != 0:
+                raise CommandFailed(f"pg_restore into {dbname} failed on {target.name} (exit {rc}): {err.strip()[-600:]}",
+                                    returncode=rc)
     finally:
         remove_spool(target, spool)
     return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3), "mode": mode}
+
+
+def _watched_restore(r: Route, argv, env, progress, dbname) -> tuple[int, str]:
+    """Run pg_restore under a stall watch: one that makes no progress on the server for
+    backup.stall_timeout (stopped, hung, waiting on a lock) is killed and reported
+    (:class:`StreamStalled`); its copy is then dropped by the caller. (exit code, stderr)"""
+    proc = r.target.start(argv, env=env)
+    with StallWatch(proc, r.stall_timeout, f"pg_restore into {dbname} on {r.target.name}",
+                    moving=progress.moved, still="made no progress") as watch:
+        try:
+            rc = proc.wait()
+        except BaseException:  # Ctrl-C: nothing is left running on the host
+            proc.kill()
+            proc.wait()
+            raise
+    watch.check("the live database was not touched")
+    return rc, proc.stderr_text()
 
 
 def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
