@@ -8,23 +8,16 @@ import threading
 import pytest
 
 
-class Health:
+class Endpoint:
+    """A real HTTP server on 127.0.0.1 (a free port) whose GET ``url`` is answered by
+    :meth:`answer` (what a subclass does with the request handler), one thread a request."""
+
     def __init__(self):
-        self.status = 200
-        self.hits = 0
-        # called (with the hit number) before each answer: a test acts at a known point of a
-        # run, e.g. writes as the app or cuts a connection during the post-check
-        self.on_request = None
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                outer.hits += 1
-                if outer.on_request is not None:
-                    outer.on_request(outer.hits)
-                self.send_response(outer.status)
-                self.end_headers()
-                self.wfile.write(b"ok" if outer.status == 200 else b"down")
+                outer.answer(self)
 
             def log_message(self, *a):
                 pass
@@ -33,8 +26,34 @@ class Health:
         self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/health"
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
+    def answer(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def reply(h: http.server.BaseHTTPRequestHandler, status: int) -> None:
+        h.send_response(status)
+        h.end_headers()
+        h.wfile.write(b"ok" if status == 200 else b"down")
+
     def close(self):
         self.srv.shutdown()
+        self.srv.server_close()
+
+
+class Health(Endpoint):
+    def __init__(self):
+        self.status = 200
+        self.hits = 0
+        # called (with the hit number) before each answer: a test acts at a known point of a
+        # run, e.g. writes as the app or cuts a connection during the post-check
+        self.on_request = None
+        super().__init__()
+
+    def answer(self, h) -> None:
+        self.hits += 1
+        if self.on_request is not None:
+            self.on_request(self.hits)
+        self.reply(h, self.status)
 
 
 @pytest.fixture

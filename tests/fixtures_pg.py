@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 import os
+import subprocess
 import uuid
 
 import pytest
 
+from bed import require_or_skip
 from vetai_ops.database.cluster import Cluster, resolve_bindir
 
 # Each test process (an xdist worker, another worktree's run) starts from its own block of
@@ -128,6 +130,19 @@ class LocalEnv:
         return run_playbook(playbook, "local", options=options)
 
 
+def snapshot(le) -> dict:
+    """Revision + a checksum of every app table's rows (of a :class:`LocalEnv`): what a
+    fault must leave exactly as it was."""
+    tables = le.psql(
+        "select string_agg(relname, ' ' order by relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = 'public' and relkind = 'r' and relname not in ('deploy_history', 'vetai_ops_applied')"
+    ).split()
+    out = {"revision": le.psql("select coalesce((select version_num from alembic_version), 'base')"), "tables": {}}
+    for t in tables:
+        out["tables"][t] = le.psql(f"select md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from public.\"{t}\" x")
+    return out
+
+
 @pytest.fixture
 def local_env(tmp_path, sandbox_dir, sandbox_port, monkeypatch):
     name = "vc_" + uuid.uuid4().hex[:8]
@@ -173,3 +188,15 @@ def migrations_copy(tmp_path, monkeypatch):
             return f
 
     return M
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a store or spool that fills up for real."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)])

@@ -1,4 +1,4 @@
-"""Watching the tool's processes without guessing at time.
+"""Running the tool's CLI, and watching its processes without guessing at time.
 
 The loopback "hosts" of the SSH bed and the local env both run their commands on this
 machine, so a test can find the pg_dump / pg_restore a run started (by program and by this
@@ -11,9 +11,37 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
 import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(env_extra: dict | None, without: tuple[str, ...]) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in without}
+    env.update(env_extra or {})
+    return env
+
+
+def cli(*args: str, env_extra: dict | None = None, input: str | None = None, timeout: float = 300,
+        without: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """The real CLI (``python -m invoke``) of this checkout, its output captured, with no terminal
+    on stdin (like cron / CI) unless ``input`` is typed into it. ``env_extra`` adds to this
+    process's environment, ``without`` takes variables out of it."""
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=_env(env_extra, without),
+                          capture_output=True, text=True, timeout=timeout, **stdin)
+
+
+def cli_bg(*args: str, env_extra: dict | None = None) -> subprocess.Popen:
+    """:func:`cli` started in the background (to wait for a state it reaches, signal it, ...)."""
+    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=_env(env_extra, ()),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
 def wait_until(pred, proc, limit: float = 240.0) -> bool:
@@ -82,3 +110,61 @@ def frozen(proc, prog: str, *needles: str):
         for pid in found:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+class PtyCli:
+    """The CLI running on a real pseudo-terminal (see :func:`pty_cli`): ``seen`` is all it has
+    written to that terminal so far, filled by a drain thread."""
+
+    def __init__(self, pid: int, fd: int):
+        self.pid, self.fd, self.seen, self.status = pid, fd, bytearray(), None
+
+    def _drain(self) -> None:
+        while self.fd is not None:  # None once hung up (a number the OS may give to another file)
+            try:
+                b = os.read(self.fd, 65536)
+            except (OSError, TypeError):
+                return
+            if not b:
+                return
+            self.seen.extend(b)
+
+    def write(self, data: bytes) -> None:
+        """Type on the terminal."""
+        os.write(self.fd, data)
+
+    def hangup(self) -> None:
+        """Close the terminal: the kernel sends SIGHUP to its session, later writes fail."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def wait(self) -> int:
+        """The CLI's exit code, once it ends."""
+        if self.status is None:
+            _, self.status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(self.status)
+
+
+@contextlib.contextmanager
+def pty_cli(env: dict, *args: str):
+    """Run ``python -m invoke *args`` in this checkout on a new pseudo-terminal (the operator's
+    shell on a terminal) with ``env``; yields a :class:`PtyCli`. On the way out a CLI that has
+    not ended (the body failed) is killed and reaped, and the terminal is closed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: nothing of pytest's may run here, whatever happens
+        try:
+            os.chdir(ROOT)
+            os.execve(sys.executable, [sys.executable, "-m", "invoke", *args], env)
+        finally:
+            os._exit(127)
+    run = PtyCli(pid, fd)
+    threading.Thread(target=run._drain, daemon=True).start()
+    try:
+        yield run
+    finally:
+        if run.status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            run.wait()
+        run.hangup()

@@ -7,31 +7,23 @@ history contains."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, pool, text
 
+import procs
 from vetai_ops.database import migrations as mig
 from vetai_ops.database.catalog import compare, snapshot
 from vetai_ops.errors import DeployFailed, GateRefused
 from vetai_ops.journal import operator_id
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def cli(*args, env_extra=None):
-    """The real invoke CLI, with no terminal on stdin (like cron / CI). COLUMNS is dropped: a
-    pytest worker's (e.g. 80 under xdist) would fold long object names inside the check table,
-    where an operator's log gets the CLI's own off-terminal width."""
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    """The real CLI without COLUMNS: a pytest worker's (e.g. 80 under xdist) would fold long
+    object names inside the check table, where an operator's log gets the CLI's own
+    off-terminal width."""
+    return procs.cli(*args, env_extra=env_extra, without=("COLUMNS",))
 
 
 def backups(le) -> list[str]:
@@ -356,6 +348,40 @@ def test_check_json_true_when_all_hold_false_on_drift_pending_and_orphans(local_
     assert [(o["table"], o["columns"], o["ref_table"], o["orphans"]) for o in res["orphans"]] == [(t, [col], parent, 1)]
     assert "LEFT JOIN" in res["orphans"][0]["query"]
     assert local_env.psql(res["orphans"][0]["query"].replace("c.*", "count(*)")) == "1"  # the query lists them
+
+
+def test_another_schema_first_on_the_search_path_is_no_drift(local_env, migrations_copy):
+    """Only the app's schema (public, the one the migrations own) is compared. A database whose
+    search_path puts another schema first (an extension's), holding a table named like an app
+    table that foreign keys reference, an index and an enum type named like the app's, reads
+    the same: `check` finds no drift, no model difference, no orphan query gone astray; a
+    deploy's preflight and post-check pass; the database's search_path is left as it was."""
+    db = local_env.dbname
+    local_env.run("deploy", yes=True)
+    s = live_snapshot(local_env)
+    parent = sorted(re.search(r"REFERENCES (\w+)\(", v["definition"]).group(1)
+                    for cons in s["constraints"].values() for v in cons.values() if v["kind"] == "foreign key")[0]
+    enum = sorted(s["enums"])[0]
+    local_env.psql(f'CREATE SCHEMA ext; CREATE TABLE ext."{parent}" (id int PRIMARY KEY, note text);'
+                   f' CREATE INDEX ix_ext_note ON ext."{parent}" (note); CREATE TYPE ext."{enum}" AS ENUM (\'x\')')
+    local_env.psql(f'ALTER DATABASE "{db}" SET search_path = ext, public')
+
+    r = cli("check", "--env=local", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert res["ok"] is True and res["drift"] == [] and res["models"] == {"checked": True, "differences": []}
+    assert res["orphans"] == [] and res["foreign_keys_checked"] > 0
+
+    rev = mig.head()
+    migrations_copy.add("9003", rev, "op.execute('SELECT 1')")
+    r = cli("deploy", "--env=local", "--yes", "--json")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rep = json.loads(r.stdout)["report"]
+    pre = next(x for x in rep["steps"] if x["step"] == "preflight")
+    post = next(x for x in rep["steps"] if x["step"] == "postcheck")
+    assert f"schema matches the history at {rev}" in pre["summary"], pre
+    assert post["summary"] == "revision 9003, schema matches the history at 9003", post
+    assert local_env.psql("SHOW search_path") == "ext, public"
 
 
 def _fks_with_rows(le, s):

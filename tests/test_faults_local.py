@@ -4,49 +4,23 @@ a clear report, a non-zero exit, and a following deploy that succeeds."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from procs import wait_for
+from fixtures_pg import snapshot
+from procs import cli, cli_bg, frozen, pids, wait_for
 
-from bed import require_or_skip
 from vetai_ops.errors import ChecksumMismatch, CommandFailed, ConfigError, DeployFailed, GateRefused, StoreError
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def snapshot(le) -> dict:
-    """Revision + a checksum of every app table's rows."""
-    tables = le.psql(
-        "select string_agg(relname, ' ' order by relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        " where n.nspname = 'public' and relkind = 'r' and relname not in ('deploy_history', 'vetai_ops_applied')"
-    ).split()
-    out = {"revision": le.psql("select coalesce((select version_num from alembic_version), 'base')"), "tables": {}}
-    for t in tables:
-        out["tables"][t] = le.psql(f"select md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from public.\"{t}\" x")
-    return out
 
 
 def deployed(le, **opts):
     le.run("deploy", yes=True, **opts)
     return snapshot(le)
-
-
-def cli(*args, env_extra=None, **kw):
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw)
-
-
-def cli_bg(*args):
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
 
 
 class AdvisoryGate:
@@ -210,6 +184,104 @@ def test_pg_restore_killed_leaves_live_untouched(local_env, tmp_path):
     assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'") == "0"
 
 
+def test_stalled_pg_restore_is_stopped_and_the_live_database_kept(local_env):
+    """A pg_restore that gets nowhere (frozen with SIGSTOP on the DB host: its sessions sit
+    idle) moves no byte past the operator, so the stall watch asks the server: no progress
+    for backup.stall_timeout and it is killed, the copy dropped, the live database untouched,
+    the lock released; the next rollback goes through."""
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    local_env.psql("delete from notifications")
+    before = snapshot(local_env)
+    local_env.configure(backup="{stall_timeout: 2}")
+    p = cli_bg("rollback", f"--to={bid}", "--env=local", "--yes")
+    stopped: list[int] = []
+    try:
+        assert wait_for(lambda: bool(pids("pg_restore", local_env.dbname)), proc=p), "pg_restore never started"
+        for pid in pids("pg_restore", local_env.dbname):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        out, err = p.communicate(timeout=300)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    said = " ".join(err.split())
+    assert p.returncode == 1, said
+    assert "pg_restore into" in said and "made no progress for 2s (backup.stall_timeout) and was stopped" in said, said
+    assert "the live database was not touched" in said and "Traceback" not in said, said
+    assert stopped and not [pid for pid in stopped if os.path.exists(f"/proc/{pid}")]  # killed by the run, reaped
+    assert snapshot(local_env) == before
+    assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'") == "0"
+    assert not list(Path("/tmp").glob(f"vetai-ops-spool-{local_env.dbname}.*"))
+    local_env.configure()
+    assert local_env.run("rollback", to=bid, yes=True)["outcome"] == "success"  # nothing left in its way
+    assert local_env.psql("select count(*) from notifications") != "0"
+
+
+def _advisory_held(le, cls: int, key: int) -> bool:
+    return le.cluster().psql(f"select count(*) from pg_locks where locktype = 'advisory' and granted"
+                             f" and classid = {cls} and objid = {key & 0xFFFFFFFF}") != "0"
+
+
+def test_scratch_databases_of_killed_runs_are_dropped_by_the_next_run_never_a_live_ones(local_env, migrations_copy):
+    """A drift reference build and a backup drill, each killed with SIGKILL half-way, leave
+    ``<db>_ref_*`` and ``<db>_verify_<id>``. The next run that takes the lock (backups.prune)
+    drops the drill's copy at once; the reference only once its builder is dead: a `check`
+    still building one (it takes no lock) keeps it."""
+    from vetai_ops.database.advisory import LOCK_CLASS, lock_key
+    from vetai_ops.database.scratch import SCRATCH_CLASS
+
+    db = local_env.dbname
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    head = local_env.psql("select version_num from alembic_version")
+    # the live database stands at a revision whose reference build blocks (in the scratch database only)
+    migrations_copy.add("9002", head, "op.execute('SELECT pg_sleep(3600)')")
+    local_env.psql("update alembic_version set version_num = '9002'")
+
+    def building() -> str:
+        return local_env.psql(f"select datname from pg_stat_activity where datname like '{db}_ref_%'"
+                              " and query like '%pg_sleep(3600)%' limit 1")
+
+    check = cli_bg("check", "--env=local")
+    try:
+        assert wait_for(lambda: bool(building()), proc=check), "the reference build never started"
+        ref = building()
+        # a drill killed mid-restore: the CLI and its pg_restore (the operator's machine died)
+        drill = cli_bg("backups.verify", f"--to={bid}", "--env=local")
+        with frozen(drill, "pg_restore", f"{db}_verify_") as found:
+            drill.kill()
+            drill.communicate()
+            for pid in found:
+                os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not _advisory_held(local_env, LOCK_CLASS, lock_key(db)))  # its lock died with it
+        verify_db = f"{db}_verify_{bid}".lower()
+        assert local_env.psql(f"select count(*) from pg_database where datname = '{verify_db}'") == "1"
+
+        r = cli("backups.prune", "--keep-last=5", "--env=local", "--yes")
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 0, said
+        assert f"dropped {verify_db}, the scratch copy of a backup drill that died" in said, said
+        assert ref not in said and check.poll() is None  # the live build's reference is left alone
+        assert local_env.psql(f"select count(*) from pg_database where datname = '{ref}'") == "1"
+    finally:
+        check.kill()
+        check.communicate()
+    assert wait_for(lambda: not _advisory_held(local_env, SCRATCH_CLASS, lock_key(ref)))  # its claim died with it
+    assert building() == ref  # the killed build's session still sleeps in it
+
+    r = cli("backups.prune", "--keep-last=5", "--env=local", "--yes")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0, said
+    assert f"dropped {ref}, the drift reference a killed run was building" in said, said
+    assert local_env.psql(f"select string_agg(datname, ' ') from pg_database where datname like '{db}_%'") == ""
+    assert building() == ""
+
+
 # ------------------------------------------------------------------ 7. two deploys at once
 
 
@@ -264,17 +336,6 @@ def test_interrupt_mid_migration(local_env, migrations_copy, sig):
 
 
 # ------------------------------------------------------------------ 9. disk full where the backup goes
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    d = tmp_path / "tiny"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
-    if r.returncode != 0:
-        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield d
-    subprocess.run(["umount", "-l", str(d)])
 
 
 def test_disk_full_registers_nothing(local_env, tiny_disk):

@@ -6,45 +6,31 @@ endpoint and by the restart command on each host), never by the wall clock of th
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from fixtures_http import Endpoint
+
 pytestmark = pytest.mark.remote
 
 
-class SlowHealth:
+class SlowHealth(Endpoint):
     """A health endpoint that takes ``delay`` seconds to answer and records (start, end) of
     every request, as the server saw them."""
 
     def __init__(self, delay: float):
         self.delay = delay
         self.calls: list[tuple[float, float]] = []
-        outer = self
+        super().__init__()
 
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                t0 = time.time()
-                time.sleep(outer.delay)
-                outer.calls.append((t0, time.time()))  # before answering: the host learns "ok" after this
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}/health"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+    def answer(self, h) -> None:
+        t0 = time.time()
+        time.sleep(self.delay)
+        self.calls.append((t0, time.time()))  # before answering: the host learns "ok" after this
+        self.reply(h, 200)
 
 
 @pytest.fixture

@@ -4,21 +4,12 @@ ancestry, orphan rows for pending foreign keys. A refused deploy changes nothing
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from procs import cli
+
 from vetai_ops.errors import DeployFailed, GateRefused
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=300)
 
 
 def backups(le):

@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from procs import cli
+
 from vetai_ops.errors import BackupNotFound, ConfigError, UntrustedBackup
 from vetai_ops.store.catalog import ID_RE
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args, env_extra=None, input=None):
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          input=input, timeout=300)
 
 
 def test_deploy_backup_rollback_cycle(local_env):

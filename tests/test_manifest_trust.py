@@ -14,19 +14,13 @@ import hmac
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from procs import cli
+
 EXIT_FAILURE, EXIT_REFUSED, EXIT_VERIFY = 1, 2, 4  # README: exit codes
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
 
 
 def spy_tools(le, tmp_path) -> Path:

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from procs import wait_for
+from procs import pty_cli, wait_for
 
 from fixtures_remote import _comm, _descendants
-from test_remote_e2e import add_bulk
+from test_remote_e2e import add_bulk, assert_bulk_accepted
 
 pytestmark = pytest.mark.remote
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_while(remote_env, action, trigger, args):
@@ -103,6 +97,7 @@ def test_lock_lost_before_migrate_stops_with_nothing_applied(remote_env):
     assert "lock" in err and "was lost" in err and "stopped before migrate" in err, err
     assert "Traceback" not in err
     assert remote_env.revision() == "base"  # nothing applied
+    assert_bulk_accepted(remote_env)
 
 
 def test_recovery_retakes_a_lost_lock_and_a_second_deployer_is_never_silent(remote_env, health):
@@ -216,6 +211,7 @@ def test_stalled_pg_dump_is_killed_and_reported(remote_env):
     finally:
         _release(stopped)
     assert remote_env.revision() == "base"
+    assert_bulk_accepted(remote_env)
     assert [k for k in remote_env.objects() if k.endswith(".json")] == [] and remote_env.uploads() == []
 
 
@@ -236,39 +232,16 @@ def test_terminal_hangup_recovers_like_sigterm(remote_env, migrations_copy):
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
     before = _pets(remote_env)
     migrations_copy.add("0013b", "0013", "op.execute('SELECT pg_sleep(30)')")
-    env = dict(os.environ, **remote_env.env_vars())
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the operator's shell on that terminal
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "invoke", "deploy", "--env=prod", "--yes"], env)
-    seen = bytearray()
-
-    def drain():
-        while True:
-            try:
-                b = os.read(fd, 65536)
-            except OSError:
-                return
-            if not b:
-                return
-            seen.extend(b)
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
-    try:
+    with pty_cli(dict(os.environ, **remote_env.env_vars()), "deploy", "--env=prod", "--yes") as run:
         # in the real migrate, on the live database (a rehearsal runs it on a copy first)
         assert wait_for(lambda: remote_env.pg.cluster.psql(
             "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep(30)%'"
-            f" and datname = '{remote_env.dbname}'") == "1", 180), bytes(seen)
-        assert b"backup" in bytes(seen)  # the run really wrote to that terminal
-        os.close(fd)  # hang up: SIGHUP to the terminal's session
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
+            f" and datname = '{remote_env.dbname}'") == "1", 180), bytes(run.seen)
+        assert b"backup" in bytes(run.seen)  # the run really wrote to that terminal
+        run.hangup()  # SIGHUP to the terminal's session
+        code = run.wait()
     log = (remote_env.tmp / "logs" / "migration.log").read_text()
-    assert os.waitstatus_to_exitcode(status) == 130, log[-3000:]
+    assert code == 130, log[-3000:]
     assert remote_env.revision() == "0012" and _pets(remote_env) == before
     assert history_outcome(remote_env) == "interrupted+restored"
     assert remote_env.psql("select error from deploy_history order by id desc limit 1") == "interrupted (SIGHUP)"

@@ -14,17 +14,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, pool, text
 
+from procs import cli
+
 from vetai_ops.schema.typeorm import TYPEORM_MIGRATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args, env_extra=None):
-    """The real invoke CLI, with no terminal on stdin (like cron / CI)."""
-    env = dict(os.environ)
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
 
 
 def manifest(le, bid) -> dict:

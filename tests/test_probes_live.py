@@ -9,27 +9,19 @@ post-check's comparison with the models stays green and the deploy really succee
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from procs import cli
+
 from vetai_ops.errors import GateRefused
 
-ROOT = Path(__file__).resolve().parents[1]
 ACK_ALL = "# vetai-ops: allow-destructive"
 
 
 def backups(le):
     return sorted(p.name for p in (le.backups / "local").glob("*.json"))
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=300)
 
 
 def refused(le, match: str, at: str = "0013", **options) -> str:

@@ -20,25 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from procs import frozen, pids, wait_until
+from fixtures_pg import snapshot
+from procs import cli, cli_bg, frozen, pids, wait_until
 from vetai_ops.errors import ChecksumMismatch, GateRefused, OpsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def cli(*args, **kw):
-    """The real CLI (``python -m invoke``), no terminal on stdin (like cron / CI)."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300, **kw)
-
-
-def cli_bg(*args):
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-
 
 
 def one_line(text: str) -> str:
@@ -63,18 +52,6 @@ def plant_on_head(migrations_copy, upgrade: str, downgrade: str = "pass") -> str
     return rev
 
 
-def snapshot(le) -> dict:
-    """Revision + a checksum of every app table's rows."""
-    tables = le.psql(
-        "select string_agg(relname, ' ' order by relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        " where n.nspname = 'public' and relkind = 'r' and relname not in ('deploy_history', 'vetai_ops_applied')"
-    ).split()
-    out = {"revision": le.psql("select coalesce((select version_num from alembic_version), 'base')"), "tables": {}}
-    for t in tables:
-        out["tables"][t] = le.psql(f"select md5(coalesce(string_agg(x::text, '|' order by x::text), '')) from public.\"{t}\" x")
-    return out
-
-
 def store_files(le) -> list[str]:
     d = le.backups / "local"
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
@@ -95,7 +72,6 @@ def deploy_lock_held(le) -> bool:
 
 def scratch_databases(le) -> str:
     return le.psql(f"select count(*) from pg_database where datname like '{le.dbname}_restore_%'")
-
 
 
 class TableGate:
@@ -152,19 +128,6 @@ def test_the_recovery_restarts_the_services_after_restoring(local_env, migration
 
 
 # ------------------------------------------------------------------ preflight refusals
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    from bed import require_or_skip
-
-    d = tmp_path / "tiny"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(d)], capture_output=True)
-    if r.returncode != 0:
-        require_or_skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield d
-    subprocess.run(["umount", "-l", str(d)])
 
 
 def test_preflight_refuses_a_deploy_when_the_store_has_no_room(local_env, tiny_disk):

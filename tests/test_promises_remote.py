@@ -20,7 +20,7 @@ import pytest
 
 import procs
 from fixtures_remote import PW_VAR, ROOT
-from test_remote_e2e import add_bulk, cut_after_first_part
+from test_remote_e2e import add_bulk, assert_bulk_accepted, cut_after_first_part
 
 pytestmark = pytest.mark.remote
 
@@ -44,6 +44,7 @@ def test_sigint_during_an_s3_backup_leaves_no_upload(remote_env):
     assert rc == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert remote_env.revision() == "base"
+    assert_bulk_accepted(remote_env)
     assert remote_env.objects() == []
     assert remote_env.uploads() == []  # S3 was reachable: the multipart upload was aborted
     assert not deploy_lock_held(remote_env)

@@ -5,26 +5,18 @@ exactly as it was: same OID, same revision, no retired database, no restore, no 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from procs import cli
+
 from vetai_ops.errors import DeployFailed, GateRefused
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # a data fix no probe can foresee: it divides by zero on exactly one row
 DIV_BY_ZERO = ("op.execute(\"UPDATE pets SET color = (100 / (CASE WHEN id = (SELECT id FROM pets ORDER BY id LIMIT 1)"
                " THEN 0 ELSE 1 END))::text\")")
 BACKFILL = "op.execute(\"UPDATE pets SET color = coalesce(color, 'unknown')\")"
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
 def oid(le) -> str:

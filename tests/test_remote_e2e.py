@@ -19,6 +19,7 @@ import pytest
 pytestmark = pytest.mark.remote
 
 import procs
+from vetai_ops.journal import operator_id
 from fixtures_remote import KEY_VAR, ROOT  # (RemoteEnv and remote_env live in fixtures_remote.py)
 
 
@@ -29,6 +30,17 @@ def add_bulk(re_, rows=150_000):
     """~10 MB of hard-to-compress rows so streams take long enough to interfere with."""
     re_.psql(f"create table bulk as select i, md5(random()::text) || md5(random()::text) || md5(random()::text) as x "
              f"from generate_series(1, {rows}) i")
+
+
+def assert_bulk_accepted(re_) -> None:
+    """A deploy run with ``--accept-drift=table:bulk`` (:func:`add_bulk`'s table, drift from
+    the history) recorded that acceptance before its backup, so it stands even when the run
+    then failed: which difference, who accepted it, by which action, at which revision, in
+    which run (the one deploy_history journaled)."""
+    row = re_.psql("select kind || '|' || name || '|' || accepted_by || '|' || action || '|' || coalesce(revision, 'base')"
+                   " || '|' || (run_id = (select run_id from deploy_history order by id desc limit 1))"
+                   " from vetai_ops_accepted_drift")
+    assert row == f"table|bulk|{operator_id()}|deploy|base|true", row
 
 
 def test_deploy_backup_rollback_over_ssh_and_s3(remote_env):
@@ -224,6 +236,7 @@ def test_s3_stopped_during_backup_leaves_nothing(remote_env):
     remote_env.s3.start()
     assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"  # protected env: no migration without a backup
+    assert_bulk_accepted(remote_env)
     assert remote_env.objects() == []  # no manifest, no dump object
     # parts were stored and S3 was gone when the upload was aborted: the run says the
     # incomplete upload may remain and what removes it; it is never listed as a backup
@@ -242,6 +255,7 @@ def test_sshd_killed_mid_backup(remote_env):
     remote_env.bed.restart(host)
     assert rc == 1 and "Traceback" not in err, err
     assert remote_env.revision() == "base"
+    assert_bulk_accepted(remote_env)
     assert [k for k in remote_env.objects() if k.endswith(".json")] == []
     assert remote_env.uploads() == []
 

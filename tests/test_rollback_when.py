@@ -8,28 +8,20 @@ end to end on the local env with real backups, times computed from their ids."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
+
+from procs import cli
 
 from vetai_ops.errors import BackupNotFound
 from vetai_ops.store.catalog import Catalog, Manifest, id_time
 from vetai_ops.units import human_span
 
-ROOT = Path(__file__).resolve().parents[1]
 
 IDS = ["20261202T053059Z", "20261202T010000Z", "20261130T120000Z"]
 NOW = datetime(2026, 12, 2, 6, 30, tzinfo=timezone.utc)
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=300)
 
 
 def iso(bid: str, plus_s: int = 0) -> str:

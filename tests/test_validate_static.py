@@ -133,6 +133,16 @@ def _non_literal(d, bad):
     rev(d, "b2", meta='revision = "b2"\ndown_revision = ' + ('PARENT' if bad else '"a1"'))
 
 
+def _label_reused(d, bad):  # Alembic refuses to build a map where two revisions share a label
+    rev(d, "a1", None, branch_labels=("core",))
+    rev(d, "b2", "a1", branch_labels=("core",) if bad else ("billing",))
+
+
+def _alembic_illegal_id(d, bad):  # '@', '-', '+', ':' mean something in Alembic's revision syntax
+    chain(d, "a1")
+    rev(d, "b-2" if bad else "b2", "a1")
+
+
 @pytest.mark.parametrize("build, code, offender", [
     (_syntax, "syntax-error", "b2"),
     (_duplicate, "duplicate-revision", "b2"),
@@ -145,6 +155,8 @@ def _non_literal(d, bad):
     (_blank_id, "bad-revision-id", None),
     (_self_parent, "self-reference", "b2"),
     (_non_literal, "suspicious-metadata", "b2"),
+    (_label_reused, "duplicate-branch-label", "b2"),
+    (_alembic_illegal_id, "bad-revision-id", "b-2"),
 ])
 @pytest.mark.parametrize("bad", [True, False], ids=["failing", "passing"])
 def test_structural_errors(tmp_path, build, code, offender, bad):

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import signal
-import sys
-import threading
 
 import psycopg
 import pytest
 
-from procs import wait_for
-
-from fixtures_remote import ROOT
+from procs import pty_cli, wait_for
 
 pytestmark = pytest.mark.remote
 
@@ -90,38 +84,14 @@ def test_rollback_shows_the_writes_before_the_operator_confirms(remote_env):
     app_exec(remote_env, *APP_WRITES)
 
     env = dict(os.environ, **remote_env.env_vars(), COLUMNS="200")
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "invoke", "rollback", f"--to={bid}", "--env=prod"], env)
-    seen = bytearray()
-
-    def drain():
-        while True:
-            try:
-                b = os.read(fd, 65536)
-            except OSError:
-                return
-            if not b:
-                return
-            seen.extend(b)
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
-    try:
-        assert wait_for(lambda: b"Type the environment name" in seen, 120), bytes(seen)
-        shown = bytes(seen).decode(errors="replace")
-        os.write(fd, b"not-prod\n")
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(fd)
+    with pty_cli(env, "rollback", f"--to={bid}", "--env=prod") as run:
+        assert wait_for(lambda: b"Type the environment name" in run.seen, 120), bytes(run.seen)
+        shown = bytes(run.seen).decode(errors="replace")
+        run.write(b"not-prod\n")
+        code = run.wait()
     before_prompt = shown.split("Type the environment name")[0]
     assert "WRITES SINCE THAT BACKUP" in before_prompt and "app_cache.sessions +3 ~2 -1" in before_prompt
-    assert os.waitstatus_to_exitcode(status) == 2  # not confirmed: nothing changed
+    assert code == 2  # not confirmed: nothing changed
     assert remote_env.psql("SELECT count(*) FROM app_cache.sessions WHERE id > 100") == "2"
 
     r = remote_env.cli("rollback", f"--to={bid}", "--env=prod", "--yes", "--json")
@@ -140,19 +110,24 @@ def test_rollback_shows_the_writes_before_the_operator_confirms(remote_env):
     assert "writes since backup" in r.stderr and "unknown" in r.stderr
 
 
+def _deploy_recovered_with_app_writes(re_, health):
+    """A deploy with downgrade_on_failure whose post-check health fails; at the first health
+    request the app writes (APP_WRITES): it fails and recovers. (the CLI's result, its report)"""
+    re_.write(downgrade_on_failure="true", checks=f"{{http: ['{health.url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
+    health.status = 503
+    health.on_request = lambda n: n == 1 and app_exec(re_, *APP_WRITES)
+    r = re_.cli("deploy", "--env=prod", "--yes", "--json")
+    assert r.returncode == 1, r.stderr
+    return r, json.loads(r.stdout)["report"]
+
+
 def test_downgrade_on_failure_keeps_the_writes(remote_env, health, migrations_copy):
     """downgrade_on_failure with a revision whose downgrade loses nothing (an index): the
     recovery downgrades, and what the app wrote during the deploy is still in the live database."""
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=head", "--yes").returncode == 0
     migrations_copy.add("0014", "0013", 'op.create_index("ix_pets_name_planted", "pets", ["name"])',
                         'op.drop_index("ix_pets_name_planted", table_name="pets")')
-    remote_env.write(downgrade_on_failure="true",
-                     checks=f"{{http: ['{health.url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
-    health.status = 503
-    health.on_request = lambda n: n == 1 and app_exec(remote_env, *APP_WRITES)
-    r = remote_env.cli("deploy", "--env=prod", "--yes", "--json")
-    assert r.returncode == 1, r.stderr
-    rep = json.loads(r.stdout)["report"]
+    r, rep = _deploy_recovered_with_app_writes(remote_env, health)
     assert rep["recovery"]["status"] == "ok" and rep["recovered_by"] == "downgrade"
     assert [s["step"] for s in rep["recovery"]["steps"] if s["status"] == "ok"] == [
         "recovery_plan", "downgrade", "restart", "postcheck"]
@@ -168,13 +143,7 @@ def test_downgrade_on_failure_restores_when_a_downgrade_would_lose_data(remote_e
     """0013's downgrade drops tables and columns: the recovery restores the backup, says why,
     and reports the writes it set aside."""
     assert remote_env.cli("migrations.upgrade", "--env=prod", "--to=0012", "--yes").returncode == 0
-    remote_env.write(downgrade_on_failure="true",
-                     checks=f"{{http: ['{health.url}'], timeout: 2, retries: 1, retry_delay: 0.1}}")
-    health.status = 503
-    health.on_request = lambda n: n == 1 and app_exec(remote_env, *APP_WRITES)
-    r = remote_env.cli("deploy", "--env=prod", "--yes", "--json")
-    assert r.returncode == 1, r.stderr
-    rep = json.loads(r.stdout)["report"]
+    r, rep = _deploy_recovered_with_app_writes(remote_env, health)
     assert rep["recovery"]["status"] == "ok" and rep.get("recovered_by") is None
     assert "downgrade_on_failure is set, but the backup is restored instead" in r.stderr
     assert "0013: downgrade drop_column" in r.stderr or "0013: downgrade drop_table" in r.stderr

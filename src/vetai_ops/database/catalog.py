@@ -1,13 +1,17 @@
 """The schema of a database as plain, JSON-ready data, read from PostgreSQL's own catalog,
 and the object-by-object comparison of two such snapshots.
 
-One query set (psycopg, on the connection's driver connection) reads, for the ``public``
-schema: tables; columns (``format_type`` type, nullability, default or identity /
+One query set (psycopg, on the connection's driver connection) reads, for the app's
+schema (:data:`APP_SCHEMA`, the one the migrations own): tables; columns (``format_type`` type, nullability, default or identity /
 generated expression); constraints (PK, FK with its ON DELETE / ON UPDATE actions, UNIQUE,
 CHECK, EXCLUDE, as ``pg_get_constraintdef`` renders them); indexes that do not back a
 constraint (``pg_get_indexdef`` without the index's own name: partial and expression
 indexes too); enum types and their values in order. Names count: later revisions alter
-and drop objects by name, so a renamed index is a difference.
+and drop objects by name, so a renamed index is a difference. While it reads, the app's
+schema stands first on the session's search_path (:func:`app_schema_first`): a table or type
+of the same name in another schema the database's or role's search_path puts earlier (an
+extension's) neither shadows the app's objects nor makes their definitions come out
+schema-qualified, which would be drift the history never made.
 
 The tables vetai-ops and TypeORM keep for themselves (:data:`IGNORED_TABLES`, and a TypeORM
 journal with a custom name that ``adopt --table`` marked; tables an extension owns, like
@@ -23,11 +27,13 @@ difference depends only on that object, so an accepted difference keeps its iden
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import asdict, dataclass
 
 from psycopg.rows import dict_row
 
+APP_SCHEMA = "public"  # the schema the migrations own: the only one drift, models and orphans read
 FORMAT = 2  # bump when the snapshot's shape or rendering changes (invalidates cached references)
 
 # bookkeeping tables: vetai-ops's own, Alembic's, TypeORM's (journal, metadata, query cache)
@@ -108,9 +114,34 @@ def driver_connection(conn):
     return getattr(fairy, "driver_connection", None) or conn
 
 
-def snapshot(conn, schema: str = "public", ignore: set[str] | frozenset[str] = frozenset()) -> dict:
+@contextlib.contextmanager
+def app_schema_first(conn):
+    """For the block, :data:`APP_SCHEMA` first on the session's search_path, the schemas it
+    named after it (then the path as it was): unqualified names resolve to the app's
+    objects, and ``pg_get_constraintdef`` / ``format_type`` render them unqualified, as in
+    a database the history built."""
+    pg = driver_connection(conn)
+    with pg.cursor() as cur:
+        cur.execute("select current_setting('search_path')")
+        was = cur.fetchone()[0]
+        cur.execute("select set_config('search_path', array_to_string(array[quote_ident(%(s)s)] || array("
+                    "select quote_ident(x) from unnest(current_schemas(false)) x where x <> %(s)s), ', '), false)",
+                    {"s": APP_SCHEMA})
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception), pg.cursor() as cur:  # an aborted transaction reverts it anyway
+            cur.execute("select set_config('search_path', %s, false)", (was,))
+
+
+def snapshot(conn, schema: str = APP_SCHEMA, ignore: set[str] | frozenset[str] = frozenset()) -> dict:
     """The app schema of ``conn``'s database as plain data (JSON-serialisable). Left out:
     :data:`IGNORED_TABLES`, a TypeORM journal ``adopt --table`` marked, and ``ignore``."""
+    with app_schema_first(conn):
+        return _snapshot(conn, schema, ignore)
+
+
+def _snapshot(conn, schema: str, ignore: set[str] | frozenset[str]) -> dict:
     from .typeorm_journal import JOURNAL_COMMENT
 
     pg = driver_connection(conn)

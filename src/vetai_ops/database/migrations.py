@@ -162,8 +162,21 @@ def schema_diff(conn: Connection) -> list:
 
     from ..schema.models import Base
 
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object_for(conn)})
-    return compare_metadata(ctx, Base.metadata)
+    from sqlalchemy import inspect
+
+    from .catalog import APP_SCHEMA, app_schema_first
+
+    # only the app's schema: unqualified, the reflection reads every table on the search_path
+    # (an extension's schema, another app's), and would resolve a shadowed name to the wrong one
+    app_tables = set(inspect(conn).get_table_names(schema=APP_SCHEMA))
+
+    def include_name(name, type_, *_) -> bool:  # (name, type_, parent_names)
+        return type_ != "table" or name in app_tables
+
+    with app_schema_first(conn):
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name,
+                                                     "include_object": include_object_for(conn)})
+        return compare_metadata(ctx, Base.metadata)
 
 
 def describe_diff(diff: list) -> list[str]:

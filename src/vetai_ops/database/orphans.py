@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .catalog import IGNORED_TABLES, driver_connection
+from .catalog import APP_SCHEMA, IGNORED_TABLES, driver_connection
 from .introspect import public_columns, public_tables
 
 
@@ -28,14 +28,15 @@ class ForeignKey:
 
     def composed(self, rows: bool = False) -> sql.Composed:
         """The guide's diagnostic, for this key: child LEFT JOIN parent, where the child's key
-        columns are all set and no parent matches (``count(*)``, or the orphan rows)."""
+        columns are all set and no parent matches (``count(*)``, or the orphan rows). The
+        tables are the app schema's, whatever else the search_path finds first."""
         on = sql.SQL(" AND ").join(
             sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(col))
             for col, r in zip(self.columns, self.ref_columns))
         notnull = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(col)) for col in self.columns)
         return sql.SQL("SELECT {what} FROM {child} c LEFT JOIN {parent} p ON {on} WHERE {notnull} AND p.{ref} IS NULL").format(
-            what=sql.SQL("c.*" if rows else "count(*)"), child=sql.Identifier(self.table),
-            parent=sql.Identifier(self.ref_table), on=on, notnull=notnull, ref=sql.Identifier(self.ref_columns[0]))
+            what=sql.SQL("c.*" if rows else "count(*)"), child=sql.Identifier(APP_SCHEMA, self.table),
+            parent=sql.Identifier(APP_SCHEMA, self.ref_table), on=on, notnull=notnull, ref=sql.Identifier(self.ref_columns[0]))
 
     def query(self, rows: bool = False) -> str:
         return self.composed(rows).as_string()
@@ -97,7 +98,7 @@ select con.conname as name, cl.relname as child, pcl.relname as parent,
              join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.att order by k.ord) as pcols
 from pg_constraint con join pg_class cl on cl.oid = con.conrelid join pg_class pcl on pcl.oid = con.confrelid
 join pg_namespace n on n.oid = cl.relnamespace join pg_namespace pn on pn.oid = pcl.relnamespace
-where con.contype = 'f' and n.nspname = 'public' and pn.nspname = 'public'
+where con.contype = 'f' and n.nspname = %(s)s and pn.nspname = %(s)s
 order by cl.relname, con.conname
 """
 
@@ -105,7 +106,7 @@ order by cl.relname, con.conname
 def existing_foreign_keys(conn) -> list[ForeignKey]:
     """Every foreign key of the app's tables, from the catalog (composite keys too)."""
     with driver_connection(conn).cursor(row_factory=dict_row) as cur:
-        cur.execute(_EXISTING)
+        cur.execute(_EXISTING, {"s": APP_SCHEMA})
         return [ForeignKey(None, r["name"], r["child"], list(r["cols"]), r["parent"], list(r["pcols"]))
                 for r in cur.fetchall() if r["child"] not in IGNORED_TABLES]
 

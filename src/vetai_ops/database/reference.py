@@ -30,6 +30,7 @@ from . import migrations as mig
 from .applied import file_hashes
 from .catalog import FORMAT, driver_connection, empty_snapshot, snapshot
 from .introspect import drop_database, new_database
+from .scratch import claimed, reference_prefix
 
 _memo: dict[str, dict] = {}
 
@@ -166,30 +167,32 @@ def equivalent_forms(conn, snap: dict) -> dict:
 def build(access, rev: str, key: str) -> dict:
     """Upgrade a new scratch database to ``rev``, snapshot it, drop it (always)."""
     # a suffix of its own: a concurrent build (a `check` beside a deploy) never drops this one
-    name = f"{access.db.name}_ref_{key[:8]}_{uuid.uuid4().hex[:6]}".lower()
+    name = f"{reference_prefix(access.db.name)}{key[:8]}_{uuid.uuid4().hex[:6]}".lower()
     maint = access.admin_engine()
-    try:
-        with new_database(maint, name):
-            eng = access.engine(name)
-            try:
-                with eng.connect() as c:
-                    mig.upgrade(c, rev)
-                    c.commit()
-                with eng.connect() as c:
-                    snap = snapshot(c)
-                with eng.begin() as c:
-                    snap["equivalent"] = equivalent_forms(c, snap)
-                return snap
-            finally:
-                eng.dispose()
-    except OpsError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the history itself fails on an empty database
-        raise OpsError(
-            f"the reference schema at revision {rev} could not be built from the history "
-            f"(Alembic upgrade of an empty database failed: {short_error(e)})",
-            "every revision must apply to an empty database in order; fix the revision, then run again",
-        ) from None
-    finally:
-        with contextlib.suppress(Exception):
-            drop_database(maint, name)
+    # claimed before it exists, until it is dropped: a killed run's is told from a live one's
+    with claimed(maint, name):
+        try:
+            with new_database(maint, name):
+                eng = access.engine(name)
+                try:
+                    with eng.connect() as c:
+                        mig.upgrade(c, rev)
+                        c.commit()
+                    with eng.connect() as c:
+                        snap = snapshot(c)
+                    with eng.begin() as c:
+                        snap["equivalent"] = equivalent_forms(c, snap)
+                    return snap
+                finally:
+                    eng.dispose()
+        except OpsError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the history itself fails on an empty database
+            raise OpsError(
+                f"the reference schema at revision {rev} could not be built from the history "
+                f"(Alembic upgrade of an empty database failed: {short_error(e)})",
+                "every revision must apply to an empty database in order; fix the revision, then run again",
+            ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                drop_database(maint, name)

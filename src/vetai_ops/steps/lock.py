@@ -28,8 +28,12 @@ def lock(ctx):
 
 def _repair_interrupted_swap(ctx, eng, dbname: str) -> None:
     """First thing under the lock: put right what a restore that died mid-swap left (a live
-    DB refusing connections, a missing live name, restore copies of dead runs), and say so."""
+    DB refusing connections, a missing live name, restore copies of dead runs), drop the
+    scratch databases killed runs left (database/scratch.py), and say so."""
+    from ..database.scratch import drop_dead
     from ..database.swap import repair
 
     for what in repair(eng, dbname):
         ctx.emit("warning", f"repaired an interrupted restore: {what}")
+    for what in drop_dead(eng, dbname):  # a killed run's drift reference or backup drill
+        ctx.emit("warning", f"cleaned up after a killed run: {what}")

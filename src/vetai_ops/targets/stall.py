@@ -6,7 +6,10 @@ forever: a blocked ``read()``/``write()`` on a pipe or an SSH channel has no tim
 own. :class:`StallWatch` notes the time of every chunk moved (:meth:`tick`); when nothing
 moved for ``timeout`` seconds it kills the process (which unblocks the reader/writer with
 an EOF or a broken pipe) and remembers why, so the caller reports a stall instead of a
-truncated stream or a pg_restore error.
+truncated stream or a pg_restore error. A process that moves no bytes past the operator
+(pg_restore reading its archive on the host) is watched through ``moving``, a callable the
+watch asks at each look whether it got anywhere since the last one (e.g.
+``database.activity.RestoreProgress.moved``).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from ..errors import StreamStalled
 
 
 class StallWatch:
-    def __init__(self, proc, timeout: float, what: str):
+    def __init__(self, proc, timeout: float, what: str, moving=None, still: str = "moved no bytes"):
         self.proc = proc
         self.timeout = float(timeout)
         self.what = what  # e.g. "pg_dump on db1"
+        self.moving = moving
+        self.still = still  # what it did for ``timeout`` seconds, in the report
         self.stalled = False
         self._last = time.monotonic()
         self._done = threading.Event()
@@ -34,6 +39,12 @@ class StallWatch:
     def _watch(self) -> None:
         step = max(0.05, min(1.0, self.timeout / 4))
         while not self._done.wait(step):
+            if self.moving is not None:
+                try:
+                    if self.moving():
+                        self.tick()
+                except Exception:  # noqa: BLE001 - cannot tell (a dropped link): no sign of progress
+                    pass
             if time.monotonic() - self._last >= self.timeout:
                 self.stalled = True
                 try:
@@ -44,7 +55,7 @@ class StallWatch:
 
     def error(self, consequence: str) -> StreamStalled:
         return StreamStalled(
-            f"{self.what} moved no bytes for {self.timeout:g}s (backup.stall_timeout) and was stopped; {consequence}",
+            f"{self.what} {self.still} for {self.timeout:g}s (backup.stall_timeout) and was stopped; {consequence}",
             "check the DB host (load, disk, a stopped process) and the network, then retry; "
             "raise backup.stall_timeout if this host is just slow",
         )

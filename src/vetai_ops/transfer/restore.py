@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..database import dbprops
 from ..database import migrations as mig
+from ..database.activity import RestoreProgress
 from ..database.introspect import new_database, public_tables
 from ..errors import ChecksumMismatch, CommandFailed, OpsError
 from ..targets import has_command
@@ -129,12 +130,13 @@ def _remove_dead_spools(r: Route) -> None:
     if not r.locked:
         return
     target = r.target
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(r),
-                "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
-    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
-    # in its name): one untouched for a day is a dead run's, whichever database it held
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
-                "-mmin", "+1440", "-delete"], check=False)
+    # and, in the same `find` (one process on the DB host per restore, not two): older versions
+    # spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database in its name):
+    # one untouched for a day is a dead run's, whichever database it held
+    target.run(["find", "/tmp", "-maxdepth", "1",
+                "(", "-type", "d", "-name", _spool_glob(r), "-exec", "rm", "-rf", "--", "{}", "+", ")", "-o",
+                "(", "-type", "f", "-name", "vetai-ops-??????????.dump", "-mmin", "+1440", "-delete", ")"],
+               check=False)
 
 
 def _spool_folder(r: Route) -> str:
@@ -235,15 +237,30 @@ def restore_into(r: Route, m, dbname: str, maint=None, props: dict | None = None
                     *access.pg_args(dbname), path]
             r.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
             with access.pg_env() as penv:
-                res = target.run(argv, env=penv, check=False)
-            if res.returncode != 0:
-                raise CommandFailed(
-                    f"pg_restore into {dbname} failed on {target.name} (exit {res.returncode}): {res.stderr.strip()[-600:]}",
-                    returncode=res.returncode,
-                )
+                rc, err = _watched_restore(r, argv, penv, RestoreProgress(maint, dbname), dbname)
+            if rc != 0:
+                raise CommandFailed(f"pg_restore into {dbname} failed on {target.name} (exit {rc}): {err.strip()[-600:]}",
+                                    returncode=rc)
     finally:
         remove_spool(target, spool)
     return {"verify_s": round(t_verified - t0, 3), "restore_s": round(time.monotonic() - t_verified, 3), "mode": mode}
+
+
+def _watched_restore(r: Route, argv, env, progress, dbname) -> tuple[int, str]:
+    """Run pg_restore under a stall watch: one that makes no progress on the server for
+    backup.stall_timeout (stopped, hung, waiting on a lock) is killed and reported
+    (:class:`StreamStalled`); its copy is then dropped by the caller. (exit code, stderr)"""
+    proc = r.target.start(argv, env=env)
+    with StallWatch(proc, r.stall_timeout, f"pg_restore into {dbname} on {r.target.name}",
+                    moving=progress.moved, still="made no progress") as watch:
+        try:
+            rc = proc.wait()
+        except BaseException:  # Ctrl-C: nothing is left running on the host
+            proc.kill()
+            proc.wait()
+            raise
+    watch.check("the live database was not touched")
+    return rc, proc.stderr_text()
 
 
 def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:

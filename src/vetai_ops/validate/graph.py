@@ -12,6 +12,7 @@ file and line, and builds the map from the rest so that the report stays whole.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .parse import RevisionFile, read_revision, revision_paths
 
 _MEMO_SIZE = 8  # histories kept (a run uses one; the validator's tests use many)
 _memo: dict[tuple, Graph] = {}
+_lock = threading.Lock()
 
 
 @dataclass
@@ -46,12 +48,13 @@ def load(versions_dir: Path) -> Graph:
     data = {p: p.read_bytes() for p in paths}
     key = (str(Path(versions_dir).resolve()),
            tuple((str(p), hashlib.sha256(b).hexdigest()) for p, b in data.items()))
-    graph = _memo.get(key)
-    if graph is None:
-        graph = analyse([read_revision(p, b) for p, b in data.items()])
-        while len(_memo) >= _MEMO_SIZE:
-            _memo.pop(next(iter(_memo)))
-        _memo[key] = graph
+    with _lock:  # a reference is warmed in a thread while the run asks for the history
+        graph = _memo.get(key)
+        if graph is None:
+            graph = analyse([read_revision(p, b) for p, b in data.items()])
+            while len(_memo) >= _MEMO_SIZE:
+                _memo.pop(next(iter(_memo)))
+            _memo[key] = graph
     return graph
 
 
@@ -136,6 +139,10 @@ def _build(g: Graph, specs: dict) -> RevisionMap:
             # Alembic names exactly what it cannot place when the rest has a head and a base;
             # else it names everything, and only the cycles themselves are left out
             drop = set(stuck) if len(stuck) < len(specs) else (members or set(stuck))
+        except RevisionError as e:  # nothing above lets this happen; still an error, never an exception
+            g.errors.append(ValidationIssue("alembic-refused", f"Alembic cannot build this history: {e}", None,
+                                            str(next(iter(g.files.values())).path.parent)))
+            return RevisionMap(list)
         specs = {rid: (tuple(p for p in downs if p not in drop),
                        tuple(d for d in deps if labels.get(d, d) not in drop), lbs)
                  for rid, (downs, deps, lbs) in specs.items() if rid not in drop}
