@@ -130,12 +130,13 @@ def _remove_dead_spools(r: Route) -> None:
     if not r.locked:
         return
     target = r.target
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "d", "-name", _spool_glob(r),
-                "-exec", "rm", "-rf", "--", "{}", "+"], check=False)
-    # older versions spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database
-    # in its name): one untouched for a day is a dead run's, whichever database it held
-    target.run(["find", "/tmp", "-maxdepth", "1", "-type", "f", "-name", "vetai-ops-??????????.dump",
-                "-mmin", "+1440", "-delete"], check=False)
+    # and, in the same `find` (one process on the DB host per restore, not two): older versions
+    # spooled into a world-readable /tmp/vetai-ops-XXXXXXXXXX.dump (no database in its name):
+    # one untouched for a day is a dead run's, whichever database it held
+    target.run(["find", "/tmp", "-maxdepth", "1",
+                "(", "-type", "d", "-name", _spool_glob(r), "-exec", "rm", "-rf", "--", "{}", "+", ")", "-o",
+                "(", "-type", "f", "-name", "vetai-ops-??????????.dump", "-mmin", "+1440", "-delete", ")"],
+               check=False)
 
 
 def _spool_folder(r: Route) -> str:
