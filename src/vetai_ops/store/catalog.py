@@ -17,9 +17,11 @@ import contextlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..errors import BackupNotFound, OpsError, StoreError, UnsignedBackup, UntrustedBackup
 from .base import BackupStore, ProgressFn
@@ -28,8 +30,13 @@ from .base import BackupStore, ProgressFn
 ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
 
 
-@dataclass
-class Manifest:
+class Manifest(BaseModel):
+    """A backup's manifest: the JSON object stored as ``<env>/<id>.json`` (keys sorted), signed
+    (store/signing.py) over every field, including fields a newer version wrote (kept as read:
+    ``extra="allow"``). ``trust`` is set when read, never stored."""
+
+    model_config = ConfigDict(extra="allow")
+
     id: str
     env: str
     database: str
@@ -47,17 +54,17 @@ class Manifest:
     format: str = "custom"  # pg_dump -Fc
     compression: str = "gzip"  # what wraps the custom-format stream: none | gzip (pg_dump's own) | zstd
     host: str = ""
-    tables: dict[str, int] = field(default_factory=dict)  # row counts at dump time (estimates)
+    tables: dict[str, int] = Field(default_factory=dict)  # row counts at dump time (estimates)
     log_key: str | None = None
     # PostgreSQL's write counters when the dump began (database/writestats.py): what a restore
     # of this backup discards is counted against them
     write_stats: dict[str, Any] | None = None
-    verifications: list[dict[str, Any]] = field(default_factory=list)
+    verifications: list[dict[str, Any]] = Field(default_factory=list)
     # the stored object, pinned (signed with the rest): S3's ETag (read back with If-Match)
     # and, in a versioned bucket, the object's VersionId (read back by that version)
     etag: str | None = None
     version_id: str | None = None
-    signature: dict[str, str] | None = None  # store/signing.py; covers every other field
+    signature: dict[str, Any] | None = None  # store/signing.py; covers every other field (checked, not typed)
 
     # database-level properties at dump time (database/dbprops.py: owner, ACL, settings, locale,
     # comment), given back to a restored copy; None in manifests written before they were recorded
@@ -67,10 +74,18 @@ class Manifest:
     # restore of this backup other than a verification: {at, kind: rollback | recovery |
     # rehearsal, ok, restore_s, verify_s, total_s, run_id} (store/estimates.py reads them)
     db_size: int | None = None
-    restores: list[dict[str, Any]] = field(default_factory=list)
+    restores: list[dict[str, Any]] = Field(default_factory=list)
 
     # set when read (not stored): signed | unsigned | bad-signature | no-key
-    trust: ClassVar[str] = "unsigned"
+    _trust: str = PrivateAttr(default="unsigned")
+
+    @property
+    def trust(self) -> str:
+        return self._trust
+
+    @trust.setter
+    def trust(self, value: str) -> None:
+        self._trust = value
 
     @property
     def signed(self) -> bool:
@@ -83,16 +98,12 @@ class Manifest:
         return self.signed and bool(self.verifications and self.verifications[-1].get("ok"))
 
     def to_json(self) -> dict[str, Any]:
-        d = dict(getattr(self, "_extra", {}))  # fields of a newer version, kept (and signed) as read
-        d.update(asdict(self))
-        return d
+        """The stored JSON object (fields of a newer version included, as read)."""
+        return self.model_dump()
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Manifest":
-        known = {f for f in cls.__dataclass_fields__}
-        m = cls(**{k: v for k, v in d.items() if k in known})
-        m._extra = {k: v for k, v in d.items() if k not in known}
-        return m
+        return cls.model_validate(d)
 
     def core(self) -> dict[str, Any]:
         """What the backup is, without the records appended later (verifications, restores) and
@@ -293,6 +304,9 @@ class Catalog:
             if not isinstance(raw, dict):
                 raise TypeError("not a JSON object")
             m = Manifest.from_json(raw)
+        except ValidationError as e:  # which fields, never their (untrusted) values
+            bad = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
+            raise OpsError(f"manifest of backup {bid} is unreadable: {bad}", "remove or repair it") from None
         except (ValueError, TypeError) as e:
             raise OpsError(f"manifest of backup {bid} is unreadable: {e}", "remove or repair it") from None
         # the manifest's own fields reach SQL comments, object keys and messages: they must be

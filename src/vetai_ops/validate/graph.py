@@ -139,6 +139,10 @@ def _build(g: Graph, specs: dict) -> RevisionMap:
             # Alembic names exactly what it cannot place when the rest has a head and a base;
             # else it names everything, and only the cycles themselves are left out
             drop = set(stuck) if len(stuck) < len(specs) else (members or set(stuck))
+        except RevisionError as e:  # nothing above lets this happen; still an error, never an exception
+            g.errors.append(ValidationIssue("alembic-refused", f"Alembic cannot build this history: {e}", None,
+                                            str(next(iter(g.files.values())).path.parent)))
+            return RevisionMap(list)
         specs = {rid: (tuple(p for p in downs if p not in drop),
                        tuple(d for d in deps if labels.get(d, d) not in drop), lbs)
                  for rid, (downs, deps, lbs) in specs.items() if rid not in drop}
