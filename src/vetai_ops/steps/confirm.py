@@ -25,7 +25,7 @@ def _rollback_plan(ctx) -> dict:
     ctx.state["rollback_id"] = m.id  # what the operator confirms is what gets restored
     ctx.state["selection"] = sel.to_json()  # how --to was read, and the journaled deploys it undoes
     from ..database import retired, writestats
-    from ..store.catalog import new_id
+    from ..store.manifest import new_id
 
     # the name the live database will be kept under, as the restore chooses it (it keeps this one)
     kept_as = retired.unused_name(ctx.access.admin_engine(), ctx.env.database.name, m.id, new_id())
