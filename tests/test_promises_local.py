@@ -214,6 +214,20 @@ def test_deploy_dry_run_changes_nothing(local_env, migrations_copy):
 # ------------------------------------------------------------------ SIGINT during a backup / a rollback
 
 
+def interrupted_inside(le, prog: str, needle: str, *args: str) -> None:
+    """Run the CLI with ``args``; once it runs ``prog`` (frozen, so the run is certainly inside
+    it, under the deploy lock), Ctrl-C: it ends with exit 130 and says it was interrupted."""
+    p = cli_bg(*args)
+    try:
+        with frozen(p, prog, needle):
+            assert deploy_lock_held(le)
+            p.send_signal(signal.SIGINT)
+    finally:
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+
+
 def test_sigint_during_the_deploys_backup(local_env, migrations_copy):
     """Ctrl-C while pg_dump runs (frozen by the test, so the run is certainly inside it; a
     table lock would also stop preflight's row counts): exit 130, no manifest and no dump
@@ -221,15 +235,7 @@ def test_sigint_during_the_deploys_backup(local_env, migrations_copy):
     local_env.run("deploy", yes=True)
     rev = plant_on_head(migrations_copy, "op.execute('SELECT 1')")  # a pending revision: the deploy backs up first
     before, files = snapshot(local_env), store_files(local_env)
-    p = cli_bg("deploy", "--env=local", "--yes")
-    try:
-        with frozen(p, "pg_dump", local_env.dbname):
-            assert deploy_lock_held(local_env)
-            p.send_signal(signal.SIGINT)
-    finally:
-        out, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
-    assert "interrupted" in err
+    interrupted_inside(local_env, "pg_dump", local_env.dbname, "deploy", "--env=local", "--yes")
     assert store_files(local_env) == files  # no manifest, no dump, no .partial
     assert not deploy_lock_held(local_env)
     assert snapshot(local_env) == before  # the revision was not applied
@@ -247,15 +253,7 @@ def test_sigint_during_a_rollback(local_env):
     local_env.psql("create table after_backup (x int); insert into after_backup values (1)")
     before = snapshot(local_env)
     scratch = f"{local_env.dbname}_restore_{bid}".lower()
-    p = cli_bg("rollback", f"--to={bid}", "--env=local", "--yes")
-    try:
-        with frozen(p, "pg_restore", scratch):
-            assert deploy_lock_held(local_env)
-            p.send_signal(signal.SIGINT)
-    finally:
-        out, err = p.communicate(timeout=120)
-    assert p.returncode == 130, err
-    assert "interrupted" in err
+    interrupted_inside(local_env, "pg_restore", scratch, "rollback", f"--to={bid}", "--env=local", "--yes")
     assert snapshot(local_env) == before and local_env.psql("select count(*) from after_backup") == "1"
     assert scratch_databases(local_env) == "0"
     assert not deploy_lock_held(local_env)
