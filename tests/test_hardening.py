@@ -479,7 +479,8 @@ def test_validators_refuse_trailing_newlines_and_non_ascii_digits(tmp_path, key,
 def test_backup_ids_are_ascii_and_whole(local_env, to):
     from vetai_ops.database.retired import _SUFFIX
     from vetai_ops.errors import BackupNotFound
-    from vetai_ops.store.catalog import ID_RE, Catalog
+    from vetai_ops.store.catalog import Catalog
+    from vetai_ops.store.manifest import ID_RE
     from vetai_ops.store.local import LocalStore
 
     assert not ID_RE.match(to) and not _SUFFIX.match(to.lower())

@@ -13,7 +13,7 @@ import pytest
 from procs import cli
 
 from vetai_ops.errors import BackupNotFound, ConfigError, UntrustedBackup
-from vetai_ops.store.catalog import ID_RE
+from vetai_ops.store.manifest import ID_RE
 
 ROOT = Path(__file__).resolve().parents[1]
 

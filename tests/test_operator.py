@@ -28,7 +28,7 @@ def manifest(le, bid) -> dict:
 def write_signed(le, m: dict) -> None:
     """Rewrite a manifest as the tool does, signed with the env's key (a fake the operator
     made, not a forgery: test_manifest_trust.py covers those)."""
-    from vetai_ops.store.catalog import Manifest
+    from vetai_ops.store.manifest import Manifest
     from vetai_ops.store.factory import make_catalog
 
     make_catalog(le.env()).write_manifest(Manifest.from_json(m))
@@ -120,7 +120,7 @@ def _fake_backup(le, real_id: str, bid: str, verified: bool | None = None) -> No
 
 
 def test_prune_keeps_newest_and_last_verified_removes_old_and_incomplete(local_env):
-    from vetai_ops.store.catalog import new_id
+    from vetai_ops.store.manifest import new_id
 
     local_env.run("deploy", yes=True)  # one pre-deploy backup
     real = local_env.run("backup")["backup_id"]

@@ -301,7 +301,7 @@ def _edit_manifest(le, bid: str, **changes) -> None:
     """Change fields of a stored manifest (what a stale or wrong manifest would say), signed
     again with the env's key as the tool writes it (a forgery without the key is refused
     before any restore: tests/test_manifest_trust.py)."""
-    from vetai_ops.store.catalog import Manifest
+    from vetai_ops.store.manifest import Manifest
     from vetai_ops.store.factory import make_catalog
 
     mp = le.backups / "local" / f"{bid}.json"

@@ -16,7 +16,8 @@ import pytest
 from procs import cli
 
 from vetai_ops.errors import BackupNotFound
-from vetai_ops.store.catalog import Catalog, Manifest, id_time
+from vetai_ops.store.catalog import Catalog
+from vetai_ops.store.manifest import Manifest, id_time
 from vetai_ops.units import human_span
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from .database.advisory import DeployLock
     from .plan import Plan
-    from .store.catalog import Manifest
+    from .store.manifest import Manifest
 
 # fields whose None means something (the base revision, unknown writes): whether a step set
 # them is kept (RunState.is_set), and a run's report carries only those a step set

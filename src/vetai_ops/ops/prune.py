@@ -33,7 +33,7 @@ from ..database.introspect import drop_database
 from ..errors import ConfigError, LockHeld
 from ..pipeline import run_context
 from ..policy import prune_dry_run
-from ..store.catalog import id_time
+from ..store.manifest import id_time
 from ..units import human_age
 
 INCOMPLETE_GRACE = timedelta(hours=1)

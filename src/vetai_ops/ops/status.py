@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from ..database import migrations as mig
 from ..database.history import read as read_history
 from ..pipeline import run_context
-from ..store.catalog import id_time
+from ..store.manifest import id_time
 from ..units import human_age
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from .. import __version__, policy
 from ..database.archive import pg_dump_version as archive_pg_dump_version
 from ..paths import git_head
-from ..store.catalog import Manifest
+from ..store.manifest import Manifest
 from ..targets import has_command, pipeline
 from . import step
 from ..database import dbprops, writestats

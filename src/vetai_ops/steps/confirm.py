@@ -31,7 +31,7 @@ def rollback_plan(ctx):
     ctx.state.rollback_id = m.id  # what the operator confirms is what gets restored
     ctx.state.selection = sel.to_json()  # how --to was read, and the journaled deploys it undoes
     from ..database import retired
-    from ..store.catalog import new_id
+    from ..store.manifest import new_id
 
     # the name the live database will be kept under, as the restore chooses it (it keeps this one)
     kept_as = retired.unused_name(ctx.access.admin_engine(), ctx.env.database.name, m.id, new_id())

@@ -73,7 +73,7 @@ def record(ctx, m, rec: dict, *, sign: bool = False) -> None:
     verification may have been recorded meanwhile) when that is still signed and describes
     the same backup. An unsigned or mis-signed manifest is left as it is (the record is in
     the run's result and journal): appending to it and signing would launder it."""
-    from ..store.catalog import Manifest
+    from ..store.manifest import Manifest
 
     cat = ctx.catalog
     try:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import BackupNotFound
 from ..units import human_span
-from .catalog import Manifest, id_time
+from .manifest import Manifest, id_time
 
 ID_FORM = re.compile(r"[0-9]{1,8}(?:T[0-9]{0,6}Z?)?")
 FULL_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z")
