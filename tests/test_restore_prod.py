@@ -361,3 +361,29 @@ def test_preflight_refuses_objects_a_non_superuser_cannot_restore_under_their_ow
     assert r.returncode == 2, r.stderr
     assert f'ALTER TABLE "public"."app_notes" OWNER TO "{pg.deploy_user}";' in r.stderr
     assert env.objects() == [] and env.revision() == "base"
+
+
+def test_rollback_while_autovacuum_works_on_the_live_database(remote_env):
+    """An autovacuum worker on the live database has no role: the non-superuser deploy role
+    may not end it ("must be a superuser to terminate superuser process"), and it need not,
+    since PostgreSQL stops it for the rename. The rollback succeeds with one at work (found in
+    a full-suite run, where autovacuum visited the freshly seeded database at the swap)."""
+    env, pg = remote_env, remote_env.pg
+    bid = _deploy_and_backup(env)
+    # a table whose vacuum is throttled to a crawl, so the worker stays on the database
+    env.psql("CREATE TABLE churn (id int, pad text) WITH (autovacuum_vacuum_cost_delay = 100,"
+             " autovacuum_vacuum_cost_limit = 1, autovacuum_vacuum_threshold = 0,"
+             " autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_insert_threshold = 0)")
+    env.psql("INSERT INTO churn SELECT g, repeat('x', 200) FROM generate_series(1, 60000) g; DELETE FROM churn")
+    pg.admin("ALTER SYSTEM SET autovacuum_naptime = 1", "SELECT pg_reload_conf()")
+    try:
+        def worker():
+            return pg.admin(sql.SQL("SELECT pid FROM pg_stat_activity WHERE datname = {}"
+                                    " AND backend_type = 'autovacuum worker'").format(sql.Literal(env.dbname)))
+        _wait(worker, "an autovacuum worker on the live database")
+        r = env.cli("rollback", f"--to={bid}", "--env=prod", "--yes")
+        assert r.returncode == 0, r.stderr
+    finally:
+        pg.admin("ALTER SYSTEM RESET autovacuum_naptime", "SELECT pg_reload_conf()")
+    assert "churn" not in env.psql("SELECT string_agg(relname, ',') FROM pg_class WHERE relname = 'churn'")
+    assert _copies(env) == []

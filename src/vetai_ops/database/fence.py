@@ -19,6 +19,8 @@ from __future__ import annotations
 from psycopg import sql
 from sqlalchemy import text
 
+from .swap import terminate_sessions
+
 SETTING = "default_transaction_read_only"
 
 
@@ -38,12 +40,6 @@ def current_setting(c, db: str) -> str | None:
     return None
 
 
-def end_sessions(c, db: str) -> int:
-    """End every other session on ``db`` (they reconnect with the database's new default)."""
-    return len(c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                              " WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": db}).all())
-
-
 def exists(c, db: str) -> bool:
     return bool(c.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first())
 
@@ -53,7 +49,7 @@ def raise_read_only(maint, db: str) -> tuple[str | None, int]:
     with maint.connect() as c:
         previous = current_setting(c, db)
         _x(c, sql.SQL("ALTER DATABASE {} SET {} = on").format(sql.Identifier(db), sql.Identifier(SETTING)))
-        return previous, end_sessions(c, db)
+        return previous, terminate_sessions(c, db)  # they reconnect with the new default
 
 
 def set_read_only(maint, db: str) -> None:
@@ -72,4 +68,4 @@ def lift_read_only(maint, db: str, previous: str | None) -> int:
         else:
             _x(c, sql.SQL("ALTER DATABASE {} SET {} = {}").format(sql.Identifier(db), sql.Identifier(SETTING),
                                                                   sql.Literal(previous)))
-        return end_sessions(c, db)
+        return terminate_sessions(c, db)  # they reconnect with the new default

@@ -75,9 +75,14 @@ def _x(c, stmt) -> None:
 
 
 def terminate_sessions(c, db: str) -> int:
-    """End every other session on ``db`` (pg_signal_backend, or membership of their roles)."""
+    """End every other client session on ``db`` (pg_signal_backend, or membership of their roles).
+
+    Only client backends: an autovacuum worker has no role, so ending it takes a superuser
+    ("must be a superuser to terminate superuser process"), and PostgreSQL itself stops the
+    autovacuum workers of a database that is renamed, dropped or altered."""
     return len(c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                              " WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": db}).all())
+                              " WHERE datname = :d AND pid <> pg_backend_pid()"
+                              " AND backend_type = 'client backend'"), {"d": db}).all())
 
 
 def _sqlstate(e: BaseException) -> str | None:
