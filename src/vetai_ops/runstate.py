@@ -75,7 +75,7 @@ class RunState:
     backup_url: str | None = None
     rollback_id: str | None = None  # the backup the operator confirmed is the one restored
     selection: dict | None = None  # how --to was read (store/when.py)
-    before_swap: list[Callable[[Any, str], None]] = field(default_factory=list)  # (maint engine, copy): fence
+    before_swap: list[Callable[[Any, str], None]] = field(default_factory=list)  # (maint connector, copy): fence
     kept_as: str | None = None  # the retired database a restore kept
     writes_since_backup: dict | None = None
     writes_notes: list[str] = field(default_factory=list)

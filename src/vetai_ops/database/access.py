@@ -1,9 +1,17 @@
 """How the operator and the pg tools reach an environment's database.
 
-- Operator side (Alembic, checks, locks): a SQLAlchemy engine. Local sandbox: the
-  Unix socket. Otherwise the DB host's target reaches the server (``Target.reach``): the
-  address itself on this machine, a TCP tunnel through an SSH host's connection, because
-  ``database.host/port`` are as seen FROM the DB host.
+- Operator side: psycopg 3 connections (:meth:`DbAccess.connect`, :meth:`DbAccess.admin`)
+  for every operational query (locks, backup, restore, swap, fence, checks, journal), and a
+  SQLAlchemy engine (:meth:`DbAccess.engine`, imported on first use) only where Alembic
+  needs one: migrate, downgrade, stamp, autogenerate, building a reference schema. Why:
+  importing SQLAlchemy costs ~0.3 s per run (measured: +300 ms over invoke, psycopg,
+  pydantic, rich and yaml together; Alembic's RevisionMap imports all of it), more than a
+  backup of a small database takes; a backup and a rollback import neither
+  (tests/test_fixed_cost.py). Local sandbox: the Unix socket. Otherwise the DB host's
+  target reaches the server (``Target.reach``): the address itself on this machine, a TCP
+  tunnel through an SSH host's connection, because ``database.host/port`` are as seen FROM
+  the DB host. Both kinds of connection get the same options: a 10 s connect timeout,
+  ``application_name``, and ``default_transaction_read_only=off`` (never fenced).
 - DB-host side (pg_dump / pg_restore run there): ``pg_args()`` plus a 0600 passfile
   written through the target (never a password in argv or env).
 
@@ -17,14 +25,21 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import Engine
+import psycopg
 
 from .. import secrets
 from ..config import Environment
 from ..errors import ConfigError, OpsError, short_error
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+# the tool's own sessions are never fenced: a connection option overrides the database-level
+# default a read_only write fence sets (database/fence.py)
+CONNECT_ARGS = {"connect_timeout": 10, "application_name": "vetai-ops",
+                "options": "-c default_transaction_read_only=off"}
 
 
 def password_for(env: Environment) -> str | None:
@@ -57,7 +72,7 @@ class DbAccess:
         self.cluster = cluster  # the embedded sandbox Cluster, when env.sandbox
         self._stack = contextlib.ExitStack()
         self._reached: tuple[str, int] | None = None
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[str, Engine] = {}  # Alembic's, made on first use
         self.password = password_for(env)
 
     # ------------------------------------------------------------ operator side
@@ -93,24 +108,33 @@ class DbAccess:
         pw = ":***" if self.password else ""
         return f"postgresql://{self.db.user}{pw}@{self.db.host or '127.0.0.1'}:{self.db.port}/{name}"
 
+    def connect(self, dbname: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+        """A new psycopg connection to ``dbname`` (default: the env's database). Used as
+        ``with access.connect() as c:`` it COMMITS on a clean exit (rolls back on an
+        exception) and closes. The password goes as a keyword, never in a URL or a message."""
+        host, port = self._endpoint()
+        kw = dict(CONNECT_ARGS)
+        if self.password:
+            kw["password"] = self.password
+        return psycopg.connect(host=host, port=port, user=self.db.user, dbname=dbname or self.db.name,
+                               autocommit=autocommit, **kw)
+
+    def admin(self) -> psycopg.Connection:
+        """The maintenance DB in autocommit: CREATE/DROP/ALTER DATABASE, the locks, the swap.
+        Functions that open several of these take this bound method as their ``maint``."""
+        return self.connect(self.db.maintenance_db, autocommit=True)
+
     def engine(self, dbname: str | None = None) -> Engine:
+        """A SQLAlchemy engine, for Alembic only (SQLAlchemy is imported here, on first use)."""
+        from sqlalchemy import create_engine, pool
+
         name = dbname or self.db.name
         if name not in self._engines:
-            # the tool's own sessions are never fenced: a connection option overrides the
-            # database-level default a read_only write fence sets (database/fence.py)
-            connect_args = {"connect_timeout": 10, "application_name": "vetai-ops",
-                            "options": "-c default_transaction_read_only=off"}
+            connect_args = dict(CONNECT_ARGS)
             if self.password:
                 connect_args["password"] = self.password
             self._engines[name] = create_engine(self.url(name), poolclass=pool.NullPool, connect_args=connect_args)
         return self._engines[name]
-
-    def maintenance_engine(self) -> Engine:
-        return self.engine(self.db.maintenance_db)
-
-    def admin_engine(self) -> Engine:
-        """The maintenance DB in AUTOCOMMIT: CREATE/DROP/ALTER DATABASE, the deploy lock."""
-        return self.maintenance_engine().execution_options(isolation_level="AUTOCOMMIT")
 
     def dispose(self) -> None:
         for e in self._engines.values():
@@ -155,11 +179,9 @@ class DbAccess:
 
 def check_reachable(access: DbAccess) -> str:
     """Connect once; return the server version string or raise a clear OpsError."""
-    from sqlalchemy import text
-
     try:
-        with access.engine().connect() as c:
-            return c.execute(text("show server_version")).scalar_one()
+        with access.connect() as c:
+            return c.execute("show server_version").fetchone()[0]
     except OpsError:
         raise
     except Exception as e:  # psycopg/sqlalchemy errors: the server's first line, redacted

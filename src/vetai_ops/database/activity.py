@@ -10,26 +10,24 @@ mid-COPY), or COPY having taken more bytes since the last look. Neither for
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
-_PROGRESS = text(
-    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = :db AND state = 'active'"
+_PROGRESS = (
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = %(db)s AND state = 'active'"
     "               AND wait_event_type IS DISTINCT FROM 'Lock' AND wait_event_type IS DISTINCT FROM 'Client'),"
-    " (SELECT coalesce(sum(bytes_processed), 0) FROM pg_stat_progress_copy WHERE datname = :db)"
+    " (SELECT coalesce(sum(bytes_processed), 0) FROM pg_stat_progress_copy WHERE datname = %(db)s)"
 )
 
 
 class RestoreProgress:
-    """``moved()``: did the restore into ``dbname`` work since the last call? ``engine`` is a
-    maintenance connection's (the deploy role: the role pg_restore runs as, so its sessions'
-    states are visible without pg_read_all_stats)."""
+    """``moved()``: did the restore into ``dbname`` work since the last call? ``maint`` opens a
+    maintenance connection (``access.admin``: the deploy role, the role pg_restore runs as, so
+    its sessions' states are visible without pg_read_all_stats)."""
 
-    def __init__(self, engine, dbname: str):
-        self.engine, self.dbname = engine, dbname
+    def __init__(self, maint, dbname: str):
+        self.maint, self.dbname = maint, dbname
         self._copied = 0
 
     def moved(self) -> bool:
-        with self.engine.connect() as c:
-            working, copied = c.execute(_PROGRESS, {"db": self.dbname}).one()
+        with self.maint() as c:
+            working, copied = c.execute(_PROGRESS, {"db": self.dbname}).fetchone()
         grew, self._copied = int(copied) > self._copied, int(copied)
         return bool(working) or grew

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import zlib
 
-from sqlalchemy import text
-
 from ..errors import LockHeld, LockLost, short_error
 
 LOCK_CLASS = 0x7E7A  # first int4 key: "vetai-ops"
@@ -25,15 +23,14 @@ def lock_key(dbname: str) -> int:
 
 
 def holder(conn, dbname: str) -> dict | None:
-    row = conn.execute(
-        text(
-            "SELECT a.application_name, a.backend_start, a.client_addr::text AS addr, a.pid"
-            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :c AND l.objid = :o AND l.objsubid = 2"
-        ),
-        {"c": LOCK_CLASS, "o": lock_key(dbname) & 0xFFFFFFFF},
-    ).mappings().first()
-    return dict(row) if row else None
+    from .pg import dicts
+
+    rows = dicts(conn, "SELECT a.application_name, a.backend_start, a.client_addr::text AS addr, a.pid"
+                       " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                       " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(c)s AND l.objid = %(o)s"
+                       " AND l.objsubid = 2",
+                 {"c": LOCK_CLASS, "o": lock_key(dbname) & 0xFFFFFFFF})
+    return rows[0] if rows else None
 
 
 def _who(h: dict | None) -> str:
@@ -44,10 +41,11 @@ def _who(h: dict | None) -> str:
 
 
 class DeployLock:
-    """``engine``: the maintenance DB in AUTOCOMMIT. ``env``/``dbname`` name what is locked."""
+    """``maint``: opens an autocommit connection to the maintenance DB (``access.admin``); the
+    lock's session is one of those, kept open. ``env``/``dbname`` name what is locked."""
 
-    def __init__(self, engine, env: str, dbname: str, app: str):
-        self.engine = engine
+    def __init__(self, maint, env: str, dbname: str, app: str):
+        self.maint = maint
         self.env = env
         self.dbname = dbname
         self.app = app[:63]
@@ -57,18 +55,18 @@ class DeployLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`LockHeld` naming the holder and since when."""
-        conn = self.engine.connect()
+        conn = self.maint()
         try:
-            conn.execute(text("select set_config('application_name', :a, false)"), {"a": self.app})
-            got = conn.execute(text("select pg_try_advisory_lock(:c, :o)"),
-                               {"c": LOCK_CLASS, "o": lock_key(self.dbname)}).scalar()
+            conn.execute("select set_config('application_name', %(a)s, false)", {"a": self.app})
+            got = conn.execute("select pg_try_advisory_lock(%(c)s, %(o)s)",
+                               {"c": LOCK_CLASS, "o": lock_key(self.dbname)}).fetchone()[0]
             if not got:
                 h = holder(conn, self.dbname)
                 raise LockHeld(
                     f"a deploy is in progress on env {self.env!r} (database {self.dbname}): {_who(h)}",
                     "wait for it to finish; the lock is released automatically when that run ends",
                 )
-            self.pid = conn.execute(text("select pg_backend_pid()")).scalar()
+            self.pid = conn.execute("select pg_backend_pid()").fetchone()[0]
         except BaseException:
             conn.close()
             raise
@@ -80,10 +78,10 @@ class DeployLock:
             return False
         try:
             n = self.conn.execute(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
-                     " AND classid = :c AND objid = :o AND objsubid = 2"),
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
+                " AND classid = %(c)s AND objid = %(o)s AND objsubid = 2",
                 {"c": LOCK_CLASS, "o": lock_key(self.dbname) & 0xFFFFFFFF},
-            ).scalar()
+            ).fetchone()[0]
             return bool(n)
         except Exception:  # noqa: BLE001 - terminated session, dropped tunnel: not held
             return False

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from sqlalchemy import text
-
 from ..paths import versions_dir
 from . import migrations as mig
 from . import writestats
@@ -36,6 +34,8 @@ def file_hashes() -> dict[str, tuple[str, str]]:
 
 
 def applied_hashes(conn) -> dict[str, tuple[str, str]]:
+    from sqlalchemy import text  # SQLAlchemy-land: a migrate, a validate
+
     if not conn.execute(text("select to_regclass('public.vetai_ops_applied')")).scalar():
         return {}
     rows = conn.execute(text("select revision, file, sha256 from vetai_ops_applied")).all()
@@ -70,6 +70,8 @@ class RevisionRun:
             on_start: Callable[[], None] | None = None, on_applied: Callable[[dict], None] | None = None) -> list[dict]:
         """``on_start``: called once the first revision may change the database;
         ``on_applied(timing)``: after each revision, inside its transaction."""
+        from sqlalchemy import text  # Alembic's run
+
         clock = {"t": time.monotonic()}
 
         def on_version_apply(*, ctx, step, heads, run_args):  # noqa: ARG001 - alembic's signature

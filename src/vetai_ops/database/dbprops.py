@@ -12,11 +12,11 @@ is composed with psycopg.sql; values come from the catalog or a manifest, never 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from psycopg import sql
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+
+from .pg import dicts, scalar
 
 # settings whose value is a list of quoted elements (pg_dump's variable_is_guc_list_quote):
 # re-applied element by element, as pg_dump/pg_dumpall do
@@ -30,30 +30,32 @@ SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS en
        to_jsonb(d) ->> 'datlocprovider' AS locale_provider,
        coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale') AS icu_locale,
        nullif(t.spcname, 'pg_default') AS tablespace
-FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = :n
+FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = %(n)s
 """
 _ACL = """
 SELECT coalesce(r.rolname, 'PUBLIC') AS grantee, a.privilege_type AS privilege, a.is_grantable AS grantable
 FROM pg_database d, aclexplode(d.datacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
-WHERE d.datname = :n ORDER BY 1, 2
+WHERE d.datname = %(n)s ORDER BY 1, 2
 """
 _SETTINGS = """
 SELECT r.rolname AS role, s.setconfig AS config
 FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole
-WHERE d.datname = :n
+WHERE d.datname = %(n)s
 """
 
 
-def capture(conn: Connection, dbname: str) -> dict[str, Any]:
+def capture(conn, dbname: str) -> dict[str, Any]:
     """The database-level properties of ``dbname`` (any connection to the server will do)."""
-    row = conn.execute(text(_DB), {"n": dbname}).mappings().first()
-    if row is None:
+    rows = dicts(conn, _DB, {"n": dbname})
+    if not rows:
         raise LookupError(f"database {dbname} does not exist")
+    row = rows[0]
     props = {k: row[k] for k in ("owner", "encoding", "collate", "ctype", "connection_limit", "comment",
                                  "locale_provider", "icu_locale", "tablespace")}
-    props["acl"] = None if row["default_acl"] else [dict(r) for r in conn.execute(text(_ACL), {"n": dbname}).mappings()]
+    props["acl"] = None if row["default_acl"] else dicts(conn, _ACL, {"n": dbname})
     settings = []
-    for role, config in conn.execute(text(_SETTINGS), {"n": dbname}).all():
+    for r in dicts(conn, _SETTINGS, {"n": dbname}):
+        role, config = r["role"], r["config"]
         for item in config or []:
             name, _, value = item.partition("=")
             settings.append({"role": role, "name": name, "value": value})
@@ -159,20 +161,20 @@ def _privilege(p: str) -> str:
     return p
 
 
-def apply(maint: Engine, dbname: str, props: dict[str, Any]) -> int:
-    """Give database ``dbname`` the recorded properties; returns how many statements ran."""
-    with maint.connect() as c:
-        me = c.execute(text("SELECT current_user")).scalar_one()
-        current_owner = c.execute(text("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = :n"),
-                                  {"n": dbname}).scalar_one()
+def apply(maint: Callable, dbname: str, props: dict[str, Any]) -> int:
+    """Give database ``dbname`` the recorded properties; returns how many statements ran.
+    ``maint``: opens an autocommit maintenance connection (``access.admin``)."""
+    with maint() as c:
+        me = scalar(c, "SELECT current_user")
+        current_owner = scalar(c, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %(n)s", {"n": dbname})
         stmts = statements(dbname, props, current_owner)
         for role, st in stmts:
             if role is not None and role != me:
-                c.exec_driver_sql(sql.SQL("SET ROLE {}").format(sql.Identifier(role)).as_string())
+                c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
                 try:
-                    c.exec_driver_sql(st.as_string())
+                    c.execute(st)
                 finally:
-                    c.exec_driver_sql("RESET ROLE")
+                    c.execute("RESET ROLE")
             else:
-                c.exec_driver_sql(st.as_string())
+                c.execute(st)
     return len(stmts)

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import text
-
-from .catalog import Difference, compare, snapshot
+from .catalog import Difference, compare, driver_connection, snapshot
+from .pg import dicts, scalar
 
 TABLE = "vetai_ops_accepted_drift"
 ALL = "all"
@@ -39,11 +38,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 
 
 def accepted_records(conn) -> list[dict]:
-    """Every recorded acceptance, oldest first (empty when the table does not exist)."""
-    if not conn.execute(text(f"select to_regclass('public.{TABLE}')")).scalar():
+    """Every recorded acceptance, oldest first (empty when the table does not exist).
+    ``conn``: psycopg's, or a SQLAlchemy one (its driver connection, in its transaction)."""
+    if not scalar(conn, f"select to_regclass('public.{TABLE}')"):
         return []
-    rows = conn.execute(text(f"select kind, name, detail, accepted_by, accepted_at, revision, action from {TABLE} "
-                             "order by id")).mappings().all()
+    rows = dicts(conn, f"select kind, name, detail, accepted_by, accepted_at, revision, action from {TABLE} order by id")
     return [{**r, "accepted_at": r["accepted_at"].isoformat(timespec="seconds")} for r in rows]
 
 
@@ -83,12 +82,13 @@ def select(diffs: list[Difference], tokens: list[str]) -> tuple[list[Difference]
 
 def record(conn, diffs: list[Difference], *, by: str, revision: str | None, action: str, run_id: str) -> int:
     """Record ``diffs`` as accepted (in the caller's transaction); returns how many were new."""
-    conn.execute(text(ACCEPTED_DDL))
+    pg = driver_connection(conn)
+    pg.execute(ACCEPTED_DDL)
     n = 0
     for d in diffs:
-        n += conn.execute(text(
+        n += pg.execute(
             f"INSERT INTO {TABLE} (kind, name, detail, accepted_by, revision, action, run_id) "
-            "VALUES (:k, :n, :d, :by, :rev, :a, :run) ON CONFLICT (kind, name, detail) DO NOTHING"),
+            "VALUES (%(k)s, %(n)s, %(d)s, %(by)s, %(rev)s, %(a)s, %(run)s) ON CONFLICT (kind, name, detail) DO NOTHING",
             {"k": d.kind, "n": d.name, "d": d.detail, "by": by, "rev": revision, "a": action, "run": run_id}).rowcount
     return n
 

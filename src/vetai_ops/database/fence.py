@@ -17,7 +17,6 @@ deploy role's ``pg_signal_backend`` (or membership of the app role), as a restor
 from __future__ import annotations
 
 from psycopg import sql
-from sqlalchemy import text
 
 from .swap import terminate_sessions
 
@@ -25,14 +24,14 @@ SETTING = "default_transaction_read_only"
 
 
 def _x(c, stmt: sql.Composable) -> None:
-    c.exec_driver_sql(stmt.as_string())
+    c.execute(stmt)
 
 
 def current_setting(c, db: str) -> str | None:
     """The database's own value of default_transaction_read_only (all roles), or None."""
-    row = c.execute(text(
+    row = c.execute(
         "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase"
-        " WHERE d.datname = :d AND s.setrole = 0"), {"d": db}).first()
+        " WHERE d.datname = %(d)s AND s.setrole = 0", {"d": db}).fetchone()
     for item in (row[0] if row and row[0] else []):
         k, _, v = item.partition("=")
         if k == SETTING:
@@ -41,12 +40,13 @@ def current_setting(c, db: str) -> str | None:
 
 
 def exists(c, db: str) -> bool:
-    return bool(c.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first())
+    return c.execute("SELECT 1 FROM pg_database WHERE datname = %(d)s", {"d": db}).fetchone() is not None
 
 
 def raise_read_only(maint, db: str) -> tuple[str | None, int]:
-    """Fence ``db``; returns (its previous own value, sessions ended). ``maint``: AUTOCOMMIT engine."""
-    with maint.connect() as c:
+    """Fence ``db``; returns (its previous own value, sessions ended). ``maint`` opens an
+    autocommit maintenance connection (``access.admin``)."""
+    with maint() as c:
         previous = current_setting(c, db)
         _x(c, sql.SQL("ALTER DATABASE {} SET {} = on").format(sql.Identifier(db), sql.Identifier(SETTING)))
         return previous, terminate_sessions(c, db)  # they reconnect with the new default
@@ -54,13 +54,13 @@ def raise_read_only(maint, db: str) -> tuple[str | None, int]:
 
 def set_read_only(maint, db: str) -> None:
     """The setting alone, no session ended (a restore copy about to become live, before its swap)."""
-    with maint.connect() as c:
+    with maint() as c:
         _x(c, sql.SQL("ALTER DATABASE {} SET {} = on").format(sql.Identifier(db), sql.Identifier(SETTING)))
 
 
 def lift_read_only(maint, db: str, previous: str | None) -> int:
     """Put ``db``'s previous value back and end its sessions; 0 when ``db`` no longer exists."""
-    with maint.connect() as c:
+    with maint() as c:
         if not exists(c, db):
             return 0
         if previous is None:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from psycopg import sql
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
+
+from .pg import column, dicts, scalar
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 TABLE = sql.Identifier("deploy_history")
 DDL = """
@@ -37,21 +40,16 @@ COLUMNS = ("run_id", "action", "env", "operator", "started_at", "finished_at", "
 _JSON = ("steps", "revisions")
 
 
-def _q(stmt: sql.Composable):
-    """A composed statement as SQLAlchemy text (``:name`` binds stay bound parameters)."""
-    return text(stmt.as_string())
-
-
 _COLS = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-_INSERT = _q(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(TABLE, _COLS, sql.SQL(", ").join(
-    sql.SQL(f"CAST(:{c} AS jsonb)" if c in _JSON else f":{c}") for c in COLUMNS)))
-_SELECT_ALL = _q(sql.SQL("SELECT {} FROM {} ORDER BY id").format(_COLS, TABLE))
-_SELECT_NEWEST = _q(sql.SQL("SELECT {} FROM {} ORDER BY finished_at DESC, id DESC LIMIT :n").format(_COLS, TABLE))
-_RUN_IDS = _q(sql.SQL("SELECT run_id FROM {}").format(TABLE))
+_INSERT = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(TABLE, _COLS, sql.SQL(", ").join(
+    sql.SQL("CAST({} AS jsonb)").format(sql.Placeholder(c)) if c in _JSON else sql.Placeholder(c) for c in COLUMNS))
+_SELECT_ALL = sql.SQL("SELECT {} FROM {} ORDER BY id").format(_COLS, TABLE)
+_SELECT_NEWEST = sql.SQL("SELECT {} FROM {} ORDER BY finished_at DESC, id DESC LIMIT %(n)s").format(_COLS, TABLE)
+_RUN_IDS = sql.SQL("SELECT run_id FROM {}").format(TABLE)
 
 
 def _exists(c) -> bool:
-    return bool(c.execute(text("SELECT to_regclass('public.deploy_history')")).scalar())
+    return bool(scalar(c, "SELECT to_regclass('public.deploy_history')"))
 
 
 def _params(row: dict[str, Any]) -> dict[str, Any]:
@@ -62,43 +60,43 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-def record(engine: Engine, row: dict[str, Any]) -> None:
-    """Insert one run's row (``started`` / ``finished``: epoch seconds) in the target DB,
-    creating the table on first use."""
-    with engine.begin() as c:
-        c.execute(text(DDL))
+def record(connect: Callable[[], Connection], row: dict[str, Any]) -> None:
+    """Insert one run's row (``started`` / ``finished``: epoch seconds) in the target DB
+    (``connect``: e.g. ``access.connect``), creating the table on first use."""
+    with connect() as c:  # commits on a clean exit
+        c.execute(DDL)
         c.execute(_INSERT, _params({**row, "started_at": _utc(row["started"]), "finished_at": _utc(row["finished"])}))
 
 
-def read(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+def read(connect: Callable[[], Connection], limit: int = 50) -> list[dict[str, Any]]:
     """The newest ``limit`` rows, newest first (times as ISO strings); none without the table."""
-    with engine.connect() as c:
+    with connect() as c:
         if not _exists(c):
             return []
-        rows = c.execute(_SELECT_NEWEST, {"n": limit}).mappings().all()
+        rows = dicts(c, _SELECT_NEWEST, {"n": limit})
     out = []
-    for r in rows:
-        d = dict(r)
+    for d in rows:
         for k in ("started_at", "finished_at"):
             d[k] = d[k].isoformat(timespec="seconds") if d[k] else None
         out.append(d)
     return out
 
 
-def carry_over(src: Engine, dst: Engine) -> int:
-    """Copy the rows of ``src`` that ``dst`` lacks (by run_id). After a restore the live
-    database is the backup's copy; the runs made since that backup live on in the retired
-    database and must stay in the journal. Returns how many rows were copied."""
-    with src.connect() as c:
+def carry_over(src: Callable[[], Connection], dst: Callable[[], Connection]) -> int:
+    """Copy the rows of ``src``'s database that ``dst``'s lacks (by run_id). After a restore
+    the live database is the backup's copy; the runs made since that backup live on in the
+    retired database and must stay in the journal. Returns how many rows were copied."""
+    with src() as c:
         if not _exists(c):
             return 0
-        rows = c.execute(_SELECT_ALL).mappings().all()
+        rows = dicts(c, _SELECT_ALL)
     if not rows:
         return 0
-    with dst.begin() as c:
-        c.execute(text(DDL))
-        have = set(c.execute(_RUN_IDS).scalars())
-        new = [_params(dict(r)) for r in rows if r["run_id"] not in have]
+    with dst() as c:  # one transaction, committed on a clean exit
+        c.execute(DDL)
+        have = set(column(c, _RUN_IDS))
+        new = [_params(r) for r in rows if r["run_id"] not in have]
         if new:
-            c.execute(_INSERT, new)
+            with c.cursor() as cur:
+                cur.executemany(_INSERT, new)
     return len(new)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterator
+from typing import Callable, Iterator
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from .pg import dicts
 
 BACKUP_CLASS = 0x7E7B  # first int4 key ("vetai-ops" deploy lock is 0x7E7A)
 
@@ -25,24 +24,23 @@ def _key(dbname: str) -> int:
 
 
 @contextlib.contextmanager
-def backup_in_progress(engine: Engine, dbname: str, label: str) -> Iterator[None]:
-    """Hold the shared backup lock of ``dbname`` for the body (``label`` names the holder)."""
-    conn = engine.connect()
+def backup_in_progress(maint: Callable, dbname: str, label: str) -> Iterator[None]:
+    """Hold the shared backup lock of ``dbname`` for the body (``label`` names the holder).
+    ``maint``: opens an autocommit connection to the maintenance database (``access.admin``)."""
+    conn = maint()
     try:
-        conn.execute(text("select set_config('application_name', :a, false)"), {"a": label[:63]})
-        conn.execute(text("select pg_advisory_lock_shared(:c, :o)"), {"c": BACKUP_CLASS, "o": _key(dbname)})
+        conn.execute("select set_config('application_name', %(a)s, false)", {"a": label[:63]})
+        conn.execute("select pg_advisory_lock_shared(%(c)s, %(o)s)", {"c": BACKUP_CLASS, "o": _key(dbname)})
         yield
     finally:
         conn.close()  # ends the session: releases the lock
 
 
-def running_backups(engine: Engine, dbname: str) -> list[dict]:
+def running_backups(maint: Callable, dbname: str) -> list[dict]:
     """The sessions that hold the backup lock of ``dbname`` now (application name, since)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT a.application_name, a.backend_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                 " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :c AND l.objid = :o AND l.objsubid = 2"
-                 " ORDER BY a.backend_start"),
-            {"c": BACKUP_CLASS, "o": _key(dbname) & 0xFFFFFFFF},
-        ).mappings().all()
-    return [dict(r) for r in rows]
+    with maint() as conn:
+        return dicts(conn, "SELECT a.application_name, a.backend_start FROM pg_locks l"
+                           " JOIN pg_stat_activity a ON a.pid = l.pid"
+                           " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(c)s AND l.objid = %(o)s"
+                           " AND l.objsubid = 2 ORDER BY a.backend_start",
+                     {"c": BACKUP_CLASS, "o": _key(dbname) & 0xFFFFFFFF})

@@ -13,11 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
-
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import Connection
 
     from ..validate.graph import Graph
 
@@ -74,12 +72,15 @@ def head() -> str | None:
     return heads[0]
 
 
-def current(conn: Connection) -> str | None:
+def current(conn) -> str | None:
     """The database's Alembic revision: what ``MigrationContext.get_current_heads()`` reads
-    (the rows of ``alembic_version``, none when the table is absent), read directly and
-    without importing Alembic (a backup and a rollback only need this much of it)."""
-    exists = conn.execute(text("select to_regclass('alembic_version') is not null")).scalar_one()
-    heads = tuple(conn.execute(text("select version_num from alembic_version")).scalars()) if exists else ()
+    (the rows of ``alembic_version``, none when the table is absent), read directly with
+    psycopg, without importing Alembic or SQLAlchemy (a backup and a rollback only need this
+    much of it). ``conn``: psycopg's, or a SQLAlchemy one (its driver connection is used)."""
+    from .pg import column, scalar
+
+    exists = scalar(conn, "select to_regclass('alembic_version') is not null")
+    heads = tuple(column(conn, "select version_num from alembic_version")) if exists else ()
     if len(heads) > 1:
         raise OpsError(f"the database has several current revisions: {', '.join(heads)}")
     return heads[0] if heads else None
@@ -192,6 +193,8 @@ def describe_diff(diff: list) -> list[str]:
 
 
 def set_timeouts(conn: Connection, lock_timeout: str, statement_timeout: str) -> None:
+    from sqlalchemy import text  # Alembic's connection (a migrate)
+
     conn.execute(text("select set_config('lock_timeout', :v, false)"), {"v": lock_timeout})
     conn.execute(text("select set_config('statement_timeout', :v, false)"), {"v": statement_timeout})
     conn.commit()

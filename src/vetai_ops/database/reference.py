@@ -9,6 +9,12 @@ major version (``format_type`` and friends render per version) and the snapshot 
 edit a revision, add one below ``rev``, or change server and the key changes; otherwise
 the cached snapshot is read back in milliseconds. Only the operator's machine holds it;
 no database is kept.
+
+Which revisions are "up to ``rev``" is the revision graph's answer (Alembic's RevisionMap,
+which imports all of SQLAlchemy: ~0.3 s). It is asked once per content of the versions
+folder: :func:`lineage` caches, in ``.vetai/cache/history/<sha256 of every revision
+file>.json``, each revision's chain digest (its ancestors' ids and file hashes), so a
+rollback's post-check on an unchanged history imports neither Alembic nor SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -17,60 +23,111 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
 
 from psycopg import sql
-from sqlalchemy import text
 
 from ..errors import OpsError, short_error
-from ..paths import cache_dir, migrations_dir
+from ..paths import cache_dir, migrations_dir, versions_dir
 from . import migrations as mig
-from .applied import file_hashes
 from .catalog import FORMAT, driver_connection, empty_snapshot, snapshot
 from .introspect import drop_database, new_database
+from .pg import scalar
 from .scratch import claimed, reference_prefix
 
 _memo: dict[str, dict] = {}
+LINEAGE_FORMAT = 1
 
 
 def server_major(conn) -> int:
-    return int(conn.execute(text("show server_version_num")).scalar_one()) // 10000
+    return int(scalar(conn, "show server_version_num")) // 10000
+
+
+def _chain_digest(chain: list[str], files: dict[str, tuple[str, str]]) -> str:
+    h = hashlib.sha256()
+    for r in chain:
+        h.update(f"{r} {files[r][1]}\n".encode())
+    return h.hexdigest()
+
+
+def lineage() -> dict[str, str] | None:
+    """revision -> digest of its chain from base (ids and file sha256s), for every revision
+    of the history in use; None when the history is broken (the graph says why). Read from
+    the cache keyed by every revision file's name and bytes; computed with the revision
+    graph (Alembic) and cached when that content is new."""
+    from ..validate.parse import revision_paths
+
+    h = hashlib.sha256(f"vetai-ops lineage {LINEAGE_FORMAT}\n".encode())
+    for p in revision_paths(versions_dir()):
+        h.update(f"{p.name} {hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    key = "lineage-" + h.hexdigest()
+    got = _memo.get(key) or _read_json(_cache_path(key, "history"))
+    if isinstance(got, dict) and isinstance(got.get("chains"), dict):
+        _memo[key] = got
+        return got["chains"]
+    try:
+        files = mig.history().hashes()
+    except OpsError:
+        return None
+    chains = {}
+    for rev in files:
+        with contextlib.suppress(Exception):  # a revision the graph could not place: asked the slow way
+            chains[rev] = _chain_digest(mig.chain(None, rev), files)
+    data = {"format": LINEAGE_FORMAT, "chains": chains}
+    _write_json(_cache_path(key, "history"), data)
+    _memo[key] = data
+    return chains
+
+
+def known(rev: str) -> bool:
+    """Is ``rev`` a revision of the history in use? (:func:`lineage`'s answer: no Alembic on
+    an unchanged history; the graph's when the history is broken.)"""
+    chains = lineage()
+    return rev in chains if chains is not None else mig.known(rev)
 
 
 def history_key(rev: str | None, major: int) -> str:
     """sha256 over the history up to ``rev`` (revision ids + file bytes), env.py, server major."""
     h = hashlib.sha256(f"vetai-ops reference {FORMAT} pg{major} {rev or 'base'}\n".encode())
-    files = file_hashes()
-    for r in mig.chain(None, rev):
-        h.update(f"{r} {files[r][1]}\n".encode())
+    if rev is not None:
+        chains = lineage()
+        if chains is not None and rev in chains:
+            h.update(chains[rev].encode())
+        else:  # the graph's own error (a broken history, an unknown revision)
+            from .applied import file_hashes
+
+            h.update(_chain_digest(mig.chain(None, rev), file_hashes()).encode())
     env_py = migrations_dir() / "env.py"
     if env_py.is_file():
         h.update(b"env.py " + hashlib.sha256(env_py.read_bytes()).hexdigest().encode())
     return h.hexdigest()
 
 
-def _cache_path(key: str) -> Path:
-    return cache_dir() / "reference" / f"{key}.json"
+def _cache_path(key: str, kind: str = "reference") -> Path:
+    return cache_dir() / kind / f"{key}.json"
+
+
+def _read_json(p: Path):
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _read_cache(key: str) -> dict | None:
-    p = _cache_path(key)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
+    data = _read_json(_cache_path(key))
     return data if isinstance(data, dict) and data.get("format") == FORMAT and "tables" in data else None
 
 
-def _write_cache(key: str, snap: dict) -> None:
-    p = _cache_path(key)
+def _write_json(p: Path, snap: dict) -> None:
     with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
         for d in (p.parent.parent, p.parent):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(d, 0o700)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # the warm thread writes too
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(snap, f, sort_keys=True)
@@ -88,7 +145,7 @@ def reference(access, rev: str | None, *, conn=None, emit=None) -> tuple[dict, d
     if rev is None:
         return empty_snapshot(), {"key": None, "cached": True, "seconds": 0.0}
     if conn is None:
-        with access.engine().connect() as c:
+        with access.connect() as c:
             major = server_major(c)
     else:
         major = server_major(conn)
@@ -100,19 +157,20 @@ def reference(access, rev: str | None, *, conn=None, emit=None) -> tuple[dict, d
     if emit:
         emit("info", f"building the reference schema at {rev} (Alembic history into a scratch database; cached after)")
     snap = build(access, rev, key)
-    _write_cache(key, snap)
+    _write_json(_cache_path(key), snap)
     _memo[key] = snap
     return snap, {"key": key, "cached": False, "seconds": round(time.monotonic() - t0, 3)}
 
 
 def warm(access, rev: str | None) -> bool:
-    """Load the cached reference at ``rev`` into this process (Alembic imported, the history
-    walked and hashed, the snapshot read), so that a later :func:`reference` for it is a
-    lookup. Never builds one (that writes a scratch database): True when it was cached.
-    Meant to run beside work that waits on the server (a restore), in a thread."""
+    """Load the cached reference at ``rev`` into this process (the history's lineage and the
+    snapshot read: Alembic only when the history changed since its lineage was cached), so
+    that a later :func:`reference` for it is a lookup. Never builds one (that writes a
+    scratch database): True when it was cached. Meant to run beside work that waits on the
+    server (a restore), in a thread."""
     if rev is None:
         return True
-    with access.engine().connect() as c:
+    with access.connect() as c:
         major = server_major(c)
     key = history_key(rev, major)
     snap = _memo.get(key) or _read_cache(key)
@@ -168,7 +226,7 @@ def build(access, rev: str, key: str) -> dict:
     """Upgrade a new scratch database to ``rev``, snapshot it, drop it (always)."""
     # a suffix of its own: a concurrent build (a `check` beside a deploy) never drops this one
     name = f"{reference_prefix(access.db.name)}{key[:8]}_{uuid.uuid4().hex[:6]}".lower()
-    maint = access.admin_engine()
+    maint = access.admin
     # claimed before it exists, until it is dropped: a killed run's is told from a live one's
     with claimed(maint, name):
         try:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from typing import Callable
+
 from psycopg import sql
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
 from ..errors import OpsError
 
@@ -22,13 +22,14 @@ def prefix(live: str) -> str:
     return f"{live}_before_".lower()
 
 
-def retired_databases(maint: Engine, live: str) -> list[tuple[str, str, datetime | None]]:
+def retired_databases(maint: Callable, live: str) -> list[tuple[str, str, datetime | None]]:
     """(database, id in its name, retired at if stamped) of ``live``'s retired databases;
-    names a restore would not give are left out (never touched)."""
+    names a restore would not give are left out (never touched). ``maint`` opens a
+    maintenance connection (``access.admin``)."""
     p = prefix(live)
-    with maint.connect() as c:
-        rows = c.execute(text("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
-                              " WHERE starts_with(datname, :p)"), {"p": p}).all()
+    with maint() as c:
+        rows = c.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
+                         " WHERE starts_with(datname, %(p)s)", {"p": p}).fetchall()
     out = []
     for name, comment in rows:
         m = _SUFFIX.match(name[len(p):])
@@ -37,7 +38,7 @@ def retired_databases(maint: Engine, live: str) -> list[tuple[str, str, datetime
     return out
 
 
-def unused_name(maint: Engine, live: str, backup_id: str, swap_id: str, planned: str | None = None) -> str:
+def unused_name(maint: Callable, live: str, backup_id: str, swap_id: str, planned: str | None = None) -> str:
     """A name for the database a restore of ``backup_id`` retires: the backup's id, else the
     swap time, then ``_2``, ``_3``...; never one an earlier restore kept (two restores of one
     backup can fall within the second that backup was taken). ``planned``: the name the
@@ -52,12 +53,12 @@ def unused_name(maint: Engine, live: str, backup_id: str, swap_id: str, planned:
                    "(they are the databases retired by earlier restores; `invoke backups.prune` does it)")
 
 
-def mark_retired(maint: Engine, name: str, backup_id: str) -> None:
+def mark_retired(maint: Callable, name: str, backup_id: str) -> None:
     """Stamp ``name`` with now (prune ages retired databases by it)."""
     comment = f"{MARK}{datetime.now(timezone.utc).strftime(_STAMP)} (replaced by backup {backup_id})"
     stmt = sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment))
-    with maint.connect() as c:
-        c.exec_driver_sql(stmt.as_string())
+    with maint() as c:
+        c.execute(stmt)
 
 
 def _retired_at(comment: str | None) -> datetime | None:

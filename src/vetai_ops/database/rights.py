@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
+
+from .catalog import driver_connection
+from .pg import column, scalar
 
 # roles owning what pg_dump dumps (not the system schemas, not members of extensions)
 _OWNERS = """
@@ -50,9 +51,9 @@ class Missing:
         return f"{self.what}: {self.grant}"
 
 
-def object_owners(conn: Connection) -> list[str]:
+def object_owners(conn) -> list[str]:
     """Roles owning the objects pg_dump dumps from the database ``conn`` is on."""
-    return list(conn.execute(text(_OWNERS)).scalars())
+    return column(conn, _OWNERS)
 
 
 # objects a non-superuser pg_restore cannot give back to their owner: pg_restore runs ALTER ...
@@ -82,43 +83,45 @@ def _q(name: str) -> str:
     return sql.Identifier(name).as_string()
 
 
-def missing_rights(conn: Connection, dbname: str, *, owners: Iterable[str] = (),
+def missing_rights(conn, dbname: str, *, owners: Iterable[str] = (),
                    props: dict[str, Any] | None = None) -> list[Missing]:
-    """What the connected role lacks to restore ``dbname`` as it is (empty: nothing)."""
-    me, su, createdb, createrole, version = conn.execute(text(
+    """What the connected role lacks to restore ``dbname`` as it is (empty: nothing).
+    ``conn``: psycopg's (a SQLAlchemy one: its driver connection)."""
+    conn = driver_connection(conn)
+    me, su, createdb, createrole, version = conn.execute((
         "SELECT current_user, rolsuper, rolcreatedb, rolcreaterole, current_setting('server_version_num')::int"
-        " FROM pg_roles WHERE rolname = current_user")).one()
+        " FROM pg_roles WHERE rolname = current_user")).fetchone()
     if su:
         return []
     member = "SET" if version >= 160000 else "MEMBER"  # what ALTER ... OWNER TO and SET ROLE ask of a member
     out: list[Missing] = []
     if not createdb:
         out.append(Missing("create databases (the restore copy)", f"ALTER ROLE {_q(me)} CREATEDB;"))
-    row = conn.execute(text("SELECT pg_has_role(current_user, datdba, 'USAGE'), pg_get_userbyid(datdba)"
-                            " FROM pg_database WHERE datname = :d"), {"d": dbname}).first()
+    row = conn.execute("SELECT pg_has_role(current_user, datdba, 'USAGE'), pg_get_userbyid(datdba)"
+                       " FROM pg_database WHERE datname = %(d)s", {"d": dbname}).fetchone()
     if row is None:
         return out
     if not row[0]:
         out.append(Missing(f"own database {dbname} (to rename it away at the swap; it is owned by {row[1]})",
                            f"ALTER DATABASE {_q(dbname)} OWNER TO {_q(me)};"))
-    space = conn.execute(text(
+    space = conn.execute(
         "SELECT t.spcname, has_tablespace_privilege(t.oid, 'CREATE') FROM pg_database d"
-        " JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = :d AND t.spcname <> 'pg_default'"),
-        {"d": dbname}).first()
+        " JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE d.datname = %(d)s AND t.spcname <> 'pg_default'",
+        {"d": dbname}).fetchone()
     if space is not None and not space[1]:
         out.append(Missing(f"create the restore copy in tablespace {space[0]}, where {dbname} lives",
                            f"GRANT CREATE ON TABLESPACE {_q(space[0])} TO {_q(me)};"))
-    signal = conn.execute(text("SELECT pg_has_role(current_user, 'pg_signal_backend', 'USAGE')")).scalar()
+    signal = scalar(conn, "SELECT pg_has_role(current_user, 'pg_signal_backend', 'USAGE')")
     if not signal:
         # roles that may hold sessions on the database: CONNECT grantees, and whoever is connected
-        rows = conn.execute(text(
+        rows = conn.execute(
             "SELECT coalesce(r.rolname, 'PUBLIC'), coalesce(r.rolsuper, false),"
             "       coalesce(pg_has_role(current_user, r.oid, 'USAGE'), false)"
             "  FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a"
             "  LEFT JOIN pg_roles r ON r.oid = a.grantee"
-            " WHERE d.datname = :d AND a.privilege_type = 'CONNECT'"
+            " WHERE d.datname = %(d)s AND a.privilege_type = 'CONNECT'"
             " UNION SELECT r.rolname, r.rolsuper, pg_has_role(current_user, r.oid, 'USAGE')"
-            "  FROM pg_stat_activity s JOIN pg_roles r ON r.oid = s.usesysid WHERE s.datname = :d"), {"d": dbname}).all()
+            "  FROM pg_stat_activity s JOIN pg_roles r ON r.oid = s.usesysid WHERE s.datname = %(d)s", {"d": dbname}).fetchall()
         public = any(name == "PUBLIC" for name, _, _ in rows)
         others = sorted({name for name, sup, mine in rows if name != "PUBLIC" and not sup and not mine and name != me})
         if public:
@@ -138,7 +141,7 @@ def missing_rights(conn: Connection, dbname: str, *, owners: Iterable[str] = (),
                 need.setdefault(s["role"], f"restore {s['role']}'s settings in {dbname} (ALTER ROLE ... IN DATABASE ... SET)")
     if props and props.get("owner") and props["owner"] != me:
         need.setdefault(props["owner"], f"give the restored database its owner {props['owner']}")
-    stranded = conn.execute(text(_STRANDED)).all() if owners else []
+    stranded = conn.execute(_STRANDED).fetchall() if owners else []
     if stranded:
         names = ", ".join(f"{n}.{r} ({o})" for n, r, o, _ in stranded[:5]) + (" ..." if len(stranded) > 5 else "")
         out.append(Missing(
@@ -147,8 +150,8 @@ def missing_rights(conn: Connection, dbname: str, *, owners: Iterable[str] = (),
             "can; move them to a schema their owner owns, or give them to the deploy role)",
             " ".join(f"ALTER {k} {_q(n)}.{_q(r)} OWNER TO {_q(me)};" for n, r, _, k in stranded[:5])))
     for role, what in need.items():
-        r = conn.execute(text("SELECT pg_has_role(current_user, oid, :m) FROM pg_roles WHERE rolname = :r"),
-                         {"r": role, "m": member}).first()
+        r = conn.execute("SELECT pg_has_role(current_user, oid, %(m)s) FROM pg_roles WHERE rolname = %(r)s",
+                         {"r": role, "m": member}).fetchone()
         if r is None:
             out.append(Missing(f"{what}: role {role} does not exist on this server", f"CREATE ROLE {_q(role)};"))
         elif not r[0]:
@@ -156,28 +159,27 @@ def missing_rights(conn: Connection, dbname: str, *, owners: Iterable[str] = (),
     return out
 
 
-def data_location(conn: Connection, dbname: str) -> str | None:
+def data_location(conn, dbname: str) -> str | None:
     """Where a copy of ``dbname`` would be written on the DB host (its tablespace's folder,
     else the data directory); None when the role may not read it (pg_read_all_settings)."""
-    loc = conn.execute(text("SELECT pg_tablespace_location(dattablespace) FROM pg_database WHERE datname = :d"),
-                       {"d": dbname}).scalar()
+    loc = scalar(conn, "SELECT pg_tablespace_location(dattablespace) FROM pg_database WHERE datname = %(d)s",
+                 {"d": dbname})
     if loc:
         return loc
-    readable = conn.execute(text(
-        "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') FROM pg_roles"
-        " WHERE rolname = current_user")).scalar()
+    readable = scalar(conn, "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')"
+                            " FROM pg_roles WHERE rolname = current_user")
     if not readable:
         return None
-    return conn.execute(text("SELECT current_setting('data_directory')")).scalar()
+    return scalar(conn, "SELECT current_setting('data_directory')")
 
 
-def read_settings_grant(conn: Connection) -> Missing:
-    me = conn.execute(text("SELECT current_user")).scalar_one()
+def read_settings_grant(conn) -> Missing:
+    me = scalar(conn, "SELECT current_user")
     return Missing("read where the data directory is (to check it has room for the restore copy)",
                    f"GRANT pg_read_all_settings TO {_q(me)};")
 
 
-def refuse_unless_recoverable(conn: Connection, dbname: str, *, owners: Iterable[str], props: dict | None,
+def refuse_unless_recoverable(conn, dbname: str, *, owners: Iterable[str], props: dict | None,
                               size: int, target, factor: float = 1.2, when: str = "before the backup") -> str:
     """Raise GateRefused (exit 2, nothing changed) naming every missing right with its GRANT,
     or when the DB host's data directory has no room for a second copy of ``dbname``
@@ -189,7 +191,7 @@ def refuse_unless_recoverable(conn: Connection, dbname: str, *, owners: Iterable
     if where is None:
         missing.append(read_settings_grant(conn))
     if missing:
-        me = conn.execute(text("SELECT current_user")).scalar_one()
+        me = scalar(conn, "SELECT current_user")
         raise GateRefused(
             f"role {me} could not restore {dbname} as it is, so a failed deploy could not be undone; "
             f"refused {when}, nothing changed. Missing: " + "; ".join(str(m) for m in missing),

@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import re
 
+from typing import Callable
+
 from psycopg import sql
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
 from ..errors import short_error
 from .advisory import LOCK_CLASS, lock_key
@@ -47,46 +47,46 @@ def _key(name: str) -> dict:
 
 
 @contextlib.contextmanager
-def claimed(maint: Engine, name: str):
+def claimed(maint: Callable, name: str):
     """Hold the claim on scratch database ``name`` (taken before it exists) for the block.
-    ``maint``: the AUTOCOMMIT maintenance engine (no pool: closing a connection ends its
-    session, and the claim with it)."""
-    conn = maint.connect()
+    ``maint``: opens an autocommit maintenance connection (``access.admin``; closing it ends
+    its session, and the claim with it)."""
+    conn = maint()
     try:
-        conn.execute(text("select set_config('application_name', :a, false)"), {"a": f"vetai-ops scratch {name}"[:63]})
-        conn.execute(text("select pg_advisory_lock(:c, :k)"), _key(name))
+        conn.execute("select set_config('application_name', %(a)s, false)", {"a": f"vetai-ops scratch {name}"[:63]})
+        conn.execute("select pg_advisory_lock(%(c)s, %(k)s)", _key(name))
         yield name
     finally:
         conn.close()
 
 
-def _leftovers(maint: Engine, live: str) -> tuple[list[str], list[str]]:
+def _leftovers(maint: Callable, live: str) -> tuple[list[str], list[str]]:
     """(reference databases, drill copies) named like this env's, one look at the catalog."""
     ref, ver = reference_prefix(live), verify_prefix(live)
-    with maint.connect() as c:
-        names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :r) OR starts_with(datname, :v)"
-                               " ORDER BY 1"), {"r": ref, "v": ver}).scalars().all()
+    with maint() as c:
+        names = [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %(r)s)"
+                                         " OR starts_with(datname, %(v)s) ORDER BY 1", {"r": ref, "v": ver})]
     return ([n for n in names if n.startswith(ref) and _REF.match(n[len(ref):])],
             [n for n in names if n.startswith(ver) and _VERIFY.match(n[len(ver):])])
 
 
-def _drop(maint: Engine, name: str, why: str, done: list[str]) -> None:
+def _drop(maint: Callable, name: str, why: str, done: list[str]) -> None:
     try:
-        with maint.connect() as c:
-            c.exec_driver_sql(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)).as_string())
+        with maint() as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         done.append(f"dropped {name}, {why}")
     except Exception as e:  # noqa: BLE001 - named, not fatal: the run goes on
         done.append(f"could not drop {name}, {why}: {short_error(e)}")
 
 
-def drop_dead(maint: Engine, live: str) -> list[str]:
+def drop_dead(maint: Callable, live: str) -> list[str]:
     """Drop the scratch databases of ``live`` that dead runs left; returns what was done.
     Call it only under the env's deploy lock (the verify copies' proof)."""
     done: list[str] = []
     refs, drills = _leftovers(maint, live)
     for name in refs:
-        with maint.connect() as c:  # its own session: the claim taken here ends with it
-            if not c.execute(text("select pg_try_advisory_lock(:c, :k)"), _key(name)).scalar():
+        with maint() as c:  # its own session: the claim taken here ends with it
+            if not c.execute("select pg_try_advisory_lock(%(c)s, %(k)s)", _key(name)).fetchone()[0]:
                 continue  # a live build (this env's or a `check` beside it) holds it
             _drop(maint, name, "the drift reference a killed run was building", done)
     for name in drills:

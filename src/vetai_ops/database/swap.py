@@ -31,10 +31,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+import psycopg
 from psycopg import sql
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 
 from ..errors import short_error
 from . import retired
@@ -71,7 +69,7 @@ _RESTORE_SUFFIX = re.compile(r"^\d{8}t\d{6}z$")
 
 
 def _x(c, stmt) -> None:
-    c.exec_driver_sql(stmt.as_string() if isinstance(stmt, sql.Composable) else stmt)
+    c.execute(stmt)
 
 
 def terminate_sessions(c, db: str) -> int:
@@ -80,35 +78,32 @@ def terminate_sessions(c, db: str) -> int:
     Only client backends: an autovacuum worker has no role, so ending it takes a superuser
     ("must be a superuser to terminate superuser process"), and PostgreSQL itself stops the
     autovacuum workers of a database that is renamed, dropped or altered."""
-    return len(c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                              " WHERE datname = :d AND pid <> pg_backend_pid()"
-                              " AND backend_type = 'client backend'"), {"d": db}).all())
+    return len(c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE datname = %(d)s AND pid <> pg_backend_pid()"
+                         " AND backend_type = 'client backend'", {"d": db}).fetchall())
 
 
-def _sqlstate(e: BaseException) -> str | None:
-    return getattr(getattr(e, "orig", None), "sqlstate", None)
+def _exists(maint: Callable, name: str) -> bool:
+    with maint() as c:
+        return c.execute("SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": name}).fetchone() is not None
 
 
-def _exists(maint: Engine, name: str) -> bool:
-    with maint.connect() as c:
-        return bool(c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first())
-
-
-def swap_in(maint: Engine, live: str, scratch: str, before: str,
+def swap_in(maint: Callable, live: str, scratch: str, before: str,
             emit: Callable[[str, str], None] | None = None) -> None:
-    """Rename ``live`` -> ``before`` and ``scratch`` -> ``live`` in one transaction (through the
-    AUTOCOMMIT maintenance engine ``maint``). Raises on failure with nothing renamed. A session
+    """Rename ``live`` -> ``before`` and ``scratch`` -> ``live`` in one transaction (on an
+    autocommit maintenance connection ``maint()`` opens, with an explicit BEGIN / COMMIT).
+    Raises on failure with nothing renamed. A session
     that reconnects between the termination and the rename makes the rename fail with
     "being accessed by other users": then the sessions are ended again and the swap retried."""
     emit = emit or (lambda kind, msg: None)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with maint.connect() as c:
+            with maint() as c:
                 _x(c, sql.SQL("SET application_name = {}").format(sql.Literal(APPLICATION)))
                 for k, v in SESSION.items():
                     try:
                         _x(c, sql.SQL("SET {} = {}").format(sql.Identifier(k), sql.Literal(v)))
-                    except DBAPIError:  # a server older than the setting (autocommit: no harm done)
+                    except psycopg.Error:  # a server older than the setting (autocommit: no harm done)
                         pass
                 n = terminate_sessions(c, live)
                 if n:
@@ -131,8 +126,8 @@ def swap_in(maint: Engine, live: str, scratch: str, before: str,
                         return
                     raise
                 return
-        except DBAPIError as e:
-            if _sqlstate(e) == OBJECT_IN_USE and attempt < ATTEMPTS:
+        except psycopg.Error as e:
+            if e.sqlstate == OBJECT_IN_USE and attempt < ATTEMPTS:
                 emit("warning", f"sessions reconnected to {live} during the swap; ending them again "
                                 f"(attempt {attempt + 1} of {ATTEMPTS})")
                 time.sleep(0.2 * attempt)
@@ -140,7 +135,7 @@ def swap_in(maint: Engine, live: str, scratch: str, before: str,
             raise
 
 
-def swap_restored(maint: Engine, live: str, scratch: str, backup_id: str, *, planned: str | None = None,
+def swap_restored(maint: Callable, live: str, scratch: str, backup_id: str, *, planned: str | None = None,
                   before_swap: Callable[[], None] | None = None,
                   emit: Callable[[str, str], None] | None = None) -> str:
     """A restore's swap: the name ``live`` is kept under (:func:`retired.unused_name`, the
@@ -154,7 +149,7 @@ def swap_restored(maint: Engine, live: str, scratch: str, backup_id: str, *, pla
     return before
 
 
-def settle(maint: Engine, access, before: str, backup_id: str, emit: Callable[[str, str], None]) -> None:
+def settle(maint: Callable, access, before: str, backup_id: str, emit: Callable[[str, str], None]) -> None:
     """After a swap, best effort (the swap is done): stamp ``before`` with the time it was
     retired (prune ages it by that), and carry the journal of the runs since the backup into
     the restored database (they live on only in the retired one: database/history.py)."""
@@ -164,15 +159,12 @@ def settle(maint: Engine, access, before: str, backup_id: str, emit: Callable[[s
         retired.mark_retired(maint, before, backup_id)
     except Exception as e:  # noqa: BLE001
         emit("warning", f"could not mark {before} with its retirement time: {short_error(e)}")
-    old = access.engine(before)
     try:
-        n = history.carry_over(old, access.engine())
+        n = history.carry_over(lambda: access.connect(before), access.connect)
         if n:
             emit("info", f"{n} deploy_history row(s) of runs since backup {backup_id} carried over from {before}")
     except Exception as e:  # noqa: BLE001
         emit("warning", f"could not carry deploy_history over from {before}: {short_error(e)}")
-    finally:
-        old.dispose()
 
 
 def verify_name(live: str, backup_id: str) -> str:
@@ -180,41 +172,41 @@ def verify_name(live: str, backup_id: str) -> str:
     return f"{live}_verify_{backup_id}".lower()
 
 
-def restore_copies(maint: Engine, live: str) -> list[str]:
+def restore_copies(maint: Callable, live: str) -> list[str]:
     """Databases named like this env's restore copies (``<db>_restore_<backup id>``) and
     rehearsal copies (``<db>_rehearse_<backup id>``)."""
     out = []
-    with maint.connect() as c:
+    with maint() as c:
         for p in (restore_prefix(live), rehearsal_prefix(live)):
-            names = c.execute(text("SELECT datname FROM pg_database WHERE starts_with(datname, :p)"), {"p": p}).scalars()
+            names = [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %(p)s)", {"p": p})]
             out += [n for n in names if _RESTORE_SUFFIX.match(n[len(p):])]
     return sorted(out)
 
 
-def repair(maint: Engine, live: str) -> list[str]:
+def repair(maint: Callable, live: str) -> list[str]:
     """Put right what an interrupted swap left; returns what was done (empty: nothing to do).
     Call it only under the env's lock: then no other run's restore copy can be in use."""
     done: list[str] = []
-    with maint.connect() as c:
-        row = c.execute(text("SELECT datallowconn FROM pg_database WHERE datname = :n"), {"n": live}).first()
+    with maint() as c:
+        row = c.execute("SELECT datallowconn FROM pg_database WHERE datname = %(n)s", {"n": live}).fetchone()
     if row is None:
         # the older two-step swap died between its renames: the live database is the newest
         # retired one not yet stamped (a finished swap stamps it)
         orphans = sorted((name for name, _, at in retired.retired_databases(maint, live) if at is None), reverse=True)
         if not orphans:
             return done  # no swap's doing: the steps that need the database say it is missing
-        with maint.connect() as c:
+        with maint() as c:
             _x(c, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(orphans[0]), sql.Identifier(live)))
         done.append(f"renamed {orphans[0]} back to {live} (a swap had died between its renames)")
-        with maint.connect() as c:
-            row = c.execute(text("SELECT datallowconn FROM pg_database WHERE datname = :n"), {"n": live}).first()
+        with maint() as c:
+            row = c.execute("SELECT datallowconn FROM pg_database WHERE datname = %(n)s", {"n": live}).fetchone()
     if row is not None and not row[0]:
-        with maint.connect() as c:
+        with maint() as c:
             _x(c, sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(live)))
         done.append(f"{live} accepts connections again (a swap had died after blocking them)")
     for name in restore_copies(maint, live):
         try:
-            with maint.connect() as c:
+            with maint() as c:
                 _x(c, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             done.append(f"dropped {name}, the restore copy of a run that died")
         except Exception as e:  # noqa: BLE001 - named, not fatal: the run goes on

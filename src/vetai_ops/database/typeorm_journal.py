@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import re
 
+from typing import TYPE_CHECKING
+
 from psycopg import sql
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:  # adopt and Alembic's autogenerate hand SQLAlchemy connections (imported there)
+    from sqlalchemy.engine import Connection
 
 from ..errors import GateRefused
 
@@ -50,6 +53,8 @@ def read_typeorm(conn: Connection, table: str = DEFAULT_TABLE) -> list[dict]:
     GateRefused (nothing read, nothing changed) when the table is absent or does not
     have TypeORM's columns.
     """
+    from sqlalchemy import text
+
     table = check_table_name(table)
     cols = set(conn.execute(text(
         "select column_name from information_schema.columns where table_schema = 'public' and table_name = :t"
@@ -78,6 +83,8 @@ def mark_journal(conn: Connection, table: str) -> None:
 
 def journal_tables(conn: Connection) -> set[str]:
     """Public tables marked by :func:`mark_journal` (a TypeORM journal with a custom name)."""
+    from sqlalchemy import text
+
     return set(conn.execute(text(
         "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
         "where n.nspname = 'public' and c.relkind in ('r', 'p') and obj_description(c.oid, 'pg_class') = :m"

@@ -24,7 +24,7 @@ What the numbers are (PostgreSQL's statistics, not a row diff):
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from .pg import dicts
 
 # the tool's own bookkeeping: never "the app's writes"
 TOOL_TABLES = frozenset({"alembic_version", "vetai_ops_applied", "deploy_history"})
@@ -35,18 +35,18 @@ _STATS_SQL = ("SELECT CASE WHEN schemaname = 'public' THEN relname ELSE schemana
 
 def _rows(conn, view: str) -> dict[str, list[int]]:
     assert view in ("pg_stat_user_tables", "pg_stat_xact_user_tables")
-    q = text(_STATS_SQL.format(view=view))
-    return {r.name: [int(r.n_tup_ins), int(r.n_tup_upd), int(r.n_tup_del)] for r in conn.execute(q)}
+    return {r["name"]: [int(r["n_tup_ins"]), int(r["n_tup_upd"]), int(r["n_tup_del"])]
+            for r in dicts(conn, _STATS_SQL.format(view=view))}
 
 
 def snapshot(conn) -> dict:
-    """The counters of the connected database, now (a fresh transaction reads fresh values)."""
-    row = conn.execute(text(
-        "SELECT d.oid::bigint AS oid, s.stats_reset FROM pg_database d"
-        " LEFT JOIN pg_stat_database s ON s.datid = d.oid WHERE d.datname = current_database()")).first()
+    """The counters of the connected database, now (a fresh transaction reads fresh values).
+    ``conn``: psycopg's (or a SQLAlchemy one: its driver connection, in its transaction)."""
+    row = dicts(conn, "SELECT d.oid::bigint AS oid, s.stats_reset FROM pg_database d"
+                      " LEFT JOIN pg_stat_database s ON s.datid = d.oid WHERE d.datname = current_database()")[0]
     return {
-        "db_oid": int(row.oid),
-        "stats_reset": row.stats_reset.isoformat() if row.stats_reset else None,
+        "db_oid": int(row["oid"]),
+        "stats_reset": row["stats_reset"].isoformat() if row["stats_reset"] else None,
         "tables": _rows(conn, "pg_stat_user_tables"),
     }
 

@@ -74,7 +74,7 @@ def _before_dbs(ctx, now: datetime) -> list[tuple[str, str, datetime]]:
     the time the restore stamped on the database, else the id's own time (older versions did
     not stamp)."""
     out = [(name, bid, when or id_time(bid))
-           for name, bid, when in retired.retired_databases(ctx.access.maintenance_engine(), ctx.access.db.name)]
+           for name, bid, when in retired.retired_databases(ctx.access.admin, ctx.access.db.name)]
     out.sort(key=lambda r: r[2], reverse=True)
     return out
 
@@ -85,7 +85,7 @@ def _exclusive(ctx) -> None:
     from ..steps.lock import lock
 
     lock(ctx)  # held until the context closes
-    busy = running_backups(ctx.access.admin_engine(), ctx.access.db.name)
+    busy = running_backups(ctx.access.admin, ctx.access.db.name)
     if busy:
         who = (busy[0].get("application_name") or "another vetai-ops run").removeprefix("vetai-ops ")
         since = busy[0].get("backend_start")
@@ -144,7 +144,7 @@ def prune(env_name: str | None, keep_last: int, keep_days: float, *, yes: bool =
                     if not store.exists(cat.manifest_key(bid)):
                         store.delete(cat.log_key(bid))
                 else:
-                    drop_database(ctx.access.admin_engine(), r["name"])
+                    drop_database(ctx.access.admin, r["name"])
                 done.append(r["name"])
                 ctx.emit("info", f"removed {r['kind']} {r['name']}")
             # parts of uploads that failed while the store was unreachable (S3 multipart debris)

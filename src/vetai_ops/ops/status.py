@@ -38,13 +38,13 @@ def collect_status(env_name: str | None) -> dict:
 
     with run_context(env_name, "status", journaled=False) as ctx:
         version = check_reachable(ctx.access)
-        with ctx.access.engine().connect() as conn:
+        with ctx.access.connect() as conn:
             current = mig.current(conn)
         head = mig.head()
         known = current is None or mig.known(current)
         pending = mig.chain(current, head) if known and mig.is_ancestor(current, head) else []
         backups = ctx.catalog.list()
-        hist = read_history(ctx.access.engine(), limit=1)
+        hist = read_history(ctx.access.connect, limit=1)
         return {
             "env": ctx.env.name,
             "protected": ctx.env.protected,
@@ -64,4 +64,4 @@ def collect_status(env_name: str | None) -> dict:
 
 def collect_history(env_name: str | None, limit: int = 20) -> list[dict]:
     with run_context(env_name, "history", journaled=False) as ctx:
-        return read_history(ctx.access.engine(), limit=limit)
+        return read_history(ctx.access.connect, limit=limit)

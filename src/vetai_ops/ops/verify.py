@@ -39,7 +39,7 @@ def verify_backup(env_name: str | None, to: str | None, sink=None, *, trust_unsi
         from ..steps.lock import lock
 
         lock(ctx)  # one run at a time per env: the manifest update below is never lost
-        sel = ctx.catalog.select(to or "latest", history=lambda: read_history(ctx.access.engine(), limit=500),
+        sel = ctx.catalog.select(to or "latest", history=lambda: read_history(ctx.access.connect, limit=500),
                                  trust_unsigned=trust_unsigned, enforce=not sign)
         m = sel.manifest
         ctx.emit("run_started", f"verify backup {m.id} of {ctx.env.name}", step=None, run_id=ctx.run_id)

@@ -235,7 +235,7 @@ def _finish(ctx: RunContext, report: dict) -> None:
     if ctx.state.db_touched and not ctx.options.get("dry_run"):
         try:
             record_history(
-                ctx.access.engine(),
+                ctx.access.connect,
                 {
                     "run_id": ctx.run_id,
                     "action": report["action"],

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import text
-
 from .. import __version__, policy
 from ..database.archive import pg_dump_version as archive_pg_dump_version
 from ..paths import git_head
@@ -68,7 +66,7 @@ def take_backup(ctx, reason: str = "manual") -> Manifest:
     (``backups.prune`` leaves its dump and upload alone meanwhile)."""
     from ..database.locks import backup_in_progress
 
-    with backup_in_progress(ctx.access.admin_engine(), ctx.access.db.name,
+    with backup_in_progress(ctx.access.admin, ctx.access.db.name,
                             f"vetai-ops backup ({ctx.action}) by {ctx.operator}"):
         return _take_backup(ctx, reason)
 
@@ -78,7 +76,7 @@ def _take_backup(ctx, reason: str) -> Manifest:
     signing_key(ctx)
     t0 = time.monotonic()
     argv, compression, on_operator = dump_command(ctx)
-    with access.pg_env() as penv, access.engine().connect() as conn:
+    with access.pg_env() as penv, access.connect() as conn:
         write_stats = writestats.snapshot(conn)  # before pg_dump starts: writes after it are "since the backup"
         stream = DumpStream(target, argv, env=penv, stall_timeout=ctx.env.backup.stall_timeout,
                             zstd_level=ctx.env.backup.zstd_level if on_operator else None)
@@ -87,13 +85,13 @@ def _take_backup(ctx, reason: str) -> Manifest:
             from ..database.migrations import current
 
             revision = current(conn)
-            server_version = conn.execute(text("show server_version")).scalar_one()
+            server_version = conn.execute("show server_version").fetchone()[0]
             tables = estimated_rows(conn)
             # what pg_dump does not carry: the database's own grants, settings, locale, comment (preflight
             # captured them before anything of the run, e.g. a write fence, touched them)
             props = ctx.state.db_props or dbprops.capture(conn, access.db.name)
             owners = ctx.state.object_owners or object_owners(conn)
-            db_size = conn.execute(text("select pg_database_size(current_database())")).scalar_one()
+            db_size = conn.execute("select pg_database_size(current_database())").fetchone()[0]
             conn.close()
             bid = catalog.allocate_id()  # the run's one listing: the new id's clash check and the size estimate
             # an estimate for the progress bar's ETA: the size of this env's last backup

@@ -5,10 +5,9 @@ every app host (fetched ON the host, so localhost-only endpoints work)."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from ..database import migrations as mig
 from ..database.introspect import public_tables, row_count
+from ..database.pg import dicts
 from ..errors import OpsError
 from ..targets.health import check_hosts, failures, http_check  # noqa: F401  (http_check: fab and tests use it from here)
 from . import step
@@ -79,16 +78,18 @@ def _schema_vs_history(ctx, conn, rev, warn_only: bool) -> tuple[str, str | None
 def postcheck(ctx, schema: bool = True, http: bool | str = True, rows: bool = True):
     expect = ctx.state.expect_rev if ctx.state.is_set("expect_rev") else ctx.state.to_rev
     problems = []
-    with ctx.access.engine().connect() as conn:
+    from ..database.reference import known
+
+    with ctx.access.connect() as conn:
         cur = mig.current(conn)
         if cur != expect:
             problems.append(f"database is at revision {cur}, expected {expect}")
         schema_note = ""
-        if schema and (cur is None or mig.known(cur)):
+        if schema and (cur is None or known(cur)):
             schema_note, problem = _schema_vs_history(ctx, conn, cur, warn_only=schema == "warn")
             if problem:
                 problems.append(problem)
-        for r in conn.execute(text(ORPHANS_SQL)).mappings():
+        for r in dicts(conn, ORPHANS_SQL):
             problems.append(f"foreign key {r['conname']} on {r['child']} is not validated")
         before = ctx.state.row_counts_before
         if rows and before and not ctx.state.recovering:

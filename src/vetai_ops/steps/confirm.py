@@ -22,7 +22,7 @@ def rollback_plan(ctx):
 
     def history() -> list:  # read once, and only when a form or the plan needs it
         if not rows:
-            rows.append(read_history(ctx.access.engine(), limit=500))
+            rows.append(read_history(ctx.access.connect, limit=500))
         return rows[0]
 
     sel = ctx.catalog.select(ctx.options.get("to"), history=history, explain=True,
@@ -34,8 +34,8 @@ def rollback_plan(ctx):
     from ..store.manifest import new_id
 
     # the name the live database will be kept under, as the restore chooses it (it keeps this one)
-    kept_as = retired.unused_name(ctx.access.admin_engine(), ctx.env.database.name, m.id, new_id())
-    with ctx.access.engine().connect() as c:
+    kept_as = retired.unused_name(ctx.access.admin, ctx.env.database.name, m.id, new_id())
+    with ctx.access.connect() as c:
         current = mig.current(c)
         # what the restore will set aside: shown before the operator types the env name
         writes, notes = writestats.since(m.write_stats, writestats.snapshot(c))

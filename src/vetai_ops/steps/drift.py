@@ -17,7 +17,7 @@ def accept_drift(ctx):
     chosen = ctx.state.drift_accepting
     if not chosen:
         return "nothing to accept"
-    with ctx.access.engine().begin() as conn:
+    with ctx.access.connect() as conn:  # one transaction, committed on a clean exit
         record(conn, chosen, by=ctx.operator, revision=ctx.state.from_rev, action=ctx.action,
                run_id=ctx.run_id)
     ctx.emit("warning", f"schema drift accepted by {ctx.operator}: " + "; ".join(str(d) for d in chosen))

@@ -69,7 +69,7 @@ def _lift(ctx, rec: dict) -> list[str]:
     """Lift the fence ``rec`` describes; returns what failed (empty: it is down, record removed)."""
     failed: list[str] = []
     if rec["mode"] == "read_only":
-        maint = ctx.access.admin_engine()
+        maint = ctx.access.admin
         # the live name (after a restore: the restored copy, fenced before its swap) and the
         # database a restore retired (it carries the setting it had when it was live)
         for db in [rec["database"], *rec.get("also", [])]:
@@ -152,7 +152,7 @@ def fence(ctx, repair_only: bool = False):
     rec = {"mode": mode, "run_id": ctx.run_id, "operator": ctx.operator, "action": ctx.action,
            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "database": ctx.access.db.name}
     if mode == "read_only":
-        with ctx.access.admin_engine().connect() as c:
+        with ctx.access.admin() as c:
             rec["previous"] = dbfence.current_setting(c, rec["database"])
     else:
         rec["hosts"] = [t.name for t in ctx.app_targets]
@@ -161,7 +161,7 @@ def fence(ctx, repair_only: bool = False):
     # every exit path: the run's finish calls it first, with signals held off
     ctx.state.on_finish.append(_lift_now)
     if mode == "read_only":
-        _, ended = dbfence.raise_read_only(ctx.access.admin_engine(), rec["database"])
+        _, ended = dbfence.raise_read_only(ctx.access.admin, rec["database"])
         ctx.state.before_swap.append(dbfence.set_read_only)  # a restore copy is fenced before it goes live
         return f"read_only: {rec['database']} refuses the app's writes ({ended} session(s) ended to reconnect read-only)"
     for t in ctx.app_targets:

@@ -18,22 +18,22 @@ from . import step
 def lock(ctx):
     access = ctx.access
     dbname = access.db.name
-    lk = DeployLock(access.admin_engine(), ctx.env.name, dbname, f"vetai-ops {ctx.action} by {ctx.operator}")
+    lk = DeployLock(access.admin, ctx.env.name, dbname, f"vetai-ops {ctx.action} by {ctx.operator}")
     lk.acquire()
     ctx.on_close(lk.close)  # closing the session releases the lock
     ctx.state.lock = lk
-    _repair_interrupted_swap(ctx, access.admin_engine(), dbname)
+    _repair_interrupted_swap(ctx, access.admin, dbname)
     return f"advisory lock on {dbname}"
 
 
-def _repair_interrupted_swap(ctx, eng, dbname: str) -> None:
+def _repair_interrupted_swap(ctx, maint, dbname: str) -> None:
     """First thing under the lock: put right what a restore that died mid-swap left (a live
     DB refusing connections, a missing live name, restore copies of dead runs), drop the
     scratch databases killed runs left (database/scratch.py), and say so."""
     from ..database.scratch import drop_dead
     from ..database.swap import repair
 
-    for what in repair(eng, dbname):
+    for what in repair(maint, dbname):
         ctx.emit("warning", f"repaired an interrupted restore: {what}")
-    for what in drop_dead(eng, dbname):  # a killed run's drift reference or backup drill
+    for what in drop_dead(maint, dbname):  # a killed run's drift reference or backup drill
         ctx.emit("warning", f"cleaned up after a killed run: {what}")

@@ -92,7 +92,7 @@ def rehearse(ctx):
 
     access, target, pending = ctx.access, ctx.state.to_rev, list(ctx.state.pending)
     scratch = rehearsal_name(access.db.name, m.id)
-    maint = access.admin_engine()
+    maint = access.admin
     t0 = time.monotonic()
     rec: dict = {"backup_id": m.id, "scratch_db": scratch, "target": target, "revisions": [], "ok": False}
     failed_rev, error = None, None

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import text
-
 from ..database import migrations as mig
 from ..errors import OpsError, StoreError, short_error
 from ..plan import RollbackPlan, RunPlan
@@ -46,7 +44,7 @@ def restore_backup(ctx, m) -> dict:
     access = ctx.access
     live = access.db.name
     scratch = dbswap.restore_name(live, m.id)
-    maint = access.admin_engine()
+    maint = access.admin
     props = database_props(access, m)
     warm = _warm_postcheck(ctx, m)
     try:
@@ -99,8 +97,8 @@ def restore_backup(ctx, m) -> dict:
 
 def _warm_postcheck(ctx, m):
     """While pg_restore loads the copy (the operator only pumps bytes meanwhile), load what the
-    post-check will need (Alembic, the history's hashes, the cached reference schema at the
-    backup's revision) in a thread. Best effort and read-only: whatever it misses, the
+    post-check will need (the history's lineage, the cached reference schema at the backup's
+    revision; Alembic only when the history changed since its lineage was cached) in a thread. Best effort and read-only: whatever it misses, the
     post-check does itself. Returns the thread (joined before the swap)."""
     import threading
 
@@ -134,14 +132,11 @@ def _writes_discarded(ctx, before: str, m) -> None:
     counters) against the manifest's. Best effort: the swap is done whatever this says."""
     ctx.state.kept_as = before
     own = ctx.state.own_writes if ctx.state.backup is m else None
-    eng = ctx.access.engine(before)
     try:
-        with eng.connect() as c:
+        with ctx.access.connect(before) as c:
             writes, notes = writestats.since(m.write_stats, writestats.snapshot(c), own)
     except Exception as e:  # noqa: BLE001
         writes, notes = None, [f"could not read the write statistics of {before}: {short_error(e)}"]
-    finally:
-        eng.dispose()
     ctx.state.writes_since_backup, ctx.state.writes_notes = writes, notes
     if writes is None:
         ctx.emit("warning", f"writes since backup {m.id} are unknown ({'; '.join(notes)}); whatever was written "
@@ -196,10 +191,10 @@ def _refuse_unless_recoverable(ctx, m) -> None:
     access = ctx.access
     owners = m.object_owners
     if owners is None:  # a manifest older than the record: the live database's owners
-        with access.engine().connect() as c:
+        with access.connect() as c:
             owners = object_owners(c)
-    with access.admin_engine().connect() as c:
-        size = c.execute(text("SELECT pg_database_size(:d)"), {"d": access.db.name}).scalar() or 0
+    with access.admin() as c:
+        size = c.execute("SELECT pg_database_size(%(d)s)", {"d": access.db.name}).fetchone()[0] or 0
         summary = refuse_unless_recoverable(c, access.db.name, owners=owners, props=database_props(access, m),
                                             size=max(size, m.size), target=ctx.db_target, when="before restoring")
     ctx.emit("info", f"the deploy role can restore {access.db.name} as it was; {summary}")
@@ -219,7 +214,7 @@ def _record(ctx, m, kind: str, summary: dict, total_s: float) -> None:
 
 def _current_or_none(ctx):
     try:
-        with ctx.access.engine().connect() as c:
+        with ctx.access.connect() as c:
             return mig.current(c)
     except Exception:  # noqa: BLE001
         return None

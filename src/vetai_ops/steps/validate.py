@@ -297,7 +297,7 @@ def plan(ctx, rehearse: bool = True):
         decision.will, decision.why = False, f"{ctx.action} does not rehearse (invoke deploy does)"
     st.rehearsal = decision.to_json()
     try:
-        history = read_history(ctx.access.engine(), limit=200)
+        history = read_history(ctx.access.connect, limit=200)
     except Exception as e:  # noqa: BLE001 - estimates only: never stops a deploy
         ctx.emit("warning", f"could not read deploy_history for the estimates: {str(e).splitlines()[0][:200]}")
         history = []

@@ -17,12 +17,8 @@ from . import route, step
 
 
 def _row_counts(access, dbname: str) -> dict[str, int]:
-    eng = access.engine(dbname)
-    try:
-        with eng.connect() as c:
-            return row_counts(c)
-    finally:
-        eng.dispose()
+    with access.connect(dbname) as c:
+        return row_counts(c)
 
 
 def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
@@ -54,7 +50,7 @@ def verify_manifest(ctx, m, *, sign: bool = False) -> dict:
         problems.append(redact(short_error(e)))
     finally:
         try:
-            drop_database(access.admin_engine(), scratch)
+            drop_database(access.admin, scratch)
         except Exception as e:  # noqa: BLE001
             ctx.emit("warning", f"could not drop scratch database {scratch}: {redact(short_error(e))}")
     rec["duration_s"] = round(time.monotonic() - t0, 3)

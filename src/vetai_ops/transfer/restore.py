@@ -212,7 +212,7 @@ def database_props(access, m) -> dict | None:
     if getattr(m, "database_props", None):
         return m.database_props
     try:
-        with access.admin_engine().connect() as c:
+        with access.admin() as c:
             return dbprops.capture(c, access.db.name)
     except Exception:  # noqa: BLE001 - no live database to ask: a plain copy
         return None
@@ -225,7 +225,7 @@ def restore_into(r: Route, m, dbname: str, maint=None, props: dict | None = None
     role can). Never touches any other database. On any failure ``dbname`` is dropped; the
     spool file (if any) is always removed. Returns timings."""
     access, target = r.access, r.target
-    maint = maint or access.admin_engine()
+    maint = maint or access.admin
     props = props if props is not None else database_props(access, m)
     t0 = time.monotonic()
     mode, jobs = restore_plan(r, m)
@@ -265,11 +265,7 @@ def _watched_restore(r: Route, argv, env, progress, dbname) -> tuple[int, str]:
 
 def inspect_copy(access, dbname: str) -> tuple[str | None, set[str]]:
     """(Alembic revision, public tables) of database ``dbname``."""
-    eng = access.engine(dbname)
-    try:
-        with eng.connect() as c:
-            rev = mig.current(c)
-            tables = set(public_tables(c))
-    finally:
-        eng.dispose()
+    with access.connect(dbname) as c:
+        rev = mig.current(c)
+        tables = set(public_tables(c))
     return rev, tables
