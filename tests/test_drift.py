@@ -245,7 +245,7 @@ def test_models_equal_the_head_reference(local_env):
     with run_context("local", "test", journaled=False) as ctx:
         expected, _ = reference(ctx.access, mig.head())
         name = f"{local_env.dbname}_models"
-        maint = ctx.access.admin_engine()
+        maint = ctx.access.admin
         with new_database(maint, name):
             eng = ctx.access.engine(name)
             try:

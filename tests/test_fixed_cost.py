@@ -35,11 +35,12 @@ def test_the_cli_and_status_do_not_import_boto3_pglast_or_alembic():
     # what a backup's steps load (the playbook's own step modules only)
     mods = _imported_by("from vetai_ops.config import load_playbook\nfrom vetai_ops.steps import check_playbook, get_step\n"
                         "check_playbook(load_playbook('backup')); get_step('backup')")
-    assert not mods & {"boto3", "pglast", "alembic"}, mods
-    # a rollback's steps: no pglast, no boto3 (Alembic comes with the post-check's history)
+    assert not mods & {"boto3", "pglast", "alembic", "sqlalchemy"}, mods
+    # a rollback's steps: no pglast, no boto3, and neither Alembic nor SQLAlchemy (the
+    # post-check's history is the cached lineage: see the in-process test below)
     mods = _imported_by("from vetai_ops.config import load_playbook\nfrom vetai_ops.steps import check_playbook\n"
                         "check_playbook(load_playbook('rollback'))")
-    assert not mods & {"boto3", "pglast"}, mods
+    assert not mods & {"boto3", "pglast", "alembic", "sqlalchemy"}, mods
 
 
 # what `invoke --list` and `invoke status` must not load (issue 13, point 6): the S3 client,
@@ -170,3 +171,49 @@ def test_a_backup_and_a_rollback_list_the_store_once(local_env, monkeypatch):
     assert out["restored_id"] == rep["backup_id"]
     assert calls == ["local/"], calls  # the confirm step's selection; the restore reads that backup by id
     assert local_env.psql("select to_regclass('gone') is null") == "t"
+
+
+# what a backup and a rollback must not import (issue: the fixed cost of a run): SQLAlchemy
+# (~0.3 s) and Alembic (its RevisionMap imports all of SQLAlchemy, its utils Mako); they run
+# on psycopg 3, and the post-check reads the history's cached lineage (database/reference.py)
+HEAVY = {"sqlalchemy", "alembic", "mako"}
+
+
+def test_a_backup_and_a_rollback_import_neither_sqlalchemy_nor_alembic(local_env):
+    local_env.run("deploy", yes=True)  # the history's lineage and the reference at head are cached now
+    before = {p.name for p in (local_env.backups / "local").glob("*.json")}
+    code = ("import contextlib, io, json, sys\nfrom invoke import Program\nfrom vetai_ops.cli import ns\n"
+            "def run(*argv):\n"
+            "    out = io.StringIO()\n"
+            "    code = 0\n"
+            "    with contextlib.redirect_stdout(out):\n"
+            "        try:\n"
+            "            Program(namespace=ns, name='invoke', binary='invoke').run(['invoke', *argv])\n"
+            "        except SystemExit as e:\n"
+            "            code = e.code or 0\n"
+            "    return code, out.getvalue()\n"
+            "backup = run('backup', '--env=local', '--json')\nbackup_mods = sorted(sys.modules)\n"
+            "import time; time.sleep(1.1)\n"  # backup ids are per second
+            "rollback = run('rollback', '--env=local', '--to=latest', '--yes', '--json')\n"
+            "print(json.dumps([backup, backup_mods, rollback, sorted(sys.modules)]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    (b_code, b_out), b_mods, (r_code, r_out), r_mods = json.loads(r.stdout.splitlines()[-1])
+    assert b_code == 0, (b_out, r.stderr)
+    assert r_code == 0, (r_out, r.stderr)
+
+    def heavy(mods):
+        return sorted(m for m in mods if m.split(".")[0] in HEAVY)
+
+    assert not heavy(b_mods), heavy(b_mods)
+    assert not heavy(r_mods), heavy(r_mods)
+    # both really ran in this interpreter: the backup's step, then the rollback's restore and post-check
+    assert {"vetai_ops.steps.backup", "vetai_ops.ops.runs"} <= set(b_mods)
+    assert {"vetai_ops.steps.restore", "vetai_ops.steps.checks", "vetai_ops.database.swap"} <= set(r_mods)
+    made = {p.name for p in (local_env.backups / "local").glob("*.json")} - before
+    assert len(made) == 1, made  # the backup's manifest
+    backup_id = made.pop().removesuffix(".json")
+    assert json.loads(b_out)["id"] == backup_id
+    rolled = json.loads(r_out)["report"]
+    assert rolled["outcome"] == "success" and rolled["restored_id"] == backup_id, rolled
+    assert local_env.psql("select count(*) from pg_database where datname like '%_before_%'") != "0"

@@ -636,27 +636,22 @@ def test_every_backup_holds_the_backup_lock_while_it_writes(local_env, monkeypat
     real = LocalStore.put_stream
 
     def observe(self, key, reader, **kw):  # the store is being written: who holds the lock now?
-        eng = local_env_engine(local_env)
-        try:
-            seen.append([r["application_name"] for r in running_backups(eng, local_env.dbname)])
-        finally:
-            eng.dispose()
+        seen.append([r["application_name"] for r in running_backups(local_env_admin(local_env), local_env.dbname)])
         return real(self, key, reader, **kw)
 
     monkeypatch.setattr(LocalStore, "put_stream", observe)
     local_env.run("backup")
     assert len(seen) == 1 and len(seen[0]) == 1 and seen[0][0].startswith("vetai-ops backup (backup) by ")
-    eng = local_env_engine(local_env)
-    try:
-        assert running_backups(eng, local_env.dbname) == []  # released with the backup
-    finally:
-        eng.dispose()
+    assert running_backups(local_env_admin(local_env), local_env.dbname) == []  # released with the backup
 
 
-def local_env_engine(le):
-    from sqlalchemy import create_engine, pool
+def local_env_admin(le):
+    """Opens an autocommit connection to the sandbox's maintenance database (what ``access.admin`` is)."""
+    import psycopg
 
-    return create_engine(le.cluster().url("postgres"), poolclass=pool.NullPool)
+    c = le.cluster()
+    return lambda: psycopg.connect(host=str(c.socket_dir), port=c.port, user=c.superuser, dbname="postgres",
+                                   autocommit=True)
 
 
 def _old_incomplete(le) -> Path:
@@ -672,17 +667,13 @@ def test_prune_deletes_nothing_while_a_backup_is_being_written(local_env):
 
     local_env.run("deploy", yes=True)
     dump = _old_incomplete(local_env)
-    eng = local_env_engine(local_env)
-    try:
-        with backup_in_progress(eng, local_env.dbname, "vetai-ops backup (backup) by someone@elsewhere"):
-            r = subprocess.run([sys.executable, "-m", "invoke", "backups.prune", "--env=local", "--keep-last=1",
-                                "--keep-days=0"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
-                               stdin=subprocess.DEVNULL, timeout=300)
-            assert r.returncode == 3, r.stderr
-            assert "backup" in r.stderr and "someone@elsewhere" in r.stderr and "deleted nothing" in r.stderr
-            assert dump.exists()
-    finally:
-        eng.dispose()
+    with backup_in_progress(local_env_admin(local_env), local_env.dbname, "vetai-ops backup (backup) by someone@elsewhere"):
+        r = subprocess.run([sys.executable, "-m", "invoke", "backups.prune", "--env=local", "--keep-last=1",
+                            "--keep-days=0"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=300)
+        assert r.returncode == 3, r.stderr
+        assert "backup" in r.stderr and "someone@elsewhere" in r.stderr and "deleted nothing" in r.stderr
+        assert dump.exists()
     r = subprocess.run([sys.executable, "-m", "invoke", "backups.prune", "--env=local", "--keep-last=1", "--keep-days=0"],
                        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, stdin=subprocess.DEVNULL,
                        timeout=300)

@@ -243,7 +243,7 @@ def test_second_rollback_to_the_same_backup_keeps_both_previous_databases(local_
 def test_retired_database_name_never_replaces_a_kept_one(local_env):
     """Two restores of one backup within the second the backup was taken: the swap-time name
     equals the backup's own; the third choice gets a counter instead of colliding (CI saw this)."""
-    from sqlalchemy import create_engine
+    import psycopg
 
     from vetai_ops.database import retired
 
@@ -251,14 +251,16 @@ def test_retired_database_name_never_replaces_a_kept_one(local_env):
     live = local_env.dbname
     for name in (f"{live}_before_20261125t170950z", f"{live}_before_20261125t170950z_2"):
         c.psql(f'CREATE DATABASE "{name}"')
-    maint = create_engine(c.url("postgres"), isolation_level="AUTOCOMMIT")
+
+    def maint():
+        return psycopg.connect(host=str(c.socket_dir), port=c.port, user=c.superuser, dbname="postgres", autocommit=True)
+
     try:
         got = retired.unused_name(maint, live, "20261125T170950Z", "20261125T170950Z")
         assert got == f"{live}_before_20261125t170950z_3"
         assert retired.unused_name(maint, live, "20200101T000000Z", "20261125T170950Z") == \
             f"{live}_before_20200101t000000z"
     finally:
-        maint.dispose()
         for name in (f"{live}_before_20261125t170950z", f"{live}_before_20261125t170950z_2"):
             c.psql(f'DROP DATABASE "{name}"')
 
