@@ -216,4 +216,6 @@ def test_a_backup_and_a_rollback_import_neither_sqlalchemy_nor_alembic(local_env
     assert json.loads(b_out)["id"] == backup_id
     rolled = json.loads(r_out)["report"]
     assert rolled["outcome"] == "success" and rolled["restored_id"] == backup_id, rolled
+    post = next(s for s in rolled["steps"] if s["step"] == "postcheck")
+    assert "schema matches the history at" in post["summary"], post  # the schema was really compared
     assert local_env.psql("select count(*) from pg_database where datname like '%_before_%'") != "0"
