@@ -84,9 +84,9 @@ def lineage() -> dict[str, str] | None:
 
 def known(rev: str) -> bool:
     """Is ``rev`` a revision of the history in use? (:func:`lineage`'s answer: no Alembic on
-    an unchanged history; the graph's when the history is broken.)"""
+    an unchanged history; the graph's for any other answer.)"""
     chains = lineage()
-    return rev in chains if chains is not None else mig.known(rev)
+    return (chains is not None and rev in chains) or mig.known(rev)
 
 
 def history_key(rev: str | None, major: int) -> str:
