@@ -122,8 +122,8 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
     seen = []
     real = restore_mod.materialise
 
-    def observe(route, m):
-        path, folder = real(route, m)
+    def observe(route, m, *a, **kw):
+        path, folder = real(route, m, *a, **kw)
         seen.append((path, stat.S_IMODE(os.stat(path).st_mode), stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode),
                      dead.exists()))
         return path, folder
