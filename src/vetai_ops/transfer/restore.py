@@ -164,6 +164,7 @@ def materialise(r: Route, m, decompress: bool = True) -> tuple[str, str | None]:
     bytes as they are, for the ``pipe`` mode). Returns (path, spool folder to remove
     afterwards, or None when ``path`` is the store's own file)."""
     target, store = r.target, r.store
+    _remove_dead_spools(r)  # whichever mode this restore takes: a dead run's spool is not left behind
     on_host = target.host_path(store.local_path(m.dump_key))
     if on_host and (m.compression in ("gzip", "none") or not decompress):  # the stored file, verified in place
         sha, n = hashlib.sha256(), 0
@@ -173,7 +174,6 @@ def materialise(r: Route, m, decompress: bool = True) -> tuple[str, str | None]:
                 n += len(b)
         _check(m, sha.hexdigest(), store, n)
         return on_host, None
-    _remove_dead_spools(r)
     free = target.free_bytes("/tmp")
     if free < m.size * (4 if m.compression == "zstd" and decompress else 1.1):
         raise OpsError(
