@@ -122,8 +122,8 @@ def test_restore_spool_is_private_and_removed_and_dead_runs_cleaned(local_env, m
     seen = []
     real = restore_mod.materialise
 
-    def observe(route, m):
-        path, folder = real(route, m)
+    def observe(route, m, *a, **kw):
+        path, folder = real(route, m, *a, **kw)
         seen.append((path, stat.S_IMODE(os.stat(path).st_mode), stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode),
                      dead.exists()))
         return path, folder
@@ -704,3 +704,25 @@ def test_prune_and_verify_refuse_while_another_run_holds_the_env_lock(local_env)
     verify_backup("local", bid)
     verify_backup("local", bid)
     assert len(json.loads(manifest.read_text())["verifications"]) == 2  # one after the other, both recorded
+
+
+def test_a_restore_without_a_spool_still_removes_dead_runs_spools(local_env):
+    """The default local restore (zstd, one job) reads the store's own file and writes no
+    spool: the spool folders a SIGKILLed run left are removed all the same, another
+    database's are left alone."""
+    local_env.run("deploy", yes=True)
+    bid = local_env.run("backup")["backup_id"]
+    dead = Path(f"/tmp/vetai-ops-spool-{local_env.dbname}.deadpipe00")
+    other = Path("/tmp/vetai-ops-spool-someotherdb.deadpipe00")
+    try:
+        for d in (dead, other):
+            d.mkdir(mode=0o700, exist_ok=True)
+            (d / "backup.dump").write_bytes(b"clinic data")
+        rep = local_env.run("rollback", to=bid, yes=True)
+        assert rep["outcome"] == "success"
+        assert not dead.exists() and other.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(other, ignore_errors=True)
+        shutil.rmtree(dead, ignore_errors=True)

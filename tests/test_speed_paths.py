@@ -1,5 +1,6 @@
 """Every fast path restores bit-identically (issue 6): each compression mode x each restore
-mode (spool + pg_restore -j1 / -jN, the store's own file), on the embedded local env. (The
+mode (spool + pg_restore -j1 / -jN, the store's own file, zstd -d | pg_restore of verified
+compressed bytes), on the embedded local env. (The
 streamed mode, pg_restore reading bytes not yet verified, was removed by issue 12.)
 
 dump -> rollback -> plain pg_dump of the restored live DB == plain pg_dump of the DB it
@@ -79,9 +80,10 @@ def modes(monkeypatch):
 
 CASES = [
     # (id, backup settings, expected compression, expected restore mode, patch)
-    ("zstd-host-spool-j1", "", "zstd", ("spool", 1), None),
-    ("zstd-operator-spool-j1", "compress_on: operator", "zstd", ("spool", 1), None),
-    ("zstd-level1", "zstd_level: 1", "zstd", ("spool", 1), None),
+    ("zstd-host-pipe-j1", "", "zstd", ("pipe", 1), None),
+    ("zstd-operator-pipe-j1", "compress_on: operator", "zstd", ("pipe", 1), None),
+    ("zstd-level1", "zstd_level: 1", "zstd", ("pipe", 1), None),
+    ("zstd-pipe-remote-store", "", "zstd", ("pipe", 1), "no_local_path"),  # compressed bytes spooled, then piped
     ("zstd-spool-j2", "restore_jobs: 2", "zstd", ("spool", 2), None),
     ("zstd-spool-j1-no-zstd-binary", "restore_jobs: 1", "zstd", ("spool", 1), "no_zstd"),
     ("zstd-spool-no-zstd-binary", "restore_jobs: 2", "zstd", ("spool", 2), "no_zstd"),
@@ -118,12 +120,18 @@ def test_every_mode_restores_bit_identically(local_env, modes, monkeypatch, case
     assert int(local_env.psql("select count(*) from blobs")) == 4300
 
 
-@pytest.mark.parametrize("compression", ["zstd", "none"])
-def test_spool_restore_of_a_corrupt_backup_never_creates_a_database(local_env, modes, monkeypatch, compression):
-    """The spool is verified before pg_restore starts: a flipped byte is reported as
-    corruption, no scratch database is created and the live DB is left exactly as it was,
-    even when pg_restore itself would have accepted the bytes (uncompressed archive)."""
-    monkeypatch.setattr(LocalStore, "local_path", lambda self, key: None)  # the store behaves like S3: spool
+@pytest.mark.parametrize("compression,store_file,mode", [
+    ("zstd", False, "pipe"),  # compressed bytes spooled, checked, only then zstd -d | pg_restore
+    ("zstd", True, "pipe"),  # the store's own file checked in place, only then zstd -d | pg_restore
+    ("none", False, "spool"),
+])
+def test_spool_restore_of_a_corrupt_backup_never_creates_a_database(local_env, modes, monkeypatch, compression,
+                                                                    store_file, mode):
+    """The spool (or the store's own file) is verified before pg_restore starts: a flipped
+    byte is reported as corruption, no scratch database is created and the live DB is left
+    exactly as it was, even when pg_restore itself would have accepted the bytes."""
+    if not store_file:
+        monkeypatch.setattr(LocalStore, "local_path", lambda self, key: None)  # the store behaves like S3: spool
     with_backup_settings(local_env, f"compression: {compression}, restore_jobs: 1")
     fill(local_env)
     bid = local_env.run("backup")["backup_id"]
@@ -135,6 +143,6 @@ def test_spool_restore_of_a_corrupt_backup_never_creates_a_database(local_env, m
     dump.write_bytes(bytes(data))
     with pytest.raises(ChecksumMismatch, match="corrupt"):
         local_env.run("rollback", to=bid, yes=True)
-    assert modes[-1] == ("spool", 1)
+    assert modes[-1] == (mode, 1)
     assert row_sums(local_env, local_env.dbname) == live
     assert local_env.psql(f"select count(*) from pg_database where datname like '{local_env.dbname}_restore_%'") == "0"

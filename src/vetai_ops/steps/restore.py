@@ -6,6 +6,8 @@
    :func:`vetai_ops.transfer.restore.restore_plan`; measured in bench/README.md):
    - ``file``: the store's own file when host and store are this machine and it is
      uncompressed: size and sha256 checked first, then ``pg_restore -j N`` on it;
+   - ``pipe``: a zstd backup restored by one job: its compressed bytes verified (in place,
+     or spooled as they are), then ``zstd -d -c file | pg_restore``;
    - ``spool`` (everything else): the stored object, read as the manifest pinned it (S3:
      If-Match its ETag, and its VersionId in a versioned bucket), spooled to the DB host's
      /tmp (free space checked), decompressed on the way while the size and sha256 are

@@ -19,7 +19,7 @@ from ..database import migrations as mig
 from ..database.activity import RestoreProgress
 from ..database.introspect import new_database, public_tables
 from ..errors import ChecksumMismatch, CommandFailed, OpsError
-from ..targets import has_command
+from ..targets import has_command, pipeline
 from ..targets.stall import StallWatch
 from .stream import CHUNK, Every, zstd_decoder
 
@@ -52,16 +52,26 @@ ONE_JOB_BELOW_BYTES = 64 << 20  # small dumps: worker start-up dominates
 
 
 def restore_plan(r: Route, m) -> tuple[str, int]:
-    """(mode, jobs): ``file`` (store file on this machine) or ``spool``."""
+    """(mode, jobs) of restoring ``m`` on the route's host:
+
+    - ``file``: the store's own uncompressed (gzip/none) file on this machine, verified in place;
+    - ``pipe``: a zstd backup restored by one job, on a host with ``zstd``: the stored
+      (compressed) bytes are verified (the store's own file in place, else spooled as they are,
+      a sixth of the decompressed size), then ``zstd -dc file | pg_restore`` decompresses them
+      on the way into pg_restore: no decompressed copy is written and read back (bench/README.md);
+    - ``spool``: everything else (``-j N`` needs a seekable archive): spooled decompressed.
+    """
     target, cfg = r.target, r.restore_jobs
     if target.host_path(r.store.local_path(m.dump_key)) and m.compression in ("gzip", "none"):
         return "file", cfg or max(1, min(8, target.cpu_count()))
     if cfg is not None:
-        return "spool", max(1, cfg)
-    cores = target.cpu_count()
-    if cores <= ONE_JOB_MAX_CORES or m.size < ONE_JOB_BELOW_BYTES:
-        return "spool", 1
-    return "spool", max(1, min(8, cores))
+        jobs = max(1, cfg)
+    else:
+        jobs = 1 if m.size < ONE_JOB_BELOW_BYTES else max(1, min(8, target.cpu_count()))
+        jobs = 1 if jobs <= ONE_JOB_MAX_CORES else jobs
+    if jobs == 1 and m.compression == "zstd" and has_command(target, "zstd"):
+        return "pipe", 1
+    return "spool", jobs
 
 
 def _decoder(target, m, host_decoder: list[str]) -> tuple[list[str] | None, object | None]:
@@ -149,12 +159,14 @@ def _spool_folder(r: Route) -> str:
     return folder
 
 
-def materialise(r: Route, m) -> tuple[str, str | None]:
-    """A verified, seekable custom-format archive on the DB host. Returns (path, spool folder
-    to remove afterwards, or None when ``path`` is the store's own file)."""
+def materialise(r: Route, m, decompress: bool = True) -> tuple[str, str | None]:
+    """A verified custom-format archive on the DB host (``decompress=False``: the stored
+    bytes as they are, for the ``pipe`` mode). Returns (path, spool folder to remove
+    afterwards, or None when ``path`` is the store's own file)."""
     target, store = r.target, r.store
+    _remove_dead_spools(r)  # whichever mode this restore takes: a dead run's spool is not left behind
     on_host = target.host_path(store.local_path(m.dump_key))
-    if on_host and m.compression in ("gzip", "none"):  # the stored file itself, verified in place
+    if on_host and (m.compression in ("gzip", "none") or not decompress):  # the stored file, verified in place
         sha, n = hashlib.sha256(), 0
         with store.open_read(m.dump_key) as f:
             for b in iter(lambda: f.read(CHUNK), b""):
@@ -162,16 +174,15 @@ def materialise(r: Route, m) -> tuple[str, str | None]:
                 n += len(b)
         _check(m, sha.hexdigest(), store, n)
         return on_host, None
-    _remove_dead_spools(r)
     free = target.free_bytes("/tmp")
-    if free < m.size * (4 if m.compression == "zstd" else 1.1):
+    if free < m.size * (4 if m.compression == "zstd" and decompress else 1.1):
         raise OpsError(
             f"not enough room on {target.name} to spool the backup: {free // 2**20} MiB free in /tmp",
             "free space on the DB host",
         )
     folder = _spool_folder(r)
     path = f"{folder}/backup.dump"
-    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"])
+    host_dec, dec = _decoder(target, m, ["zstd", "-d", "-q", "-c"]) if decompress else (None, None)
     # the shell creates the file (noclobber: never an existing one) 0600 under umask 077, in a
     # 0700 folder; `zstd -o` would replace it with a file of its own mode
     writer = ["sh", "-c", 'umask 077 && set -C && exec "$@" > "$0"', path, *(host_dec or ["cat"])]
@@ -229,13 +240,18 @@ def restore_into(r: Route, m, dbname: str, maint=None, props: dict | None = None
     props = props if props is not None else database_props(access, m)
     t0 = time.monotonic()
     mode, jobs = restore_plan(r, m)
-    path, spool = materialise(r, m)
+    path, spool = materialise(r, m, decompress=mode != "pipe")
     t_verified = time.monotonic()
     try:
         with new_database(maint, dbname, props):
             argv = [access.bin("pg_restore"), "--exit-on-error", "--no-password", f"--jobs={jobs}",
-                    *access.pg_args(dbname), path]
-            r.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
+                    *access.pg_args(dbname)]
+            if mode == "pipe":  # verified compressed bytes, decompressed on their way into pg_restore
+                argv = pipeline(["zstd", "-d", "-q", "-c", "--", path], argv)
+                r.emit("info", f"zstd -d | pg_restore into {dbname} on {target.name}")
+            else:
+                argv.append(path)
+                r.emit("info", f"pg_restore -j {jobs} into {dbname} on {target.name}")
             with access.pg_env() as penv:
                 rc, err = _watched_restore(r, argv, penv, RestoreProgress(maint, dbname), dbname)
             if rc != 0:
