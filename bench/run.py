@@ -468,7 +468,8 @@ class Bench:
             bid = keep[env_name]
             res = self.run_invoke(f"rollback-{env_name}", "rollback", f"--to={bid}", f"--env={env_name}", "--yes")
             err = (self.logs / f"rollback-{env_name}.stderr").read_text()
-            res.update(tool=True, mode="spool" if "pg_restore -j" in err else "?")
+            res.update(tool=True, mode="pipe (zstd -d | pg_restore)" if "zstd -d | pg_restore" in err
+                       else "spool or store file (pg_restore -j N)" if "pg_restore -j" in err else "?")
             add(label, res)
             self.drop_retired(db)
 

@@ -726,3 +726,29 @@ def test_a_restore_without_a_spool_still_removes_dead_runs_spools(local_env):
 
         shutil.rmtree(other, ignore_errors=True)
         shutil.rmtree(dead, ignore_errors=True)
+
+
+def test_a_dead_connections_ignored_rollback_prints_nothing_outside_the_run(local_env):
+    """A `with` block over a connection the server already ended (as a failed swap leaves one)
+    makes psycopg log "error ignored in rollback"; the tool's output must not carry it (Python's
+    last-resort handler would print it on stderr, outside the run's rendering)."""
+    import subprocess
+    import sys
+
+    c = local_env.cluster()
+    code = (
+        "import psycopg, sys\n"
+        "import vetai_ops.database.access\n"
+        f"kw = dict(host={str(c.socket_dir)!r}, port={c.port}, user='vetai', dbname='postgres', autocommit=True)\n"
+        "with psycopg.connect(**kw) as killer:\n"
+        "    try:\n"
+        "        with psycopg.connect(**{**kw, 'autocommit': False}) as victim:\n"
+        "            pid = victim.execute('select pg_backend_pid()').fetchone()[0]\n"
+        "            killer.execute('select pg_terminate_backend(%s, 5000)', [pid])\n"
+        "            raise RuntimeError('the run failed')\n"
+        "    except RuntimeError:\n"
+        "        print('failed as expected')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "failed as expected" in r.stdout, r.stderr
+    assert "error ignored" not in r.stderr and r.stderr.strip() == "", r.stderr

@@ -27,6 +27,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import logging
+
 import psycopg
 
 from .. import secrets
@@ -35,6 +37,11 @@ from ..errors import ConfigError, OpsError, short_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+# psycopg logs "error ignored in rollback on <connection>" (Python's last-resort handler prints it on
+# stderr, outside the run's rendering) when a `with` block leaves a connection that already died,
+# e.g. ended by a failed swap: the run reports the error that matters itself
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 # the tool's own sessions are never fenced: a connection option overrides the database-level
 # default a read_only write fence sets (database/fence.py)
