@@ -179,9 +179,9 @@ def test_a_backup_and_a_rollback_list_the_store_once(local_env, monkeypatch):
 HEAVY = {"sqlalchemy", "alembic", "mako"}
 
 
-def test_a_backup_and_a_rollback_import_neither_sqlalchemy_nor_alembic(local_env):
-    local_env.run("deploy", yes=True)  # the history's lineage and the reference at head are cached now
-    before = {p.name for p in (local_env.backups / "local").glob("*.json")}
+def _backup_then_rollback_in_one_interpreter(env: str):
+    """``backup`` then ``rollback --to=latest`` of ``env`` through invoke's Program in one fresh
+    interpreter: their exit codes, outputs and the modules loaded after each."""
     code = ("import contextlib, io, json, sys\nfrom invoke import Program\nfrom vetai_ops.cli import ns\n"
             "def run(*argv):\n"
             "    out = io.StringIO()\n"
@@ -192,9 +192,9 @@ def test_a_backup_and_a_rollback_import_neither_sqlalchemy_nor_alembic(local_env
             "        except SystemExit as e:\n"
             "            code = e.code or 0\n"
             "    return code, out.getvalue()\n"
-            "backup = run('backup', '--env=local', '--json')\nbackup_mods = sorted(sys.modules)\n"
+            f"backup = run('backup', '--env={env}', '--json')\nbackup_mods = sorted(sys.modules)\n"
             "import time; time.sleep(1.1)\n"  # backup ids are per second
-            "rollback = run('rollback', '--env=local', '--to=latest', '--yes', '--json')\n"
+            f"rollback = run('rollback', '--env={env}', '--to=latest', '--yes', '--json')\n"
             "print(json.dumps([backup, backup_mods, rollback, sorted(sys.modules)]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -210,12 +210,26 @@ def test_a_backup_and_a_rollback_import_neither_sqlalchemy_nor_alembic(local_env
     # both really ran in this interpreter: the backup's step, then the rollback's restore and post-check
     assert {"vetai_ops.steps.backup", "vetai_ops.ops.runs"} <= set(b_mods)
     assert {"vetai_ops.steps.restore", "vetai_ops.steps.checks", "vetai_ops.database.swap"} <= set(r_mods)
-    made = {p.name for p in (local_env.backups / "local").glob("*.json")} - before
-    assert len(made) == 1, made  # the backup's manifest
-    backup_id = made.pop().removesuffix(".json")
-    assert json.loads(b_out)["id"] == backup_id
     rolled = json.loads(r_out)["report"]
-    assert rolled["outcome"] == "success" and rolled["restored_id"] == backup_id, rolled
+    assert rolled["outcome"] == "success" and rolled["restored_id"] == json.loads(b_out)["id"], rolled
     post = next(s for s in rolled["steps"] if s["step"] == "postcheck")
     assert "schema matches the history at" in post["summary"], post  # the schema was really compared
+    return json.loads(b_out)["id"], b_mods, r_mods
+
+
+def test_a_backup_and_a_rollback_import_neither_sqlalchemy_nor_alembic(local_env):
+    local_env.run("deploy", yes=True)  # the history's lineage and the reference at head are cached now
+    before = {p.name for p in (local_env.backups / "local").glob("*.json")}
+    backup_id, _, _ = _backup_then_rollback_in_one_interpreter("local")
+    made = {p.name for p in (local_env.backups / "local").glob("*.json")} - before
+    assert made == {f"{backup_id}.json"}, made  # the backup's manifest
     assert local_env.psql("select count(*) from pg_database where datname like '%_before_%'") != "0"
+
+
+def test_over_ssh_and_s3_a_backup_and_a_rollback_import_neither_sqlalchemy_nor_alembic(remote_env):
+    """The same over an SSH DB host (tunnelled connections), S3 storage and the non-superuser
+    deploy role's production bed: only the targets and the store differ."""
+    r = remote_env.cli("deploy", "--env=prod", "--yes")  # the lineage and the reference at head are cached now
+    assert r.returncode == 0, r.stderr
+    _, b_mods, r_mods = _backup_then_rollback_in_one_interpreter("prod")
+    assert {"vetai_ops.targets.ssh.target", "vetai_ops.store.s3"} <= set(b_mods) & set(r_mods)
