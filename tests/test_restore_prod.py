@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -151,6 +152,10 @@ def test_rollback_while_the_app_is_connected(remote_env, app_sessions):
     _wait(lambda: writer["ok"] > 0, "the app's first write")
     r = env.cli("rollback", f"--to={bid}", "--env=prod", "--yes")
     assert r.returncode == 0, r.stderr
+    # the one-job restore of a zstd backup on this production: its compressed bytes spooled to the
+    # DB host over SSH, verified, then piped through zstd -d into pg_restore; the spool removed
+    assert "zstd -d | pg_restore into" in " ".join(r.stderr.split()), r.stderr
+    assert not list(Path("/tmp").glob(f"vetai-ops-spool-{env.dbname}.*"))
     assert app_sessions.alive() == [False]  # ended at the swap
     with psycopg.connect(**env.pg.app_conninfo(env.dbname)) as c:  # and back in, to the restored copy
         assert str(c.execute("SELECT count(*) FROM pets").fetchone()[0]) == pets

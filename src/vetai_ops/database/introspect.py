@@ -2,7 +2,11 @@
 database create/drop, so steps, checks and operator verbs ask the same questions the same way.
 
 Quoting is psycopg's ``sql.Identifier``; table and column lists are read from the catalog
-(the app's tables: ``relkind`` r and p, as SQLAlchemy's inspector lists them). Connections are
+(the app's tables: ``relkind`` r and p, partitions included, as SQLAlchemy's inspector listed
+them: a manifest's tables (``estimated_rows``) count partitions, and a restored copy is
+checked against them; ``catalog.py``'s snapshot query leaves partitions out on purpose, since
+drift is judged on their parents. Both are one query each, not SQLAlchemy's inspector, so a
+restore needs no SQLAlchemy import). Connections are
 psycopg's (a SQLAlchemy one works too: its driver connection is used); ``maint`` opens an
 autocommit connection to the maintenance database (``access.admin``)."""
 
